@@ -1,0 +1,126 @@
+"""The one exception tree of the dialer.
+
+    DialerError
+    ├── InputError                 bad user input: exit code 2
+    │   ├── ConfigError            the daemon's config.toml
+    │   └── CampaignError          a campaign TOML / CSV; carries every Problem found
+    ├── ProviderError              talking to VoiceDock (raised only by dialer.voicedock)
+    │   ├── RateLimited            429; .retry_after seconds
+    │   ├── AccountError           our own account blocks calls: pause, never fail a contact
+    │   │   ├── Unauthorized       401 / 403
+    │   │   └── InsufficientCredits 402
+    │   ├── NotFound               404
+    │   ├── InvalidRequest         400 / 409 / 422; .message from the body
+    │   ├── ServerError            5xx on a request that is safe to repeat
+    │   ├── TransportFailure       no answer at all on a request that is safe to repeat
+    │   └── AmbiguousCreate        a POST /calls/outbound that may or may not have placed a call
+    └── StoreError                 the database
+        └── SchemaMismatch         the schema is older or newer than this code
+
+Third-party exceptions (httpx, sqlalchemy, pydantic, tomllib) are translated at the edge
+with ``raise Ours(...) from exc``; code above the edges never catches them.
+Messages never contain the API key: the client never formats request headers into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DialerError(Exception):
+    """Base of every error the dialer raises on purpose."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """One thing wrong with an input file, located as precisely as we can."""
+
+    file: Path | str
+    field: str
+    message: str
+    line: int | None = None
+    accepted: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else f"{self.file}"
+        text = f"{where}: {self.field}: {self.message}"
+        if self.accepted:
+            text += f" (accepted: {self.accepted})"
+        return text
+
+
+class InputError(DialerError):
+    """Bad user input; the CLI exits with code 2 and nothing is written."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        if not problems:
+            raise ValueError("InputError needs at least one problem")
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ConfigError(InputError):
+    """The daemon's configuration file is wrong."""
+
+
+class CampaignError(InputError):
+    """A campaign definition (TOML or its contacts CSV) is wrong."""
+
+
+class ProviderError(DialerError):
+    """A VoiceDock request did not succeed."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class RateLimited(ProviderError):
+    """429: nothing was processed; safe to repeat after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, status_code: int = 429) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class AccountError(ProviderError):
+    """Our own account cannot place calls. Dispatch pauses; no contact is blamed."""
+
+
+class Unauthorized(AccountError):
+    """401/403: the API key is missing, invalid, expired, revoked or lacks access."""
+
+
+class InsufficientCredits(AccountError):
+    """402: the credit balance is zero."""
+
+
+class NotFound(ProviderError):
+    """404: the call, assistant or number does not exist."""
+
+
+class InvalidRequest(ProviderError):
+    """400/409/422: VoiceDock refused the request as malformed; repeating will not help."""
+
+
+class ServerError(ProviderError):
+    """5xx on a request that is safe to repeat (retries were exhausted)."""
+
+
+class TransportFailure(ProviderError):
+    """No HTTP answer (connect error, timeout) on a request that is safe to repeat."""
+
+
+class AmbiguousCreate(ProviderError):
+    """The create request may have placed a call: timeout after sending, 5xx, dropped
+    connection. Never re-send; reconcile against ``GET /calls`` first."""
+
+
+class StoreError(DialerError):
+    """The database failed or refused an operation."""
+
+
+class SchemaMismatch(StoreError):
+    """The database schema revision is not the one this code expects."""
