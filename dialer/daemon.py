@@ -1,0 +1,197 @@
+"""Wiring: config -> store, request budget, client, engine, schedules and signals.
+
+The one place that owns the lifecycle of a running daemon, used by `dialer run`, `dialer demo`
+and the end-to-end tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import structlog
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from dialer.campaign import Campaign
+from dialer.config import Config
+from dialer.engine import Clock, Engine, EngineSettings, utc_now
+from dialer.policy.polling import PollPlan
+from dialer.ratelimit import RequestBudget
+from dialer.store import Store
+from dialer.voicedock import VoiceDockClient
+
+log = structlog.get_logger("dialer.daemon")
+
+
+def worker_id() -> str:
+    """A name for this process that other daemons and the audit log can tell apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def engine_settings(
+    config: Config, *, poll: PollPlan | None = None, **overrides: object
+) -> EngineSettings:
+    """Map the config file onto the engine's knobs."""
+    d = config.dialer
+    values: dict[str, object] = dict(
+        worker_id=worker_id(),
+        max_concurrent_calls=d.max_concurrent_calls,
+        poll=poll
+        or PollPlan(ringing=d.poll_interval, minimum=min(d.poll_interval, PollPlan().minimum)),
+        stuck_after=d.stuck_after,
+        create_timeout=config.voicedock.create_timeout,
+        reconcile_margin=d.reconcile_margin,
+        reconcile_settle=d.reconcile_settle,
+        outcome_rules=config.outcome_rules(),
+        suppressed=config.suppressed_numbers(),
+        frequency_cap=config.frequency_cap(),
+    )
+    values.update(overrides)
+    return EngineSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Daemon:
+    config: Config
+    store: Store
+    client: VoiceDockClient
+    engine: Engine
+    scheduler: AsyncIOScheduler
+
+
+@asynccontextmanager
+async def open_daemon(
+    config: Config,
+    campaigns: Sequence[Campaign],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = utc_now,
+    settings: EngineSettings | None = None,
+    api_key: str | None = None,
+) -> AsyncIterator[Daemon]:
+    """Open the store, the client and the engine; import campaigns; start the schedules."""
+    store = Store(config.database_url)
+    try:
+        store.create_schema()
+        budget = RequestBudget(
+            config.voicedock.requests_per_minute, margin=config.voicedock.budget_margin
+        )
+        async with VoiceDockClient(
+            base_url=config.voicedock.base_url,
+            api_key=api_key if api_key is not None else config.api_key(),
+            budget=budget,
+            transport=transport,
+            connect_timeout_s=config.voicedock.connect_timeout.total_seconds(),
+            read_timeout_s=config.voicedock.read_timeout.total_seconds(),
+            create_timeout_s=config.voicedock.create_timeout.total_seconds(),
+        ) as client:
+            engine = Engine(
+                store=store,
+                client=client,
+                campaigns=campaigns,
+                settings=settings or engine_settings(config),
+                clock=clock,
+            )
+            engine.sync_campaigns()
+            scheduler = _schedule(engine, store, campaigns)
+            engine.upcoming_fire = lambda: _earliest_fire(scheduler)
+            scheduler.start()
+            try:
+                yield Daemon(
+                    config=config, store=store, client=client, engine=engine, scheduler=scheduler
+                )
+            finally:
+                scheduler.shutdown(wait=False)
+    finally:
+        store.close()
+
+
+def _earliest_fire(scheduler: AsyncIOScheduler) -> datetime | None:
+    times = [job.next_run_time for job in scheduler.get_jobs() if job.next_run_time is not None]
+    return min(times) if times else None
+
+
+def _trigger(campaign: Campaign, store: Store) -> BaseTrigger:
+    if campaign.start_at is not None or campaign.cron is not None:
+        return campaign.trigger()
+    # "Start when the daemon first sees it" must mean ONE run, not one per restart: the fire
+    # time is the moment the campaign was first imported, which the store remembers.
+    row = store.campaign(campaign.name)
+    assert row is not None, "campaigns are synced before they are scheduled"
+    return DateTrigger(run_date=row.created_at)
+
+
+def _schedule(engine: Engine, store: Store, campaigns: Sequence[Campaign]) -> AsyncIOScheduler:
+    """APScheduler only fires; the run it creates is keyed on (campaign, scheduled fire time)."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def on_submitted(event: JobSubmissionEvent) -> None:
+        for fire_time in event.scheduled_run_times:
+            engine.fire(event.job_id, fire_time)
+
+    scheduler.add_listener(on_submitted, EVENT_JOB_SUBMITTED)
+    for campaign in campaigns:
+        scheduler.add_job(
+            _noop,
+            trigger=_trigger(campaign, store),
+            id=campaign.name,
+            name=campaign.name,
+            # However late the daemon starts, a one-off start fires; missed cron fires coalesce
+            # into one, and the run key makes a re-fire after a restart a no-op.
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
+    return scheduler
+
+
+def _noop() -> None:
+    """The job body: all work happens in the submission listener, which knows the fire time."""
+
+
+def next_fire_times(scheduler: AsyncIOScheduler) -> dict[str, datetime | None]:
+    return {job.id: job.next_run_time for job in scheduler.get_jobs()}
+
+
+async def run_until_stopped(
+    daemon: Daemon,
+    *,
+    until_idle: bool,
+    on_tick: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the engine; SIGTERM and SIGINT stop creating, persist and return within seconds."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, _stopper(stop, sig))
+            installed.append(sig)
+    try:
+        # Give APScheduler's first due fires a turn before deciding anything is idle.
+        await asyncio.sleep(0)
+        await daemon.engine.run(stop, until_idle=until_idle, on_tick=on_tick)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:
+    def handler() -> None:
+        log.info("dialer.daemon.stopping", signal=sig.name)
+        stop.set()
+
+    return handler

@@ -1,0 +1,743 @@
+"""The engine: the daemon's loops, the only place where policy, store and API client meet.
+
+    APScheduler fire ──► Store.create_run (once per campaign and fire time)
+                                │  planned attempts
+                                ▼
+    Dispatcher ── policy check (DNC, deadline, zone, window, cap) ──► defer / skip / expire
+        │ allowed
+        ├─► Store.begin_dialing      (committed BEFORE the POST)
+        ├─► POST /calls/outbound     (through the one request budget)
+        └─► in_flight | failed | planned (nothing placed) | dialing (ambiguous: reconcile)
+    Follower ── GET /calls/{id} when due ──► record poll / outcome / unknown ──► retry plan
+    Reconciler ── GET /calls?start_date=… ──► adopt the call, or release after a settle delay
+
+Every decision takes ``now`` from the injected clock; the loops only decide *when* to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiolimiter import AsyncLimiter
+
+from dialer.attempts import AttemptState
+from dialer.campaign import Campaign, Contact
+from dialer.errors import (
+    AccountError,
+    AmbiguousCreate,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TransportFailure,
+)
+from dialer.policy.caps import FrequencyCap, cap_next_allowed
+from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule, classify
+from dialer.policy.polling import PollPlan, next_poll_at
+from dialer.policy.reminders import ContactTiming, timing_bounds
+from dialer.policy.retries import decide_retry, next_attempt_at
+from dialer.policy.timezones import resolve_zone
+from dialer.store import AttemptView, CallResult, ContactRecord, Store
+from dialer.voicedock import Call, VoiceDockClient
+
+log = structlog.get_logger("dialer.engine")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSettings:
+    """Knobs of the loops; the config file maps onto these (see dialer.config)."""
+
+    worker_id: str = "dialer"
+    max_concurrent_calls: int = 10
+    poll: PollPlan = field(default_factory=PollPlan)
+    stuck_after: timedelta = timedelta(minutes=30)
+    #: how long an `unknown` call is still looked at for a late result
+    late_result_horizon: timedelta = timedelta(hours=24)
+    #: a dialing row older than this has no POST of ours still waiting for an answer
+    create_timeout: timedelta = timedelta(seconds=30)
+    reconcile_margin: timedelta = timedelta(minutes=2)
+    reconcile_settle: timedelta = timedelta(seconds=30)
+    reconcile_interval: timedelta = timedelta(seconds=15)
+    #: fields of a listed call object that may hold the number we dialled (UNCONFIRMED upstream)
+    destination_fields: tuple[str, ...] = ("caller_phone", "customer.number", "destination")
+    account_recheck: timedelta = timedelta(minutes=1)
+    outcome_rules: tuple[OutcomeRule, ...] = DEFAULT_OUTCOME_RULES
+    suppressed: frozenset[str] = frozenset()
+    frequency_cap: FrequencyCap | None = None
+    tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
+    idle_horizon: timedelta = timedelta(minutes=5)
+    seed: int | None = None
+
+
+class Engine:
+    """One daemon's worth of loops over one store and one VoiceDock client."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: VoiceDockClient,
+        campaigns: Sequence[Campaign],
+        settings: EngineSettings | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self.campaigns: dict[str, Campaign] = {c.name: c for c in campaigns}
+        self._campaign_ids: dict[str, int] = {}
+        self._rng = random.Random(self.settings.seed)
+        self._pacers: dict[str, AsyncLimiter] = {}
+        self._dialing_now: set[int] = set()
+        self._dial_tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._account_hold_until: datetime | None = None
+        self._account_problem: str | None = None
+        self._campaign_hold: dict[str, datetime] = {}
+        self._last_reconcile: datetime | None = None
+        #: the earliest pending schedule fire, supplied by whoever runs the schedules
+        self.upcoming_fire: Callable[[], datetime | None] = lambda: None
+        self.stats: dict[str, int] = {
+            "created": 0,
+            "ended": 0,
+            "ambiguous": 0,
+            "adopted": 0,
+            "released": 0,
+            "unknown": 0,
+            "deferred": 0,
+            "skipped": 0,
+        }
+
+    # ------------------------------------------------------------------ setup
+    def sync_campaigns(self) -> None:
+        """Import every campaign definition (atomically each) and remember its id."""
+        now = self.clock()
+        for campaign in self.campaigns.values():
+            self._campaign_ids[campaign.name] = self.store.sync_campaign(
+                name=campaign.name,
+                source=str(campaign.source),
+                definition_hash=campaign.definition_hash,
+                api_key_name=campaign.api_key_name,
+                contacts=(_record(c) for c in campaign.contacts),
+                now=now,
+            )
+
+    def fire(self, campaign_name: str, fire_time: datetime) -> int | None:
+        """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher."""
+        campaign_id = self._campaign_ids[campaign_name]
+        run_id = self.store.create_run(campaign_id, fire_time=fire_time, now=self.clock())
+        log.info(
+            "dialer.run.fired",
+            campaign=campaign_name,
+            fire_time=fire_time.isoformat(),
+            run_id=run_id,
+            created=run_id is not None,
+        )
+        self._wake.set()
+        return run_id
+
+    # ------------------------------------------------------------------ dispatch
+    async def dispatch_once(self) -> int:
+        """Start every dial that is due and fits the caps; returns how many POSTs were started."""
+        now = self.clock()
+        if self._account_hold_until is not None and now < self._account_hold_until:
+            return 0
+        live = self.store.live_counts()
+        capacity = self.settings.max_concurrent_calls - sum(live.values())
+        if capacity <= 0:
+            return 0
+        started = 0
+        live_by_name = {name: live.get(cid, 0) for name, cid in self._campaign_ids.items()}
+        # Over-fetch: some due attempts are deferred or skipped rather than dialled.
+        for attempt in self.store.due_attempts(now=now, limit=capacity * 4 + 20):
+            if started >= capacity:
+                break
+            campaign = self.campaigns.get(attempt.campaign_name)
+            if campaign is None:
+                continue  # its file is gone from the config: leave it planned, untouched
+            hold = self._campaign_hold.get(campaign.name)
+            if hold is not None and now < hold:
+                continue
+            if (
+                campaign.max_concurrent_calls is not None
+                and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
+            ):
+                continue
+            verdict = self._check_policy(campaign, attempt, now)
+            if verdict is not None:
+                continue
+            pacer = self._pacer(campaign)
+            if pacer is not None and not pacer.has_capacity():
+                continue
+            body = campaign.call_body(
+                _contact(attempt, campaign),
+                metadata={
+                    "dialer_attempt_id": attempt.id,
+                    "dialer_campaign": campaign.name,
+                    "dialer_run_id": attempt.run_id,
+                },
+            )
+            if not self.store.begin_dialing(
+                attempt.id,
+                owner=self.settings.worker_id,
+                body=body,
+                now=now,
+                evidence=self._evidence(campaign, attempt, now),
+            ):
+                continue  # another worker claimed it between our read and our write
+            if pacer is not None:
+                await pacer.acquire()
+            live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
+            self._dialing_now.add(attempt.id)
+            task = asyncio.create_task(self._dial(attempt, body), name=f"dial-{attempt.id}")
+            self._dial_tasks.add(task)
+            task.add_done_callback(self._dial_tasks.discard)
+            started += 1
+        return started
+
+    def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:
+        if campaign.calls_per_minute is None:
+            return None
+        pacer = self._pacers.get(campaign.name)
+        if pacer is None:
+            pacer = self._pacers[campaign.name] = AsyncLimiter(campaign.calls_per_minute, 60)
+        return pacer
+
+    def _zone(self, campaign: Campaign, attempt: AttemptView) -> ZoneInfo | None:
+        return resolve_zone(
+            attempt.phone,
+            explicit=attempt.contact.timezone,
+            campaign_zone=campaign.timezone,
+            unknown_policy=campaign.unknown_timezone,
+        ).zone
+
+    def _evidence(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> dict[str, Any]:
+        zone = self._zone(campaign, attempt)
+        return {
+            "rule": "window",
+            "zone": str(zone),
+            "attempt_no": attempt.attempt_no,
+            "local_time": now.astimezone(zone).isoformat() if zone else None,
+        }
+
+    def _check_policy(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
+        """Apply every rule that may stop a dial now. Returns the reason it was stopped, or None.
+
+        Order matters: permanent reasons (DNC, deadline, unknown zone) close the attempt before
+        temporary ones (window, cap) defer it.
+        """
+        phone = attempt.phone
+        if phone in self.settings.suppressed or phone in campaign.suppressed:
+            return self._close(attempt, AttemptState.SKIPPED, "dnc", now)
+        contact = attempt.contact
+        not_before, deadline = timing_bounds(
+            ContactTiming(
+                call_at=contact.call_at,
+                appointment_at=contact.appointment_at,
+                deadline=contact.deadline,
+            ),
+            call_before=campaign.call_before,
+            expires_at=campaign.expires_at,
+        )
+        if deadline is not None and now >= deadline:
+            return self._close(attempt, AttemptState.EXPIRED, "deadline", now)
+        resolution = resolve_zone(
+            phone,
+            explicit=contact.timezone,
+            campaign_zone=campaign.timezone,
+            unknown_policy=campaign.unknown_timezone,
+        )
+        if resolution.zone is None:
+            return self._close(
+                attempt, AttemptState.SKIPPED, resolution.reason or "unknown_timezone", now
+            )
+        start = max(now, not_before) if not_before is not None else now
+        if not campaign.window.allows(start, resolution.zone):
+            opens = campaign.window.next_allowed(start, resolution.zone, deadline=deadline)
+            if opens is None:
+                return self._close(
+                    attempt,
+                    AttemptState.EXPIRED,
+                    "deadline",
+                    now,
+                    detail="no window before deadline",
+                )
+            start = opens
+        if self.settings.frequency_cap is not None:
+            cap = self.settings.frequency_cap
+            allowed = cap_next_allowed(
+                cap, self.store.calls_since(phone, start - cap.period), start
+            )
+            if allowed > start:
+                opens = campaign.window.next_allowed(allowed, resolution.zone, deadline=deadline)
+                if opens is None:
+                    return self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
+                return self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
+        if start > now:
+            reason = "not_before" if not_before is not None and start == not_before else "window"
+            return self._defer(
+                attempt,
+                start,
+                reason,
+                now,
+                zone=str(resolution.zone),
+                local_time=start.astimezone(resolution.zone).isoformat(),
+            )
+        return None
+
+    def _close(
+        self, attempt: AttemptView, state: AttemptState, reason: str, now: datetime, **detail: Any
+    ) -> str:
+        self.store.close_unplaced(attempt.id, state=state, reason=reason, now=now, **detail)
+        self.stats["skipped"] += 1
+        log.info("dialer.attempt.closed", attempt_id=attempt.id, state=state.value, reason=reason)
+        return reason
+
+    def _defer(
+        self, attempt: AttemptView, until: datetime, reason: str, now: datetime, **detail: Any
+    ) -> str:
+        self.store.defer(attempt.id, due_at=until, reason=reason, now=now, **detail)
+        self.stats["deferred"] += 1
+        log.info(
+            "dialer.attempt.deferred", attempt_id=attempt.id, reason=reason, until=until.isoformat()
+        )
+        return reason
+
+    async def _dial(self, attempt: AttemptView, body: Mapping[str, Any]) -> None:
+        try:
+            try:
+                created = await self.client.create_call(body)
+            except AmbiguousCreate as exc:
+                self.store.note_ambiguous(attempt.id, error=str(exc), now=self.clock())
+                self.stats["ambiguous"] += 1
+                log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+                return
+            except RateLimited as exc:
+                self._release(attempt, "rate_limited", delay=timedelta(seconds=exc.retry_after))
+                return
+            except TransportFailure:
+                self._release(attempt, "unreachable", delay=self.settings.account_recheck / 4)
+                return
+            except AccountError as exc:
+                self._hold_account(exc)
+                self._release(
+                    attempt, f"account:{type(exc).__name__}", delay=self.settings.account_recheck
+                )
+                return
+            except NotFound as exc:
+                # The assistant or number the campaign names is unknown: the campaign's fault, not
+                # the contact's. Hold the campaign and say so; the contact keeps its turn.
+                self._campaign_hold[attempt.campaign_name] = (
+                    self.clock() + self.settings.account_recheck
+                )
+                log.error("dialer.campaign.held", campaign=attempt.campaign_name, error=str(exc))
+                self._release(attempt, "campaign_config", delay=self.settings.account_recheck)
+                return
+            except InvalidRequest as exc:
+                self.store.mark_create_failed(attempt.id, error=str(exc), now=self.clock())
+                log.warning("dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc))
+                self._after_final(attempt)
+                return
+            now = self.clock()
+            self._account_clear()
+            self.store.mark_in_flight(
+                attempt.id,
+                call_id=created.call_id,
+                now=now,
+                next_poll_at=next_poll_at(self.settings.poll, status=None, now=now, dialed_at=now),
+            )
+            self.stats["created"] += 1
+            log.info(
+                "dialer.call.created",
+                attempt_id=attempt.id,
+                call_id=created.call_id,
+                campaign=attempt.campaign_name,
+            )
+        finally:
+            self._dialing_now.discard(attempt.id)
+            self._wake.set()
+
+    def _release(self, attempt: AttemptView, reason: str, *, delay: timedelta) -> None:
+        now = self.clock()
+        self.store.release_unplaced(attempt.id, due_at=now + delay, reason=reason, now=now)
+        self.stats["released"] += 1
+
+    def _hold_account(self, exc: AccountError) -> None:
+        now = self.clock()
+        if self._account_problem is None:
+            log.error(
+                "dialer.account.blocked",
+                error=str(exc),
+                kind=type(exc).__name__,
+                recheck_in_s=self.settings.account_recheck.total_seconds(),
+            )
+        self._account_problem = f"{type(exc).__name__}: {exc}"
+        self._account_hold_until = now + self.settings.account_recheck
+
+    def _account_clear(self) -> None:
+        if self._account_problem is not None:
+            log.info("dialer.account.cleared", was=self._account_problem)
+        self._account_problem = None
+        self._account_hold_until = None
+
+    @property
+    def account_problem(self) -> str | None:
+        return self._account_problem
+
+    # ------------------------------------------------------------------ follow
+    async def follow_once(self, *, limit: int = 200) -> int:
+        """Look at every call whose next poll is due; returns how many were looked at."""
+        due = self.store.polls_due(now=self.clock(), limit=limit)
+        if not due:
+            return 0
+        await asyncio.gather(*(self._follow(attempt) for attempt in due))
+        return len(due)
+
+    async def _follow(self, attempt: AttemptView) -> None:
+        assert attempt.call_id is not None
+        try:
+            call = await self.client.get_call(attempt.call_id)
+        except NotFound:
+            self._observe_missing(attempt)
+            return
+        except AccountError as exc:
+            self._hold_account(exc)
+            self._push_poll(attempt, self.settings.account_recheck)
+            return
+        except ProviderError as exc:
+            log.warning("dialer.poll.failed", attempt_id=attempt.id, error=str(exc))
+            self._push_poll(attempt, self.settings.poll.ringing)
+            return
+        self.observe_call(attempt, call)
+
+    def observe_call(self, attempt: AttemptView, call: Call) -> None:
+        """Record what a poll, a list page or a webhook showed about a followed call."""
+        now = self.clock()
+        if call.terminal:
+            outcome = classify(call.raw, self.settings.outcome_rules)
+            recorded = self.store.record_outcome(attempt.id, result=_result(call, outcome), now=now)
+            if recorded:
+                self.stats["ended"] += 1
+                log.info(
+                    "dialer.call.ended",
+                    attempt_id=attempt.id,
+                    call_id=call.id,
+                    outcome=outcome.value,
+                    late=attempt.state is AttemptState.UNKNOWN,
+                )
+                if attempt.state is AttemptState.IN_FLIGHT:
+                    self._plan_retry(attempt, outcome, call.ended_at or now)
+                self._after_final(attempt)
+            return
+        dialed = attempt.dialing_at or now
+        if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= self.settings.stuck_after:
+            self.store.mark_unknown(
+                attempt.id,
+                now=now,
+                next_poll_at=now + self.settings.poll.late,
+                reason=f"still {call.status} after {self.settings.stuck_after}",
+            )
+            self.stats["unknown"] += 1
+            log.warning(
+                "dialer.call.stuck", attempt_id=attempt.id, call_id=call.id, status=call.status
+            )
+            self._after_final(attempt)
+            return
+        if attempt.state is AttemptState.UNKNOWN:
+            late = now - dialed < self.settings.late_result_horizon
+            nxt = now + self.settings.poll.late if late else None
+        else:
+            nxt = next_poll_at(
+                self.settings.poll,
+                status=call.status,
+                now=now,
+                dialed_at=dialed,
+                answered_at=call.started_at,
+            )
+        self.store.record_poll(
+            attempt.id,
+            call_status=call.status,
+            raw=call.raw,
+            now=now,
+            next_poll_at=nxt or now + self.settings.late_result_horizon,
+        )
+
+    def _observe_missing(self, attempt: AttemptView) -> None:
+        now = self.clock()
+        dialed = attempt.dialing_at or now
+        if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= self.settings.stuck_after:
+            self.store.mark_unknown(
+                attempt.id,
+                now=now,
+                next_poll_at=now + self.settings.poll.late,
+                reason="call id not found",
+            )
+            self.stats["unknown"] += 1
+            self._after_final(attempt)
+        else:
+            self._push_poll(attempt, self.settings.poll.ringing)
+
+    def _push_poll(self, attempt: AttemptView, delay: timedelta) -> None:
+        now = self.clock()
+        self.store.reschedule_poll(attempt.id, next_poll_at=now + delay, now=now)
+
+    def _plan_retry(self, attempt: AttemptView, outcome: Outcome, ended_at: datetime) -> None:
+        campaign = self.campaigns.get(attempt.campaign_name)
+        if campaign is None:
+            return
+        history = self.store.attempt_history(attempt.run_id, attempt.contact_id)
+        same = sum(1 for a in history if a.outcome == outcome.value) or 1
+        decision = decide_retry(
+            campaign.retry,
+            outcome=outcome,
+            attempts_made=attempt.attempt_no,
+            same_outcome_count=same,
+            ended_at=ended_at,
+            rng=self._rng,
+        )
+        if not decision.retry or decision.not_before is None:
+            return
+        contact = attempt.contact
+        _, deadline = timing_bounds(
+            ContactTiming(
+                call_at=contact.call_at,
+                appointment_at=contact.appointment_at,
+                deadline=contact.deadline,
+            ),
+            call_before=campaign.call_before,
+            expires_at=campaign.expires_at,
+        )
+        zone = self._zone(campaign, attempt)
+        if zone is None:
+            return
+        due = next_attempt_at(decision, campaign.window, zone, deadline)
+        now = self.clock()
+        if due is None:
+            self.store.add_event(
+                at=now,
+                kind="retry.expired",
+                campaign_id=attempt.campaign_id,
+                attempt_id=attempt.id,
+                outcome=outcome.value,
+            )
+            return
+        self.store.plan_retry(attempt, due_at=due, reason=f"retry:{outcome.value}", now=now)
+
+    def _after_final(self, attempt: AttemptView) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile_once(self) -> int:
+        """Resolve attempts left in `dialing` with no POST of ours waiting on them.
+
+        One `GET /calls?start_date=` (all pages) covers every such attempt. A call to the same
+        destination created after the attempt's dial time (minus a margin for clock skew), not
+        yet adopted by another attempt, is adopted. Only a confirmed absence after the settle
+        delay releases the attempt for a new dial; while listing fails nothing is re-dialled.
+        """
+        now = self.clock()
+        candidates = [
+            a
+            for a in self.store.attempts(states=[AttemptState.DIALING])
+            if a.id not in self._dialing_now
+            and a.dialing_at is not None
+            and now - a.dialing_at >= self.settings.create_timeout
+        ]
+        if not candidates:
+            return 0
+        since = (
+            min(a.dialing_at for a in candidates if a.dialing_at) - self.settings.reconcile_margin
+        )
+        try:
+            calls = await self.client.list_calls(start_date=since)
+        except ProviderError as exc:
+            log.warning("dialer.reconcile.list_failed", error=str(exc), waiting=len(candidates))
+            return 0
+        adopted_ids = self.store.known_call_ids([c.id for c in calls])
+        resolved = 0
+        for attempt in sorted(candidates, key=lambda a: a.dialing_at or now):
+            match = self._match(attempt, calls, adopted_ids)
+            if match is not None:
+                adopted_ids.add(match.id)
+                self.store.mark_in_flight(
+                    attempt.id, call_id=match.id, now=now, adopted=True, next_poll_at=now
+                )
+                self.stats["adopted"] += 1
+                log.info(
+                    "dialer.attempt.reconciled", attempt_id=attempt.id, call_id=match.id, found=True
+                )
+                resolved += 1
+            elif (
+                attempt.dialing_at is not None
+                and now - attempt.dialing_at
+                >= self.settings.create_timeout + self.settings.reconcile_settle
+            ):
+                self.store.release_unplaced(
+                    attempt.id, due_at=now, reason="reconciled_absent", now=now
+                )
+                self.stats["released"] += 1
+                log.info("dialer.attempt.reconciled", attempt_id=attempt.id, found=False)
+                resolved += 1
+        if resolved:
+            self._wake.set()
+        return resolved
+
+    def _match(self, attempt: AttemptView, calls: Sequence[Call], taken: set[str]) -> Call | None:
+        assert attempt.dialing_at is not None
+        earliest = attempt.dialing_at - self.settings.reconcile_margin
+        campaign = self.campaigns.get(attempt.campaign_name)
+        best: Call | None = None
+        for call in calls:
+            if call.id in taken:
+                continue
+            if attempt.phone not in _destinations(call.raw, self.settings.destination_fields):
+                continue
+            if call.created_at is not None and call.created_at < earliest:
+                continue
+            if campaign is not None:
+                if (
+                    campaign.assistant_id
+                    and call.agent_id
+                    and call.agent_id != campaign.assistant_id
+                ):
+                    continue
+                if campaign.number_id and call.number_id and call.number_id != campaign.number_id:
+                    continue
+            if best is None or (call.created_at or earliest) < (best.created_at or earliest):
+                best = call
+        return best
+
+    # ------------------------------------------------------------------ the daemon
+    def is_idle(self) -> bool:
+        """Nothing in flight and nothing due within the idle horizon."""
+        if self._dial_tasks or self.store.count_attempts(
+            states=[AttemptState.DIALING, AttemptState.IN_FLIGHT]
+        ):
+            return False
+        horizon = self.clock() + self.settings.idle_horizon
+        return all(
+            when is None or when > horizon
+            for when in (self.store.next_due_at(), self.upcoming_fire())
+        )
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        until_idle: bool = False,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Run the loops until ``stop`` is set (or, with ``until_idle``, until idle)."""
+        tick = self.settings.tick
+        while not stop.is_set():
+            self._wake.clear()
+            await self.dispatch_once()
+            await self.follow_once()
+            now = self.clock()
+            if (
+                self._last_reconcile is None
+                or now - self._last_reconcile >= self.settings.reconcile_interval
+            ):
+                self._last_reconcile = now
+                await self.reconcile_once()
+            self.store.finish_runs(now=now)
+            if on_tick is not None:
+                on_tick()
+            if until_idle and self.is_idle():
+                break
+            wait = self._seconds_until_next_work(tick)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    stop_wait = asyncio.ensure_future(stop.wait())
+                    wake_wait = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait(
+                            {stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        stop_wait.cancel()
+                        wake_wait.cancel()
+        await self.drain()
+
+    def _seconds_until_next_work(self, tick: float) -> float:
+        now = self.clock()
+        candidates = [tick]
+        for when in (self.store.next_due_at(), self.store.next_poll_at()):
+            if when is not None:
+                candidates.append(max(0.0, (when - now).total_seconds()))
+        return max(0.01, min(candidates))
+
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
+        if self._dial_tasks:
+            await asyncio.wait(set(self._dial_tasks), timeout=grace_s)
+
+
+def _destinations(raw: Mapping[str, Any], fields: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for dotted in fields:
+        value: Any = raw
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str):
+            found.add(value)
+    return found
+
+
+def _record(contact: Contact) -> ContactRecord:
+    return ContactRecord(
+        phone=contact.phone,
+        name=contact.name,
+        timezone=contact.timezone,
+        variables=dict(contact.variables),
+        call_at=contact.timing.call_at,
+        appointment_at=contact.timing.appointment_at,
+        deadline=contact.timing.deadline,
+        source_line=contact.line,
+    )
+
+
+def _contact(attempt: AttemptView, campaign: Campaign) -> Contact:
+    record = attempt.contact
+    return Contact(
+        phone=record.phone,
+        name=record.name,
+        timezone=record.timezone,
+        timing=ContactTiming(
+            call_at=record.call_at, appointment_at=record.appointment_at, deadline=record.deadline
+        ),
+        variables=dict(record.variables),
+        source=campaign.source,
+        line=record.source_line,
+    )
+
+
+def _result(call: Call, outcome: Outcome) -> CallResult:
+    return CallResult(
+        call_status=call.status,
+        outcome=outcome.value,
+        error=call.error,
+        end_reason=call.end_reason,
+        started_at=call.started_at,
+        ended_at=call.ended_at,
+        duration_seconds=call.duration_seconds,
+        summary=call.summary,
+        analysis_result=call.analysis_result,
+        messages=call.messages,
+        raw=dict(call.raw),
+    )

@@ -1,0 +1,76 @@
+"""Schema migrations (Alembic) and the start-up check that the schema is the expected one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from dialer.errors import SchemaMismatch
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the project ships at least one migration"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = _alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def revision(engine: Engine, message: str) -> None:
+    """Developer helper: autogenerate a migration from the models (`python -m dialer.migrate`)."""
+    cfg = _alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.revision(cfg, message=message, autogenerate=True)
+
+
+def check(engine: Engine) -> None:
+    """Refuse to run on a schema older or newer than this code expects."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaMismatch("the database has no dialer schema yet: run `dialer db upgrade`")
+    known = {
+        rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+    }
+    if current in known:
+        raise SchemaMismatch(
+            f"the database schema ({current}) is older than this dialer ({head}): "
+            "run `dialer db upgrade`"
+        )
+    raise SchemaMismatch(
+        f"the database schema ({current}) is newer than this dialer knows ({head}): "
+        "upgrade the dialer before starting it on this database"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    import sqlalchemy as sa
+
+    revision(sa.create_engine(sys.argv[1]), sys.argv[2])

@@ -1,0 +1,58 @@
+"""When to look at a call again: pure maths, no I/O.
+
+Every poll costs one request of the same budget that places calls, so a poll should land when
+the answer is likely to have changed: soon while the phone rings (a ring ends within seconds
+to tens of seconds), then spaced by the expected length of a conversation, and tighter again
+once the call is older than expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPlan:
+    """How the follow loop spaces its looks at one call.
+
+    ``first_look``: after the create, before the first GET (ringing rarely ends sooner).
+    ``ringing``: between looks while ``connecting``.
+    ``expected_talk``: typical conversation length; the first in-progress look waits about this.
+    ``minimum`` / ``maximum``: bounds on any interval.
+    ``late``: interval for calls already declared ``unknown`` (a late result is still recorded).
+    """
+
+    first_look: timedelta = timedelta(seconds=8)
+    ringing: timedelta = timedelta(seconds=5)
+    expected_talk: timedelta = timedelta(seconds=90)
+    minimum: timedelta = timedelta(seconds=2)
+    maximum: timedelta = timedelta(seconds=60)
+    late: timedelta = timedelta(minutes=10)
+
+    def scaled(self, factor: float) -> PollPlan:
+        """The same plan on a faster clock (the time-scaled simulator)."""
+        return PollPlan(**{name: value / factor for name, value in self.__dict__.items()})
+
+
+def next_poll_at(
+    plan: PollPlan,
+    *,
+    status: str | None,
+    now: datetime,
+    dialed_at: datetime,
+    answered_at: datetime | None = None,
+) -> datetime:
+    """The instant of the next look at a call last seen with ``status`` (None: never seen)."""
+    if status is None:
+        delay = plan.first_look
+    elif status == "in-progress":
+        talking = now - (answered_at or dialed_at)
+        remaining = plan.expected_talk - talking
+        # Before the expected end: wait most of what remains. After it: look at a rate that
+        # grows tighter, since the end is overdue.
+        delay = remaining * 0.8 if remaining > plan.minimum * 2 else plan.expected_talk / 6
+    else:
+        delay = plan.ringing
+    delay = max(plan.minimum, min(plan.maximum, delay))
+    return now + delay

@@ -1,0 +1,148 @@
+"""What an operator sees: status tables, the live progress display and the outcome table."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dialer.attempts import FINAL_STATES, AttemptState
+from dialer.store import AttemptView, Store
+
+STATE_ORDER = [s.value for s in AttemptState]
+
+
+def status_tables(store: Store, *, only: str | None = None) -> list[Table]:
+    tables: list[Table] = []
+    for campaign in store.campaigns():
+        if only is not None and campaign.name != only:
+            continue
+        assert campaign.id is not None
+        counts = store.state_counts(campaign.id)
+        table = Table(title=f"{campaign.name} ({campaign.state})", title_justify="left")
+        table.add_column("state")
+        table.add_column("outcome")
+        table.add_column("attempts", justify="right")
+        for (state, outcome), n in sorted(
+            counts.items(), key=lambda kv: (STATE_ORDER.index(kv[0][0]), kv[0][1] or "")
+        ):
+            table.add_row(state, outcome or "-", str(n))
+        latest = store.latest_attempts(campaign.id)
+        done = sum(1 for a in latest if a.state in FINAL_STATES)
+        table.caption = f"{done}/{len(latest)} contacts settled"
+        tables.append(table)
+    return tables
+
+
+@contextmanager
+def live_progress(
+    store: Store, console: Console, *, every_s: float = 0.25
+) -> Iterator[Callable[[], None]]:
+    """A Rich progress display fed from the database; yields the per-tick refresh function."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[int, int] = {}
+    last = 0.0
+
+    def refresh() -> None:
+        nonlocal last
+        if time.monotonic() - last < every_s:
+            return
+        last = time.monotonic()
+        for campaign in store.campaigns():
+            assert campaign.id is not None
+            latest = store.latest_attempts(campaign.id)
+            states = Counter(a.state for a in latest)
+            settled = sum(n for s, n in states.items() if s in FINAL_STATES)
+            detail = (
+                f"in flight {states[AttemptState.IN_FLIGHT] + states[AttemptState.DIALING]} · "
+                f"waiting {states[AttemptState.PLANNED]} · "
+                + " ".join(
+                    f"{k}={v}"
+                    for k, v in sorted(Counter(a.outcome for a in latest if a.outcome).items())
+                )
+            )
+            if campaign.id not in tasks:
+                tasks[campaign.id] = progress.add_task(
+                    campaign.name, total=len(latest), detail=detail
+                )
+            progress.update(tasks[campaign.id], completed=settled, total=len(latest), detail=detail)
+
+    with Live(Group(progress), console=console, refresh_per_second=8, transient=False):
+        yield refresh
+        last = 0.0
+        refresh()
+
+
+def outcome_tables(store: Store, campaign_name: str) -> list[Table]:
+    """The end-of-run view: counts per outcome, then one row per contact."""
+    row = store.campaign(campaign_name)
+    if row is None or row.id is None:
+        return []
+    latest = store.latest_attempts(row.id)
+    counts = Counter(_label(a) for a in latest)
+    summary = Table(title=f"Outcomes — {campaign_name}", title_justify="left")
+    summary.add_column("outcome")
+    summary.add_column("contacts", justify="right")
+    for label, n in counts.most_common():
+        summary.add_row(label, str(n))
+    detail = Table(title="Per contact", title_justify="left", show_lines=False)
+    for column in (
+        "name",
+        "phone",
+        "attempts",
+        "outcome",
+        "duration",
+        "when (UTC)",
+        "summary / reason",
+    ):
+        detail.add_column(
+            column,
+            overflow="fold",
+            justify="right" if column in ("attempts", "duration") else "left",
+        )
+    for attempt in latest:
+        when = (
+            attempt.due_at
+            if attempt.state is AttemptState.PLANNED
+            else (attempt.dialing_at or attempt.due_at)
+        )
+        detail.add_row(
+            attempt.contact.name or "-",
+            attempt.phone,
+            str(attempt.attempt_no),
+            _label(attempt),
+            f"{attempt.duration_seconds}s" if attempt.duration_seconds is not None else "-",
+            when.strftime("%H:%M:%S") if when else "-",
+            _why(attempt),
+        )
+    return [summary, detail]
+
+
+def _label(attempt: AttemptView) -> str:
+    if attempt.state is AttemptState.PLANNED:
+        return (
+            "retry planned" if attempt.attempt_no > 1 else f"deferred ({attempt.reason or 'due'})"
+        )
+    if attempt.state in (AttemptState.SKIPPED, AttemptState.EXPIRED, AttemptState.CANCELLED):
+        return f"{attempt.state.value} ({attempt.reason})"
+    return attempt.outcome or attempt.state.value
+
+
+def _why(attempt: AttemptView) -> str:
+    if attempt.state is AttemptState.PLANNED:
+        return f"{attempt.reason or 'due'} until {attempt.due_at:%Y-%m-%d %H:%M} UTC"
+    text = attempt.summary or attempt.reason or ""
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,1166 @@
+"""The store: every table, every query and every state transition of the dialer.
+
+SQLite (WAL) by default, PostgreSQL when several daemons share the work; the same code runs on
+both. The attempt state machine (dialer.attempts) is enforced here, in ``_transition``: each
+transition is one compare-and-set UPDATE (``WHERE id = ? AND state IN (...)``) plus its event,
+committed together. The compare-and-set is also what makes a claim safe between daemons: two
+processes may select the same planned attempt, only one UPDATE matches.
+
+The store is synchronous on purpose: every statement is a short indexed read or write, and
+SQLAlchemy's sync engine is the well-trodden path on both backends. The engine calls it from the
+event loop; a slow database shows up as loop latency, which the metrics make visible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState, can_transition, sources_of
+from dialer.errors import StoreError
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no offset, so we store naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise StoreError("naive datetime given to the store; every instant must be aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when() -> Any:
+    return sa.Column(UTCDateTime(), nullable=True)
+
+
+class CampaignRow(SQLModel, table=True):
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column_kwargs={"unique": True}, max_length=200)
+    source: str
+    definition_hash: str
+    api_key_name: str = "default"
+    state: str = "active"  # active | paused | cancelled
+    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class ContactRow(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "phone"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    phone: str = Field(max_length=32)
+    name: str | None = None
+    timezone: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    source_line: int = 0
+    removed: bool = False
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "fire_time"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    fire_time: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "attempts"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "contact_id", "attempt_no"),
+        sa.Index("ix_attempts_state_due", "state", "due_at"),
+        sa.Index("ix_attempts_state_poll", "state", "next_poll_at"),
+        sa.Index("ix_attempts_phone_dialing", "phone", "dialing_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    phone: str = Field(max_length=32)
+    attempt_no: int = 1
+    state: str = AttemptState.PLANNED.value
+    due_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    reason: str | None = None  # why the last deferral / skip / failure happened
+    owner: str | None = None  # the daemon that moved it to dialing
+    dialing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    request_body: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    call_id: str | None = Field(default=None, sa_column_kwargs={"unique": True})
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    polls: int = 0
+    outcome: str | None = None
+    call_status: str | None = None
+    error: str | None = None
+    end_reason: str | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    duration_seconds: int | None = None
+    summary: str | None = None
+    analysis_result: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    messages: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
+    raw: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class EventRow(SQLModel, table=True):
+    """Append-only history: every transition and every decision, with its reason."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    campaign_id: int | None = Field(default=None, index=True)
+    attempt_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+# --------------------------------------------------------------------------- domain records
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContactRecord:
+    """A contact as the store keeps it (the campaign loader's Contact minus its file context)."""
+
+    phone: str
+    name: str | None
+    timezone: str | None
+    variables: Mapping[str, Any]
+    call_at: datetime | None = None
+    appointment_at: datetime | None = None
+    deadline: datetime | None = None
+    source_line: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptView:
+    """One attempt joined with its contact and campaign name: what the loops work on."""
+
+    id: int
+    run_id: int
+    campaign_id: int
+    campaign_name: str
+    contact_id: int
+    phone: str
+    attempt_no: int
+    state: AttemptState
+    due_at: datetime
+    reason: str | None
+    dialing_at: datetime | None
+    call_id: str | None
+    next_poll_at: datetime | None
+    polls: int
+    outcome: str | None
+    contact: ContactRecord
+    owner: str | None = None
+    duration_seconds: int | None = None
+    summary: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallResult:
+    """The outcome fields of a call object, as the engine hands them to the store."""
+
+    call_status: str
+    outcome: str | None
+    error: str | None
+    end_reason: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: int | None
+    summary: str | None
+    analysis_result: dict[str, Any] | None
+    messages: list[dict[str, Any]] | None
+    raw: dict[str, Any]
+
+
+class TransitionRefused(StoreError):
+    """The attempt was not in a state from which the transition is allowed (someone else won)."""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so datetimes and other objects never reach a JSON column raw."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class Store:
+    """All database access. Open with ``with Store(url) as store:``."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self._engine: Engine = _make_engine(url, echo=echo)
+
+    # ----- lifecycle
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def create_schema(self) -> None:
+        """Bring the schema to this code's revision (Alembic migrations; idempotent)."""
+        from dialer import migrate
+
+        with self._wrap():
+            migrate.upgrade(self._engine)
+
+    def check_schema(self) -> None:
+        """Raise SchemaMismatch unless the schema is exactly the revision this code expects."""
+        from dialer import migrate
+
+        with self._wrap():
+            migrate.check(self._engine)
+
+    def drop_schema(self) -> None:
+        with self._wrap():
+            SQLModel.metadata.drop_all(self._engine)
+            with self._engine.begin() as connection:
+                connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+    @contextmanager
+    def _wrap(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"database error: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
+            ) from exc
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._wrap(), Session(self._engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # ----- events
+    @staticmethod
+    def _event(
+        session: Session,
+        *,
+        at: datetime,
+        kind: str,
+        campaign_id: int | None = None,
+        attempt_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        session.add(
+            EventRow(
+                at=at,
+                kind=kind,
+                campaign_id=campaign_id,
+                attempt_id=attempt_id,
+                data=_jsonable(data),
+            )
+        )
+
+    def add_event(
+        self,
+        *,
+        at: datetime,
+        kind: str,
+        campaign_id: int | None = None,
+        attempt_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        with self.session() as session:
+            self._event(
+                session, at=at, kind=kind, campaign_id=campaign_id, attempt_id=attempt_id, **data
+            )
+
+    def events(self, *, attempt_id: int | None = None, kind: str | None = None) -> list[EventRow]:
+        with self.session() as session:
+            query = select(EventRow).order_by(col(EventRow.id))
+            if attempt_id is not None:
+                query = query.where(EventRow.attempt_id == attempt_id)
+            if kind is not None:
+                query = query.where(EventRow.kind == kind)
+            return list(session.exec(query).all())
+
+    # ----- campaigns and contacts
+    def sync_campaign(
+        self,
+        *,
+        name: str,
+        source: str,
+        definition_hash: str,
+        api_key_name: str,
+        contacts: Iterable[ContactRecord],
+        now: datetime,
+    ) -> int:
+        """Insert or update a campaign and its contacts in ONE transaction (nothing half-imported).
+
+        Contacts are keyed on (campaign, E.164 phone): a re-import keeps their history, new
+        contacts join the open run, contacts gone from the file have their planned attempts
+        cancelled.
+        """
+        with self.session() as session:
+            row = session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
+            if row is None:
+                row = CampaignRow(
+                    name=name,
+                    source=source,
+                    definition_hash=definition_hash,
+                    api_key_name=api_key_name,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                self._event(
+                    session, at=now, kind="campaign.created", campaign_id=row.id, source=source
+                )
+            elif row.definition_hash == definition_hash:
+                return _id(row.id)
+            else:
+                row.source, row.definition_hash, row.api_key_name, row.updated_at = (
+                    source,
+                    definition_hash,
+                    api_key_name,
+                    now,
+                )
+                session.add(row)
+                self._event(
+                    session,
+                    at=now,
+                    kind="campaign.updated",
+                    campaign_id=row.id,
+                    definition_hash=definition_hash,
+                )
+            campaign_id = _id(row.id)
+            existing = {
+                phone: cid
+                for cid, phone in session.exec(
+                    select(ContactRow.id, ContactRow.phone).where(
+                        ContactRow.campaign_id == campaign_id
+                    )
+                ).all()
+            }
+            seen: set[str] = set()
+            new_rows: list[dict[str, Any]] = []
+            for contact in contacts:
+                seen.add(contact.phone)
+                values = {
+                    "name": contact.name,
+                    "timezone": contact.timezone,
+                    "variables": _jsonable(dict(contact.variables)),
+                    "call_at": contact.call_at,
+                    "appointment_at": contact.appointment_at,
+                    "deadline": contact.deadline,
+                    "source_line": contact.source_line,
+                    "removed": False,
+                }
+                if contact.phone in existing:
+                    session.execute(
+                        sa.update(ContactRow)
+                        .where(col(ContactRow.id) == existing[contact.phone])
+                        .values(**values)
+                    )
+                else:
+                    new_rows.append({"campaign_id": campaign_id, "phone": contact.phone, **values})
+                if len(new_rows) >= 5000:
+                    session.execute(sa.insert(ContactRow), new_rows)
+                    new_rows.clear()
+            if new_rows:
+                session.execute(sa.insert(ContactRow), new_rows)
+            gone = [cid for phone, cid in existing.items() if phone not in seen]
+            if gone:
+                session.execute(
+                    sa.update(ContactRow).where(col(ContactRow.id).in_(gone)).values(removed=True)
+                )
+                session.execute(
+                    sa.update(AttemptRow)
+                    .where(
+                        col(AttemptRow.contact_id).in_(gone),
+                        AttemptRow.state == AttemptState.PLANNED,
+                    )
+                    .values(
+                        state=AttemptState.CANCELLED, reason="removed_from_campaign", updated_at=now
+                    )
+                )
+            # Contacts added while a run is open join that run.
+            open_run = session.exec(
+                select(RunRow)
+                .where(RunRow.campaign_id == campaign_id, col(RunRow.finished_at).is_(None))
+                .order_by(col(RunRow.id).desc())
+            ).first()
+            if open_run is not None:
+                self._plan_missing(session, run=open_run, now=now)
+            return campaign_id
+
+    def campaign(self, name: str) -> CampaignRow | None:
+        with self.session() as session:
+            return session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
+
+    def campaigns(self) -> list[CampaignRow]:
+        with self.session() as session:
+            return list(session.exec(select(CampaignRow).order_by(CampaignRow.name)).all())
+
+    def set_campaign_state(self, name: str, state: str, *, now: datetime) -> bool:
+        with self.session() as session:
+            row = session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
+            if row is None:
+                return False
+            row.state, row.updated_at = state, now
+            session.add(row)
+            self._event(session, at=now, kind=f"campaign.{state}", campaign_id=row.id)
+            return True
+
+    def contacts(self, campaign_id: int) -> list[ContactRow]:
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(ContactRow)
+                    .where(ContactRow.campaign_id == campaign_id)
+                    .order_by(col(ContactRow.id))
+                ).all()
+            )
+
+    # ----- runs
+    def create_run(self, campaign_id: int, *, fire_time: datetime, now: datetime) -> int | None:
+        """Create the run for one schedule fire and plan one attempt per contact.
+
+        Keyed on (campaign, fire time): firing twice (a restart, a second daemon) creates nothing.
+        Returns the new run's id, or None when that fire already has its run.
+        """
+        try:
+            with self.session() as session:
+                run = RunRow(campaign_id=campaign_id, fire_time=fire_time, created_at=now)
+                session.add(run)
+                session.flush()
+                planned = self._plan_missing(session, run=run, now=now)
+                self._event(
+                    session,
+                    at=now,
+                    kind="run.created",
+                    campaign_id=campaign_id,
+                    run_id=run.id,
+                    fire_time=fire_time.isoformat(),
+                    planned=planned,
+                )
+                return _id(run.id)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return None
+            raise
+
+    def _plan_missing(self, session: Session, *, run: RunRow, now: datetime) -> int:
+        """Plan a first attempt for every live contact of the run's campaign that has none."""
+        have = select(AttemptRow.contact_id).where(AttemptRow.run_id == run.id)
+        rows = session.execute(
+            select(ContactRow.id, ContactRow.phone)
+            .where(
+                ContactRow.campaign_id == run.campaign_id,
+                col(ContactRow.removed).is_(False),
+                col(ContactRow.id).not_in(have),
+            )
+            .order_by(col(ContactRow.id))
+        ).all()
+        batch = [
+            {
+                "run_id": run.id,
+                "campaign_id": run.campaign_id,
+                "contact_id": cid,
+                "phone": phone,
+                "attempt_no": 1,
+                "state": AttemptState.PLANNED.value,
+                "due_at": max(run.fire_time, now),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for cid, phone in rows
+        ]
+        for start in range(0, len(batch), 5000):
+            session.execute(sa.insert(AttemptRow), batch[start : start + 5000])
+        if run.finished_at is not None and batch:
+            run.finished_at = None
+            session.add(run)
+        return len(batch)
+
+    def runs(self, campaign_id: int) -> list[RunRow]:
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(RunRow).where(RunRow.campaign_id == campaign_id).order_by(col(RunRow.id))
+                ).all()
+            )
+
+    def finish_runs(self, *, now: datetime) -> list[int]:
+        """Mark every open run whose attempts are all final as finished; return their ids."""
+        with self.session() as session:
+            open_runs = session.exec(select(RunRow).where(col(RunRow.finished_at).is_(None))).all()
+            finished: list[int] = []
+            for run in open_runs:
+                pending = session.exec(
+                    select(sa.func.count())
+                    .select_from(AttemptRow)
+                    .where(
+                        AttemptRow.run_id == run.id,
+                        col(AttemptRow.state).not_in([s.value for s in FINAL_STATES]),
+                    )
+                ).one()
+                if pending == 0:
+                    run.finished_at = now
+                    session.add(run)
+                    self._event(
+                        session,
+                        at=now,
+                        kind="run.finished",
+                        campaign_id=run.campaign_id,
+                        run_id=run.id,
+                    )
+                    finished.append(_id(run.id))
+            return finished
+
+    def has_open_runs(self) -> bool:
+        with self.session() as session:
+            return (
+                session.exec(
+                    select(sa.func.count())
+                    .select_from(RunRow)
+                    .where(col(RunRow.finished_at).is_(None))
+                ).one()
+                > 0
+            )
+
+    # ----- attempts: reads
+    def _views(self, session: Session, query: Any) -> list[AttemptView]:
+        out: list[AttemptView] = []
+        for attempt, contact, campaign_name in session.execute(query).all():
+            out.append(_view(attempt, contact, campaign_name))
+        return out
+
+    def _joined(self) -> Any:
+        return (
+            select(AttemptRow, ContactRow, CampaignRow.name)
+            .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
+            .join(CampaignRow, col(CampaignRow.id) == col(AttemptRow.campaign_id))
+        )
+
+    def attempt(self, attempt_id: int) -> AttemptView:
+        with self.session() as session:
+            views = self._views(session, self._joined().where(col(AttemptRow.id) == attempt_id))
+            if not views:
+                raise StoreError(f"no attempt {attempt_id}")
+            return views[0]
+
+    def attempts(
+        self, *, campaign_id: int | None = None, states: Iterable[AttemptState] | None = None
+    ) -> list[AttemptView]:
+        with self.session() as session:
+            query = self._joined().order_by(col(AttemptRow.id))
+            if campaign_id is not None:
+                query = query.where(AttemptRow.campaign_id == campaign_id)
+            if states is not None:
+                query = query.where(col(AttemptRow.state).in_([s.value for s in states]))
+            return self._views(session, query)
+
+    def due_attempts(self, *, now: datetime, limit: int) -> list[AttemptView]:
+        """Planned attempts whose time has come, oldest first, of campaigns that are active."""
+        with self.session() as session:
+            query = (
+                self._joined()
+                .where(
+                    AttemptRow.state == AttemptState.PLANNED,
+                    col(AttemptRow.due_at) <= now,
+                    CampaignRow.state == "active",
+                )
+                .order_by(col(AttemptRow.due_at), col(AttemptRow.id))
+                .limit(limit)
+            )
+            return self._views(session, query)
+
+    def next_due_at(self) -> datetime | None:
+        with self.session() as session:
+            value = session.execute(
+                select(sa.func.min(AttemptRow.due_at))
+                .join(CampaignRow, col(CampaignRow.id) == col(AttemptRow.campaign_id))
+                .where(AttemptRow.state == AttemptState.PLANNED, CampaignRow.state == "active")
+            ).scalar()
+            return (
+                UTCDateTime().process_result_value(value, self._engine.dialect) if value else None
+            )
+
+    def live_counts(self) -> dict[int, int]:
+        """Calls that may exist right now (dialing or in flight), per campaign id."""
+        with self.session() as session:
+            rows = session.execute(
+                select(AttemptRow.campaign_id, sa.func.count())
+                .where(col(AttemptRow.state).in_([s.value for s in LIVE_STATES]))
+                .group_by(AttemptRow.campaign_id)
+            ).all()
+            return {cid: n for cid, n in rows}
+
+    def polls_due(self, *, now: datetime, limit: int) -> list[AttemptView]:
+        """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
+        with self.session() as session:
+            query = (
+                self._joined()
+                .where(
+                    col(AttemptRow.state).in_(
+                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
+                    ),
+                    col(AttemptRow.next_poll_at).is_not(None),
+                    col(AttemptRow.next_poll_at) <= now,
+                )
+                .order_by(col(AttemptRow.next_poll_at))
+                .limit(limit)
+            )
+            return self._views(session, query)
+
+    def next_poll_at(self) -> datetime | None:
+        with self.session() as session:
+            value = session.execute(
+                select(sa.func.min(AttemptRow.next_poll_at)).where(
+                    col(AttemptRow.state).in_(
+                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
+                    )
+                )
+            ).scalar()
+            return (
+                UTCDateTime().process_result_value(value, self._engine.dialect) if value else None
+            )
+
+    def count_attempts(self, *, states: Iterable[AttemptState]) -> int:
+        with self.session() as session:
+            return int(
+                session.exec(
+                    select(sa.func.count())
+                    .select_from(AttemptRow)
+                    .where(col(AttemptRow.state).in_([s.value for s in states]))
+                ).one()
+            )
+
+    def calls_since(self, phone: str, since: datetime) -> list[datetime]:
+        """When this number was dialled (any campaign) since ``since``: for frequency caps."""
+        with self.session() as session:
+            return [
+                _aware(v)
+                for v in session.execute(
+                    select(AttemptRow.dialing_at).where(
+                        AttemptRow.phone == phone, col(AttemptRow.dialing_at) >= since
+                    )
+                )
+                .scalars()
+                .all()
+                if v is not None
+            ]
+
+    def attempt_history(self, run_id: int, contact_id: int) -> list[AttemptView]:
+        with self.session() as session:
+            return self._views(
+                session,
+                self._joined()
+                .where(AttemptRow.run_id == run_id, AttemptRow.contact_id == contact_id)
+                .order_by(col(AttemptRow.attempt_no)),
+            )
+
+    # ----- attempts: transitions (the only writers of attempt state)
+    def _transition(
+        self,
+        session: Session,
+        attempt_id: int,
+        target: AttemptState,
+        *,
+        now: datetime,
+        kind: str,
+        expect: Iterable[AttemptState] | None = None,
+        event_data: Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
+        allowed = sources_of(target) if expect is None else frozenset(expect)
+        assert all(can_transition(s, target) for s in allowed), (allowed, target)
+        result = session.execute(
+            sa.update(AttemptRow)
+            .where(
+                col(AttemptRow.id) == attempt_id,
+                col(AttemptRow.state).in_([s.value for s in allowed]),
+            )
+            .values(state=target.value, updated_at=now, **values)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise TransitionRefused(
+                f"attempt {attempt_id} cannot move to {target} from its current state"
+            )
+        campaign_id = session.execute(
+            select(AttemptRow.campaign_id).where(col(AttemptRow.id) == attempt_id)
+        ).scalar()
+        self._event(
+            session,
+            at=now,
+            kind=kind,
+            campaign_id=campaign_id,
+            attempt_id=attempt_id,
+            state=target.value,
+            **dict(event_data or {}),
+        )
+
+    def begin_dialing(
+        self,
+        attempt_id: int,
+        *,
+        owner: str,
+        body: Mapping[str, Any],
+        now: datetime,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Claim a planned attempt and record that a call is about to be placed.
+
+        Committed BEFORE the POST is sent. False when another worker claimed it first.
+        ``evidence`` is the policy's reason for allowing the dial (audit trail).
+        """
+        try:
+            with self.session() as session:
+                self._transition(
+                    session,
+                    attempt_id,
+                    AttemptState.DIALING,
+                    now=now,
+                    kind="attempt.dialing",
+                    expect=[AttemptState.PLANNED],
+                    owner=owner,
+                    dialing_at=now,
+                    request_body=_jsonable(dict(body)),
+                    reason=None,
+                    event_data={"owner": owner, **dict(evidence or {})},
+                )
+            return True
+        except TransitionRefused:
+            return False
+
+    def mark_in_flight(
+        self,
+        attempt_id: int,
+        *,
+        call_id: str,
+        now: datetime,
+        next_poll_at: datetime,
+        adopted: bool = False,
+    ) -> None:
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.IN_FLIGHT,
+                now=now,
+                kind="attempt.adopted" if adopted else "attempt.created",
+                expect=[AttemptState.DIALING],
+                call_id=call_id,
+                next_poll_at=next_poll_at,
+                event_data={"call_id": call_id},
+            )
+
+    def mark_create_failed(self, attempt_id: int, *, error: str, now: datetime) -> None:
+        """The POST was refused definitively: no call exists."""
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.FAILED,
+                now=now,
+                kind="attempt.create_failed",
+                expect=[AttemptState.DIALING],
+                error=error[:2000],
+                outcome="failed_permanent",
+                event_data={"error": error[:500]},
+            )
+
+    def release_unplaced(
+        self, attempt_id: int, *, due_at: datetime, reason: str, now: datetime
+    ) -> None:
+        """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone)."""
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.PLANNED,
+                now=now,
+                kind="attempt.not_placed",
+                expect=[AttemptState.DIALING],
+                due_at=due_at,
+                reason=reason,
+                owner=None,
+                dialing_at=None,
+                event_data={"reason": reason},
+            )
+
+    def note_ambiguous(self, attempt_id: int, *, error: str, now: datetime) -> None:
+        """The POST may have placed a call: stay in dialing until reconciliation decides."""
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.DIALING,
+                now=now,
+                kind="attempt.ambiguous",
+                expect=[AttemptState.DIALING],
+                reason="ambiguous_create",
+                error=error[:2000],
+                event_data={"error": error[:500]},
+            )
+
+    def defer(
+        self, attempt_id: int, *, due_at: datetime, reason: str, now: datetime, **detail: Any
+    ) -> None:
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.PLANNED,
+                now=now,
+                kind="attempt.deferred",
+                expect=[AttemptState.PLANNED],
+                due_at=due_at,
+                reason=reason,
+                event_data={"reason": reason, "until": due_at.isoformat(), **detail},
+            )
+
+    def close_unplaced(
+        self, attempt_id: int, *, state: AttemptState, reason: str, now: datetime, **detail: Any
+    ) -> None:
+        """planned -> skipped | expired | cancelled, with the reason status and reports show."""
+        assert state in (AttemptState.SKIPPED, AttemptState.EXPIRED, AttemptState.CANCELLED)
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                state,
+                now=now,
+                kind=f"attempt.{state.value}",
+                expect=[AttemptState.PLANNED],
+                reason=reason,
+                event_data={"reason": reason, **detail},
+            )
+
+    def record_poll(
+        self,
+        attempt_id: int,
+        *,
+        call_status: str,
+        raw: Mapping[str, Any],
+        now: datetime,
+        next_poll_at: datetime,
+    ) -> None:
+        """A non-terminal observation: keep the latest call object, schedule the next look."""
+        with self.session() as session:
+            session.execute(
+                sa.update(AttemptRow)
+                .where(
+                    col(AttemptRow.id) == attempt_id,
+                    col(AttemptRow.state).in_(
+                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
+                    ),
+                )
+                .values(
+                    call_status=call_status,
+                    raw=_jsonable(dict(raw)),
+                    next_poll_at=next_poll_at,
+                    polls=AttemptRow.polls + 1,
+                    updated_at=now,
+                )
+            )
+
+    def reschedule_poll(self, attempt_id: int, *, next_poll_at: datetime, now: datetime) -> None:
+        """Look again later without having learnt anything (a failed or refused GET)."""
+        with self.session() as session:
+            session.execute(
+                sa.update(AttemptRow)
+                .where(col(AttemptRow.id) == attempt_id)
+                .values(next_poll_at=next_poll_at, updated_at=now)
+            )
+
+    def known_call_ids(self, call_ids: Iterable[str]) -> set[str]:
+        """Which of these VoiceDock call ids an attempt already owns."""
+        wanted = list(call_ids)
+        found: set[str] = set()
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                found.update(
+                    session.execute(
+                        select(AttemptRow.call_id).where(
+                            col(AttemptRow.call_id).in_(wanted[start : start + 500])
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+        return {c for c in found if c is not None}
+
+    def record_outcome(self, attempt_id: int, *, result: CallResult, now: datetime) -> bool:
+        """in_flight | unknown -> ended, with every outcome field. False on a duplicate."""
+        try:
+            with self.session() as session:
+                self._transition(
+                    session,
+                    attempt_id,
+                    AttemptState.ENDED,
+                    now=now,
+                    kind="attempt.ended",
+                    expect=[AttemptState.IN_FLIGHT, AttemptState.UNKNOWN],
+                    call_status=result.call_status,
+                    outcome=result.outcome,
+                    error=result.error,
+                    end_reason=result.end_reason,
+                    started_at=result.started_at,
+                    ended_at=result.ended_at,
+                    duration_seconds=result.duration_seconds,
+                    summary=result.summary,
+                    analysis_result=_jsonable(result.analysis_result),
+                    messages=_jsonable(result.messages),
+                    raw=_jsonable(result.raw),
+                    next_poll_at=None,
+                    event_data={"outcome": result.outcome, "call_status": result.call_status},
+                )
+            return True
+        except TransitionRefused:
+            return False
+
+    def mark_unknown(
+        self, attempt_id: int, *, now: datetime, next_poll_at: datetime | None, reason: str
+    ) -> None:
+        """A call that never ended in time: outcome unknown, but still watched for a late result."""
+        with self.session() as session:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.UNKNOWN,
+                now=now,
+                kind="attempt.unknown",
+                expect=[AttemptState.IN_FLIGHT],
+                outcome="unknown",
+                reason=reason,
+                next_poll_at=next_poll_at,
+                event_data={"reason": reason},
+            )
+
+    def plan_retry(
+        self, previous: AttemptView, *, due_at: datetime, reason: str, now: datetime
+    ) -> int | None:
+        """A new planned attempt after ``previous`` (None if that retry already exists)."""
+        try:
+            with self.session() as session:
+                row = AttemptRow(
+                    run_id=previous.run_id,
+                    campaign_id=previous.campaign_id,
+                    contact_id=previous.contact_id,
+                    phone=previous.phone,
+                    attempt_no=previous.attempt_no + 1,
+                    state=AttemptState.PLANNED.value,
+                    due_at=due_at,
+                    reason=reason,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                self._event(
+                    session,
+                    at=now,
+                    kind="attempt.retry_planned",
+                    campaign_id=previous.campaign_id,
+                    attempt_id=row.id,
+                    previous_attempt_id=previous.id,
+                    due_at=due_at.isoformat(),
+                    reason=reason,
+                )
+                return _id(row.id)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return None
+            raise
+
+    def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
+        with self.session() as session:
+            ids = (
+                session.execute(
+                    select(AttemptRow.id).where(
+                        AttemptRow.campaign_id == campaign_id,
+                        AttemptRow.state == AttemptState.PLANNED,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for attempt_id in ids:
+                self._transition(
+                    session,
+                    attempt_id,
+                    AttemptState.CANCELLED,
+                    now=now,
+                    kind="attempt.cancelled",
+                    expect=[AttemptState.PLANNED],
+                    reason=reason,
+                    event_data={"reason": reason},
+                )
+            return len(ids)
+
+    # ----- reporting
+    def state_counts(self, campaign_id: int | None = None) -> dict[tuple[str, str | None], int]:
+        """Attempts per (state, outcome) — the backbone of `dialer status`."""
+        with self.session() as session:
+            query = select(AttemptRow.state, AttemptRow.outcome, sa.func.count()).group_by(
+                AttemptRow.state, AttemptRow.outcome
+            )
+            if campaign_id is not None:
+                query = query.where(AttemptRow.campaign_id == campaign_id)
+            return {(state, outcome): n for state, outcome, n in session.execute(query).all()}
+
+    def latest_attempts(self, campaign_id: int) -> list[AttemptView]:
+        """The newest attempt of each contact in the campaign: one row per contact for reports."""
+        with self.session() as session:
+            newest = (
+                select(sa.func.max(AttemptRow.id))
+                .where(AttemptRow.campaign_id == campaign_id)
+                .group_by(AttemptRow.contact_id)
+            )
+            return self._views(
+                session,
+                self._joined()
+                .where(col(AttemptRow.id).in_(newest))
+                .order_by(col(AttemptRow.contact_id)),
+            )
+
+    def iter_attempt_rows(
+        self, campaign_id: int, *, batch: int = 1000
+    ) -> Iterator[tuple[AttemptRow, ContactRow]]:
+        """Every attempt of a campaign with its contact, streamed in id order (bounded memory)."""
+        last = 0
+        while True:
+            with self.session() as session:
+                rows = session.execute(
+                    select(AttemptRow, ContactRow)
+                    .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
+                    .where(AttemptRow.campaign_id == campaign_id, col(AttemptRow.id) > last)
+                    .order_by(col(AttemptRow.id))
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield from ((attempt, contact) for attempt, contact in rows)
+            last = _id(rows[-1][0].id)
+
+
+def _id(value: int | None) -> int:
+    if value is None:
+        raise StoreError("row has no id after flush")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _view(attempt: AttemptRow, contact: ContactRow, campaign_name: str) -> AttemptView:
+    return AttemptView(
+        id=_id(attempt.id),
+        run_id=attempt.run_id,
+        campaign_id=attempt.campaign_id,
+        campaign_name=campaign_name,
+        contact_id=attempt.contact_id,
+        phone=attempt.phone,
+        attempt_no=attempt.attempt_no,
+        state=AttemptState(attempt.state),
+        due_at=attempt.due_at,
+        reason=attempt.reason,
+        dialing_at=attempt.dialing_at,
+        call_id=attempt.call_id,
+        next_poll_at=attempt.next_poll_at,
+        polls=attempt.polls,
+        outcome=attempt.outcome,
+        owner=attempt.owner,
+        duration_seconds=attempt.duration_seconds,
+        summary=attempt.summary,
+        contact=ContactRecord(
+            phone=contact.phone,
+            name=contact.name,
+            timezone=contact.timezone,
+            variables=contact.variables,
+            call_at=contact.call_at,
+            appointment_at=contact.appointment_at,
+            deadline=contact.deadline,
+            source_line=contact.source_line,
+        ),
+    )
+
+
+def _make_engine(url: str, *, echo: bool) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @sa_event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets `dialer status` read while the daemon writes; busy_timeout makes a second
+            # process wait for the write lock instead of failing.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+__all__ = [
+    "AttemptRow",
+    "AttemptView",
+    "CallResult",
+    "CampaignRow",
+    "ContactRecord",
+    "ContactRow",
+    "EventRow",
+    "RunRow",
+    "Store",
+    "TransitionRefused",
+    "UTCDateTime",
+]

@@ -1,0 +1,45 @@
+"""The migrated schema equals the models' schema, and the daemon refuses a foreign revision."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from dialer import migrate
+from dialer.errors import SchemaMismatch
+from dialer.store import Store
+
+
+def test_migrations_produce_exactly_the_models(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            diff = compare_metadata(
+                MigrationContext.configure(connection, opts={"compare_type": True}),
+                SQLModel.metadata,
+            )
+        assert diff == []
+        migrate.check(engine)
+    finally:
+        engine.dispose()
+
+
+def test_check_refuses_missing_older_and_newer_schemas(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"  # type: ignore[str-bytes-safe]
+    engine = sa.create_engine(url)
+    try:
+        with pytest.raises(SchemaMismatch, match="dialer db upgrade"):
+            migrate.check(engine)
+        with Store(url) as store:
+            store.create_schema()
+            store.create_schema()  # idempotent
+            store.check_schema()
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+        with pytest.raises(SchemaMismatch, match="newer"):
+            migrate.check(engine)
+    finally:
+        engine.dispose()

@@ -1,0 +1,194 @@
+"""The store on both backends: imports, runs, the attempt state machine, outcomes, events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dialer.attempts import ALLOWED_TRANSITIONS, AttemptState
+from dialer.store import CallResult, ContactRecord, Store
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def contacts(n: int) -> list[ContactRecord]:
+    return [
+        ContactRecord(
+            phone=f"+3161234{i:04d}",
+            name=f"Person {i}",
+            timezone=None,
+            variables={"name": f"Person {i}", "slot": "10:30"},
+            source_line=i + 2,
+        )
+        for i in range(n)
+    ]
+
+
+def sync(store: Store, n: int = 3, *, digest: str = "h1") -> int:
+    return store.sync_campaign(
+        name="reminders",
+        source="campaigns/r.toml",
+        definition_hash=digest,
+        api_key_name="default",
+        contacts=contacts(n),
+        now=T0,
+    )
+
+
+def result(**overrides: object) -> CallResult:
+    values: dict[str, object] = dict(
+        call_status="ended",
+        outcome="completed",
+        error=None,
+        end_reason="customer-ended-call",
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=95),
+        duration_seconds=95,
+        summary="Confirmed the appointment.",
+        analysis_result={"sentiment": 8},
+        messages=[{"role": "assistant", "content": "Hi"}],
+        raw={"id": "call-1", "status": "ended"},
+    )
+    values.update(overrides)
+    return CallResult(**values)  # type: ignore[arg-type]
+
+
+def test_sync_is_idempotent_and_keeps_contacts(store: Store) -> None:
+    cid = sync(store)
+    assert sync(store) == cid
+    assert [c.phone for c in store.contacts(cid)] == [c.phone for c in contacts(3)]
+    assert store.contacts(cid)[0].variables == {"name": "Person 0", "slot": "10:30"}
+
+
+def test_run_is_created_once_per_fire_time(store: Store) -> None:
+    cid = sync(store)
+    assert store.create_run(cid, fire_time=T0, now=T0) is not None
+    assert store.create_run(cid, fire_time=T0, now=T0 + timedelta(seconds=5)) is None
+    assert len(store.runs(cid)) == 1
+    assert len(store.due_attempts(now=T0, limit=100)) == 3
+
+
+def test_new_contacts_join_open_run_and_removed_ones_are_cancelled(store: Store) -> None:
+    cid = sync(store, 3)
+    store.create_run(cid, fire_time=T0, now=T0)
+    store.sync_campaign(
+        name="reminders",
+        source="r.toml",
+        definition_hash="h2",
+        api_key_name="default",
+        contacts=contacts(4)[1:],
+        now=T0,
+    )
+    states = {a.phone: a.state for a in store.attempts(campaign_id=cid)}
+    assert states[contacts(4)[0].phone] is AttemptState.CANCELLED
+    assert states[contacts(4)[3].phone] is AttemptState.PLANNED
+    assert len(states) == 4
+
+
+def test_dialing_is_a_claim_only_one_worker_wins(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    assert store.begin_dialing(due.id, owner="a", body={"destination": due.phone}, now=T0)
+    assert not store.begin_dialing(due.id, owner="b", body={"destination": due.phone}, now=T0)
+    view = store.attempt(due.id)
+    assert view.state is AttemptState.DIALING and view.owner == "a" and view.dialing_at == T0
+    assert store.due_attempts(now=T0, limit=10) == []
+
+
+def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(due.id, owner="a", body={"destination": due.phone}, now=T0)
+    store.mark_in_flight(due.id, call_id="call-1", now=T0, next_poll_at=T0 + timedelta(seconds=5))
+    assert [a.id for a in store.polls_due(now=T0 + timedelta(seconds=5), limit=10)] == [due.id]
+    store.record_poll(
+        due.id,
+        call_status="in-progress",
+        raw={"status": "in-progress"},
+        now=T0,
+        next_poll_at=T0 + timedelta(seconds=30),
+    )
+    assert store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=100))
+    assert not store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=101))
+    with store.session() as session:
+        from dialer.store import AttemptRow
+
+        row = session.get(AttemptRow, due.id)
+        assert row is not None
+        assert (row.state, row.outcome, row.duration_seconds, row.summary) == (
+            "ended",
+            "completed",
+            95,
+            "Confirmed the appointment.",
+        )
+        assert row.analysis_result == {"sentiment": 8}
+        assert row.messages == [{"role": "assistant", "content": "Hi"}]
+        assert row.started_at == T0 and row.polls == 1
+    kinds = [e.kind for e in store.events(attempt_id=due.id)]
+    assert kinds == ["attempt.dialing", "attempt.created", "attempt.ended"]
+    assert store.finish_runs(now=T0 + timedelta(minutes=5)) != []
+    assert not store.has_open_runs()
+
+
+def test_unknown_still_records_a_late_result(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    store.mark_in_flight(due.id, call_id="call-9", now=T0, next_poll_at=T0)
+    store.mark_unknown(
+        due.id, now=T0 + timedelta(hours=1), next_poll_at=T0 + timedelta(hours=2), reason="stuck"
+    )
+    assert store.attempt(due.id).outcome == "unknown"
+    assert store.record_outcome(due.id, result=result(), now=T0 + timedelta(hours=3))
+    assert store.attempt(due.id).state is AttemptState.ENDED
+
+
+def test_illegal_transitions_are_refused(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    from dialer.store import TransitionRefused
+
+    with pytest.raises(TransitionRefused):
+        store.mark_in_flight(due.id, call_id="x", now=T0, next_poll_at=T0)  # never dialled
+    assert not store.record_outcome(due.id, result=result(), now=T0)
+    assert store.attempt(due.id).state is AttemptState.PLANNED
+
+
+def test_release_unplaced_and_retry(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    store.release_unplaced(due.id, due_at=T0 + timedelta(minutes=1), reason="rate_limited", now=T0)
+    assert store.due_attempts(now=T0, limit=10) == []
+    (again,) = store.due_attempts(now=T0 + timedelta(minutes=1), limit=10)
+    assert again.id == due.id and again.reason == "rate_limited"
+    store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    store.mark_in_flight(due.id, call_id="c", now=T0, next_poll_at=T0)
+    store.record_outcome(due.id, result=result(outcome="no_answer", call_status="failed"), now=T0)
+    retry = store.plan_retry(
+        store.attempt(due.id), due_at=T0 + timedelta(hours=2), reason="no_answer", now=T0
+    )
+    assert retry is not None
+    assert store.plan_retry(store.attempt(due.id), due_at=T0, reason="dup", now=T0) is None
+    assert store.attempt(retry).attempt_no == 2
+    assert store.calls_since(due.phone, T0 - timedelta(days=7)) == [T0]
+
+
+def test_aware_datetimes_round_trip(store: Store) -> None:
+    from datetime import timezone
+
+    cid = sync(store, 1)
+    fire = datetime(2026, 3, 29, 3, 30, tzinfo=timezone(timedelta(hours=2)))
+    store.create_run(cid, fire_time=fire, now=T0)
+    (run,) = store.runs(cid)
+    assert run.fire_time == fire and run.fire_time.tzinfo is UTC
+
+
+def test_every_state_has_transition_rules() -> None:
+    assert set(ALLOWED_TRANSITIONS) == set(AttemptState)

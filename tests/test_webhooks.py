@@ -1,0 +1,144 @@
+"""Webhook signature checks and parsing, through the real ASGI app."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from dialer.webhooks import WebhookEvent, WebhookRejected, parse_event, sign, verify, webhook_app
+
+SECRET = "whsec_test"
+NOW = 1_764_000_000.0
+
+
+def report(call_id: str = "call-1", attempt_id: object = 7) -> dict[str, object]:
+    return {
+        "message": {
+            "type": "end-of-call-report",
+            "timestamp": "2026-11-25T12:00:00.000Z",
+            "call": {"id": call_id, "type": "outbound_phone_call", "status": "ended"},
+            "customer": {"number": "+31612345678"},
+            "assistant": {"metadata": {"dialer_attempt_id": attempt_id}},
+            "duration_seconds": 61,
+            "summary": "Confirmed.",
+            "analysis": {"sentiment": 9},
+            "messages": [{"role": "assistant", "content": "Hello"}],
+        }
+    }
+
+
+def test_verify_accepts_a_fresh_correct_signature() -> None:
+    body = b'{"a": 1}'
+    verify(
+        SECRET,
+        timestamp=str(int(NOW)),
+        signature=sign(SECRET, str(int(NOW)), body),
+        body=body,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature_for", "body", "reason"),
+    [
+        (str(int(NOW)), b"other", b"body", "does not match"),
+        (str(int(NOW) - 301), b"body", b"body", "from now"),
+        (str(int(NOW) + 301), b"body", b"body", "from now"),
+        ("yesterday", b"body", b"body", "unix timestamp"),
+        (None, b"body", b"body", "missing"),
+    ],
+)
+def test_verify_rejects(
+    timestamp: str | None, signature_for: bytes, body: bytes, reason: str
+) -> None:
+    signature = sign(SECRET, timestamp or "0", signature_for)
+    with pytest.raises(WebhookRejected, match=reason):
+        verify(SECRET, timestamp=timestamp, signature=signature, body=body, now=NOW)
+
+
+def test_verify_rejects_wrong_secret() -> None:
+    body = b"{}"
+    with pytest.raises(WebhookRejected):
+        verify(
+            SECRET,
+            timestamp=str(int(NOW)),
+            signature=sign("other", str(int(NOW)), body),
+            body=body,
+            now=NOW,
+        )
+
+
+def test_end_of_call_report_becomes_a_terminal_call() -> None:
+    event = parse_event(report())
+    assert event.terminal and event.call_id == "call-1" and event.attempt_id == 7
+    assert event.call["status"] == "ended" and event.call["duration_seconds"] == 61
+    assert event.call["analysis_result"] == {"sentiment": 9}
+
+
+@pytest.mark.parametrize(
+    ("status", "terminal", "mapped"),
+    [
+        ("in-progress", False, "in-progress"),
+        ("ended", True, "ended"),
+        ("ended-with-error", True, "failed"),
+    ],
+)
+def test_status_updates(status: str, terminal: bool, mapped: str) -> None:
+    event = parse_event(
+        {
+            "message": {
+                "type": "status-update",
+                "status": status,
+                "error": "STT down",
+                "call": {"id": "c9"},
+            }
+        }
+    )
+    assert (event.terminal, event.call["status"]) == (terminal, mapped)
+
+
+def test_garbage_metadata_is_ignored() -> None:
+    assert parse_event(report(attempt_id="drop table")).attempt_id is None
+    with pytest.raises(WebhookRejected):
+        parse_event({"nope": 1})
+
+
+async def test_app_verifies_and_hands_over_each_delivery() -> None:
+    seen: list[WebhookEvent] = []
+
+    async def on_event(event: WebhookEvent) -> None:
+        seen.append(event)
+
+    app = webhook_app(SECRET, on_event, clock=lambda: NOW)
+    body = json.dumps(report()).encode()
+    ts = str(int(NOW))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hook"
+    ) as client:
+        good = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(SECRET, ts, body)}
+        assert (
+            await client.post("/webhooks/voicedock", content=body, headers=good)
+        ).status_code == 200
+        assert (
+            await client.post("/webhooks/voicedock", content=body, headers=good)
+        ).status_code == 200
+        bad = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(SECRET, ts, body + b" ")}
+        assert (
+            await client.post("/webhooks/voicedock", content=body, headers=bad)
+        ).status_code == 401
+        assert (
+            await client.post(
+                "/webhooks/voicedock",
+                content=b"not json",
+                headers={
+                    "X-Webhook-Timestamp": ts,
+                    "X-Webhook-Signature": sign(SECRET, ts, b"not json"),
+                },
+            )
+        ).status_code == 401
+    assert [e.call_id for e in seen] == [
+        "call-1",
+        "call-1",
+    ]  # duplicates reach the engine; it dedupes
