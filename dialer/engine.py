@@ -17,7 +17,6 @@ Every decision takes ``now`` from the injected clock; the loops only decide *whe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from dialer.policy.polling import PollPlan, next_poll_at
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import decide_retry, next_attempt_at
 from dialer.policy.timezones import resolve_zone
-from dialer.store import AttemptView, CallResult, ContactRecord, Store
+from dialer.store import AttemptView, CallResult, ContactRecord, Store, TransitionRefused
 from dialer.voicedock import Call, VoiceDockClient
 
 log = structlog.get_logger("dialer.engine")
@@ -78,6 +77,10 @@ class EngineSettings:
     outcome_rules: tuple[OutcomeRule, ...] = DEFAULT_OUTCOME_RULES
     suppressed: frozenset[str] = frozenset()
     frequency_cap: FrequencyCap | None = None
+    #: a claimed poll is hidden from other daemons this long (until the claimer writes the next)
+    poll_lease: timedelta = timedelta(seconds=60)
+    #: a daemon whose heartbeat is older than this is dead: its dialing rows get reconciled
+    worker_ttl: timedelta = timedelta(seconds=30)
     tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
     idle_horizon: timedelta = timedelta(minutes=5)
     seed: int | None = None
@@ -402,7 +405,7 @@ class Engine:
     # ------------------------------------------------------------------ follow
     async def follow_once(self, *, limit: int = 200) -> int:
         """Look at every call whose next poll is due; returns how many were looked at."""
-        due = self.store.polls_due(now=self.clock(), limit=limit)
+        due = self.store.claim_polls(now=self.clock(), limit=limit, lease=self.settings.poll_lease)
         if not due:
             return 0
         await asyncio.gather(*(self._follow(attempt) for attempt in due))
@@ -551,10 +554,13 @@ class Engine:
         delay releases the attempt for a new dial; while listing fails nothing is re-dialled.
         """
         now = self.clock()
+        me = self.settings.worker_id
+        alive = self.store.live_workers(now=now, ttl=self.settings.worker_ttl) | {me}
         candidates = [
             a
             for a in self.store.attempts(states=[AttemptState.DIALING])
-            if a.id not in self._dialing_now
+            # ours with no POST still waiting, or left behind by a daemon that died
+            if ((a.owner == me and a.id not in self._dialing_now) or a.owner not in alive)
             and a.dialing_at is not None
             and now - a.dialing_at >= self.settings.create_timeout
         ]
@@ -572,27 +578,32 @@ class Engine:
         resolved = 0
         for attempt in sorted(candidates, key=lambda a: a.dialing_at or now):
             match = self._match(attempt, calls, adopted_ids)
-            if match is not None:
-                adopted_ids.add(match.id)
-                self.store.mark_in_flight(
-                    attempt.id, call_id=match.id, now=now, adopted=True, next_poll_at=now
-                )
-                self.stats["adopted"] += 1
-                log.info(
-                    "dialer.attempt.reconciled", attempt_id=attempt.id, call_id=match.id, found=True
-                )
-                resolved += 1
-            elif (
-                attempt.dialing_at is not None
-                and now - attempt.dialing_at
-                >= self.settings.create_timeout + self.settings.reconcile_settle
-            ):
-                self.store.release_unplaced(
-                    attempt.id, due_at=now, reason="reconciled_absent", now=now
-                )
-                self.stats["released"] += 1
-                log.info("dialer.attempt.reconciled", attempt_id=attempt.id, found=False)
-                resolved += 1
+            settled = now - attempt.dialing_at >= (  # type: ignore[operator]
+                self.settings.create_timeout + self.settings.reconcile_settle
+            )
+            if match is None and not settled:
+                continue
+            try:
+                if match is not None:
+                    adopted_ids.add(match.id)
+                    self.store.mark_in_flight(
+                        attempt.id, call_id=match.id, now=now, adopted=True, next_poll_at=now
+                    )
+                    self.stats["adopted"] += 1
+                else:
+                    self.store.release_unplaced(
+                        attempt.id, due_at=now, reason="reconciled_absent", now=now
+                    )
+                    self.stats["released"] += 1
+            except TransitionRefused:
+                continue  # another daemon resolved it first
+            log.info(
+                "dialer.attempt.reconciled",
+                attempt_id=attempt.id,
+                call_id=match.id if match else None,
+                found=match is not None,
+            )
+            resolved += 1
         if resolved:
             self._wake.set()
         return resolved
@@ -642,13 +653,59 @@ class Engine:
         until_idle: bool = False,
         on_tick: Callable[[], None] | None = None,
     ) -> None:
-        """Run the loops until ``stop`` is set (or, with ``until_idle``, until idle)."""
-        tick = self.settings.tick
+        """Run the loops until ``stop`` is set (or, with ``until_idle``, until idle).
+
+        Three named side tasks (dispatch, follow, housekeeping) share the stop event; if one
+        dies the others are stopped and its exception is raised (a daemon never limps on with
+        a dead loop).
+        """
+        loops = [
+            asyncio.create_task(self._dispatch_loop(stop), name="dispatch"),
+            asyncio.create_task(self._follow_loop(stop), name="follow"),
+            asyncio.create_task(
+                self._housekeeping_loop(stop, until_idle, on_tick), name="housekeeping"
+            ),
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    log.error(
+                        "dialer.engine.loop_died",
+                        loop=task.get_name(),
+                        error=repr(task.exception()),
+                    )
+                    stop.set()
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self.drain()
+
+    async def _dispatch_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
             await self.dispatch_once()
+            nxt = self.store.next_due_at()
+            await _wait_any(stop, self._wake, seconds=self._until(nxt))
+
+    async def _follow_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             await self.follow_once()
+            nxt = self.store.next_poll_at()
+            await _wait_any(stop, seconds=self._until(nxt))
+
+    async def _housekeeping_loop(
+        self, stop: asyncio.Event, until_idle: bool, on_tick: Callable[[], None] | None
+    ) -> None:
+        last_beat: datetime | None = None
+        while not stop.is_set():
             now = self.clock()
+            if last_beat is None or now - last_beat >= self.settings.worker_ttl / 3:
+                self.store.heartbeat(self.settings.worker_id, now=now)
+                last_beat = now
             if (
                 self._last_reconcile is None
                 or now - self._last_reconcile >= self.settings.reconcile_interval
@@ -659,28 +716,15 @@ class Engine:
             if on_tick is not None:
                 on_tick()
             if until_idle and self.is_idle():
-                break
-            wait = self._seconds_until_next_work(tick)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    stop_wait = asyncio.ensure_future(stop.wait())
-                    wake_wait = asyncio.ensure_future(self._wake.wait())
-                    try:
-                        await asyncio.wait(
-                            {stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        stop_wait.cancel()
-                        wake_wait.cancel()
-        await self.drain()
+                stop.set()
+                return
+            await _wait_any(stop, seconds=self.settings.tick)
 
-    def _seconds_until_next_work(self, tick: float) -> float:
-        now = self.clock()
-        candidates = [tick]
-        for when in (self.store.next_due_at(), self.store.next_poll_at()):
-            if when is not None:
-                candidates.append(max(0.0, (when - now).total_seconds()))
-        return max(0.01, min(candidates))
+    def _until(self, when: datetime | None) -> float:
+        """Seconds to sleep before ``when`` (never longer than a tick, never busy-looping)."""
+        if when is None:
+            return self.settings.tick
+        return max(0.01, min(self.settings.tick, (when - self.clock()).total_seconds()))
 
     async def drain(self, grace_s: float = 10.0) -> None:
         """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
@@ -741,3 +785,13 @@ def _result(call: Call, outcome: Outcome) -> CallResult:
         messages=call.messages,
         raw=dict(call.raw),
     )
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Sleep until any event is set or the timeout passes."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,6 +132,25 @@ class AttemptRow(SQLModel, table=True):
     raw: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
     updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class WorkerRow(SQLModel, table=True):
+    """Daemons sharing the database; a stale heartbeat means its claims may be taken over."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True, max_length=200)
+    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class BudgetRow(SQLModel, table=True):
+    """One request budget per API key, shared by every daemon (GCRA's theoretical arrival time)."""
+
+    __tablename__ = "budgets"
+
+    key_name: str = Field(primary_key=True, max_length=200)
+    tat: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
 
 
 class EventRow(SQLModel, table=True):
@@ -637,6 +656,91 @@ class Store:
                 .group_by(AttemptRow.campaign_id)
             ).all()
             return {cid: n for cid, n in rows}
+
+    def claim_polls(self, *, now: datetime, limit: int, lease: timedelta) -> list[AttemptView]:
+        """Take the calls whose next look is due, pushing that look ``lease`` ahead.
+
+        With several daemons each due call is looked at by one of them: PostgreSQL skips rows
+        another daemon is claiming (SKIP LOCKED), and the pushed-ahead time hides the claim until
+        the claimer writes the real next look, or dies and the lease runs out.
+        """
+        with self.session() as session:
+            ids_query = (
+                select(AttemptRow.id)
+                .where(
+                    col(AttemptRow.state).in_(
+                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
+                    ),
+                    col(AttemptRow.next_poll_at).is_not(None),
+                    col(AttemptRow.next_poll_at) <= now,
+                )
+                .order_by(col(AttemptRow.next_poll_at))
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                ids_query = ids_query.with_for_update(skip_locked=True)
+            ids = list(session.execute(ids_query).scalars().all())
+            if not ids:
+                return []
+            session.execute(
+                sa.update(AttemptRow)
+                .where(col(AttemptRow.id).in_(ids))
+                .values(next_poll_at=now + lease)
+            )
+            return self._views(
+                session,
+                self._joined().where(col(AttemptRow.id).in_(ids)).order_by(col(AttemptRow.id)),
+            )
+
+    # ----- the shared request budget
+    def take_request_slot(
+        self, key_name: str, *, now: datetime, interval: timedelta, burst: int
+    ) -> timedelta:
+        """Ask for one request of ``key_name``'s budget; zero means granted, else wait that long.
+
+        GCRA (the generic cell rate algorithm): requests are spaced ``interval`` apart on average
+        with at most ``burst`` sent back to back, so any window of length W holds at most
+        W / interval + burst requests, whichever daemon sent them. The row lock serialises
+        daemons; no library offers a PostgreSQL-backed limiter, and this is ten lines.
+        """
+        tolerance = interval * (burst - 1)
+        with self.session() as session:
+            query = select(BudgetRow).where(BudgetRow.key_name == key_name)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            row = session.exec(query).first()
+            if row is None:
+                session.add(BudgetRow(key_name=key_name, tat=now + interval))
+                try:
+                    session.flush()
+                except IntegrityError:  # another daemon created it first: ask again
+                    session.rollback()
+                    return timedelta(milliseconds=1)
+                return timedelta(0)
+            tat = max(row.tat, now)
+            if tat - now > tolerance:
+                return tat - now - tolerance
+            row.tat = tat + interval
+            session.add(row)
+            return timedelta(0)
+
+    # ----- workers
+    def heartbeat(self, worker_id: str, *, now: datetime) -> None:
+        with self.session() as session:
+            row = session.get(WorkerRow, worker_id)
+            if row is None:
+                session.add(WorkerRow(id=worker_id, started_at=now, heartbeat_at=now))
+            else:
+                row.heartbeat_at = now
+                session.add(row)
+
+    def live_workers(self, *, now: datetime, ttl: timedelta) -> set[str]:
+        with self.session() as session:
+            return set(
+                session.execute(
+                    select(WorkerRow.id).where(col(WorkerRow.heartbeat_at) >= now - ttl)
+                ).scalars()
+            )
 
     def polls_due(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
@@ -1155,6 +1259,7 @@ __all__ = [
     "AttemptRow",
     "AttemptView",
     "CallResult",
+    "BudgetRow",
     "CampaignRow",
     "ContactRecord",
     "ContactRow",
@@ -1163,4 +1268,5 @@ __all__ = [
     "Store",
     "TransitionRefused",
     "UTCDateTime",
+    "WorkerRow",
 ]

@@ -192,3 +192,50 @@ def test_aware_datetimes_round_trip(store: Store) -> None:
 
 def test_every_state_has_transition_rules() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(AttemptState)
+
+
+def test_shared_budget_spaces_requests_and_allows_a_burst(store: Store) -> None:
+    interval = timedelta(seconds=1)
+    grants = 0
+    now = T0
+    waits: list[timedelta] = []
+    # Ask every 100 ms for 10 s: a burst of 3, then one per second.
+    for _ in range(100):
+        wait = store.take_request_slot("default", now=now, interval=interval, burst=3)
+        if wait == timedelta(0):
+            grants += 1
+        else:
+            waits.append(wait)
+        now += timedelta(milliseconds=100)
+    assert grants == 3 + 9  # burst plus one per elapsed second (the first ask opened the window)
+    assert all(timedelta(0) < w <= interval for w in waits)
+
+
+def test_shared_budget_is_per_key(store: Store) -> None:
+    interval = timedelta(seconds=10)
+    assert store.take_request_slot("a", now=T0, interval=interval, burst=1) == timedelta(0)
+    assert store.take_request_slot("b", now=T0, interval=interval, burst=1) == timedelta(0)
+    assert store.take_request_slot("a", now=T0, interval=interval, burst=1) == interval
+
+
+def test_heartbeats_and_poll_claims(store: Store) -> None:
+    store.heartbeat("w1", now=T0)
+    store.heartbeat("w2", now=T0 - timedelta(minutes=5))
+    assert store.live_workers(now=T0, ttl=timedelta(seconds=30)) == {"w1"}
+    cid = sync(store, 2)
+    store.create_run(cid, fire_time=T0, now=T0)
+    for i, due in enumerate(store.due_attempts(now=T0, limit=10)):
+        store.begin_dialing(due.id, owner="w1", body={}, now=T0)
+        store.mark_in_flight(due.id, call_id=f"c{i}", now=T0, next_poll_at=T0)
+    claimed = store.claim_polls(now=T0, limit=10, lease=timedelta(seconds=60))
+    assert len(claimed) == 2
+    assert (
+        store.claim_polls(now=T0 + timedelta(seconds=59), limit=10, lease=timedelta(seconds=60))
+        == []
+    )
+    assert (
+        len(
+            store.claim_polls(now=T0 + timedelta(seconds=60), limit=10, lease=timedelta(seconds=60))
+        )
+        == 2
+    )
