@@ -1258,8 +1258,8 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
 __all__ = [
     "AttemptRow",
     "AttemptView",
-    "CallResult",
     "BudgetRow",
+    "CallResult",
     "CampaignRow",
     "ContactRecord",
     "ContactRow",
