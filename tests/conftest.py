@@ -8,8 +8,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dialer.store import Store
+
+# Bounded and deadline-free: CI runs on 2 shared cores, where a slow draw is not a bug.
+settings.register_profile(
+    "dialer", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("dialer")
 
 PG_ADMIN_DSN = os.environ.get("DIALER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
