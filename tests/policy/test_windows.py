@@ -169,9 +169,11 @@ def _local_ok(w: CallingWindow, at: datetime, zone: ZoneInfo) -> bool:
     local = at.astimezone(zone)
     wall = local.time().replace(second=0, microsecond=0) if local.second == 0 else local.time()
     for r in w.ranges:
-        if r.whole_day or (not r.crosses_midnight and r.start <= wall < r.end):
-            day = local.date()
-        elif r.crosses_midnight and wall >= r.start:
+        if (
+            r.whole_day
+            or (not r.crosses_midnight and r.start <= wall < r.end)
+            or (r.crosses_midnight and wall >= r.start)
+        ):
             day = local.date()
         elif r.crosses_midnight and wall < r.end:
             day = local.date() - timedelta(days=1)
@@ -198,10 +200,8 @@ def test_planned_time_is_inside_window_and_before_deadline(
     assert w.allows(planned, zone)
     assert _local_ok(w, planned, zone)
     closes = w.closes_at(planned, zone)
-    assert (
-        closes is not None
-        and closes - planned > w.min_time_before_close
-        or (closes is not None and w.min_time_before_close == timedelta(0) and closes > planned)
+    assert (closes is not None and closes - planned > w.min_time_before_close) or (
+        closes is not None and w.min_time_before_close == timedelta(0) and closes > planned
     )
 
 
