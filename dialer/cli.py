@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dialer.campaign import Campaign, load_campaign, validate_paths
 from dialer.config import Config, load_config
@@ -70,7 +71,7 @@ def _config_path(path: Path | None) -> Path:
 
 def _fail_input(exc: InputError) -> typer.Exit:
     for problem in exc.problems:
-        err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -139,7 +140,7 @@ def run(
     except InputError as exc:
         raise _fail_input(exc) from None
     except DialerError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from None
 
 
@@ -166,7 +167,7 @@ def validate(
         raise _fail_input(exc) from None
     for campaign in campaigns:
         for warning in getattr(campaign, "warnings", ()):
-            err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+            err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
         out.print(
             f"[green]ok[/green] {campaign.source}: campaign {campaign.name!r}, "
             f"{len(campaign.contacts)} contacts",
@@ -336,8 +337,10 @@ def demo(
     from dialer.demo import run_demo
 
     configure_logging(json_lines=False, level=logging.WARNING)
+    # Piped output gets a width that fits the per-contact table instead of Rich's 80 columns.
+    console = out if out.is_terminal else Console(width=140)
     try:
-        code = run_demo(out, campaign_path=contacts, keep=keep)
+        code = run_demo(console, campaign_path=contacts, keep=keep)
     except InputError as exc:
         raise _fail_input(exc) from None
     raise typer.Exit(code=code)

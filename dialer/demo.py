@@ -2,7 +2,7 @@
 
 Everything is the production path (config file, campaign loader, store, budget, client, engine,
 schedules); only VoiceDock is replaced by the simulator, time-scaled so a 90-second call takes
-nine seconds, with its rate limit scaled alike.
+three seconds, with its rate limit scaled alike.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dialer.daemon import engine_settings, open_daemon, run_until_stopped
 from dialer.progress import live_progress, outcome_tables
 from dialer.simulator import Simulator, SimulatorConfig, serve
 
-TIME_SCALE = 10.0
+TIME_SCALE = 30.0
 DEMO_KEY = "sim_demo_key"
 #: what the simulator answers for some demo numbers, so every run shows a retry and a failure
 FORCED_OUTCOMES_FILE = "demo-outcomes.toml"
@@ -41,7 +41,7 @@ url = "sqlite:///{db}"
 
 [dialer]
 campaigns = ["{campaign}"]
-max_concurrent_calls = 8
+max_concurrent_calls = 12
 poll_interval = "1s"
 stuck_after = "3m"
 """

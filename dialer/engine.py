@@ -113,6 +113,8 @@ class Engine:
         self._account_problem: str | None = None
         self._campaign_hold: dict[str, datetime] = {}
         self._last_reconcile: datetime | None = None
+        self._last_list: datetime | None = None
+        self._missing_from_list: set[int] = set()
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
         self.stats: dict[str, int] = {
@@ -404,12 +406,62 @@ class Engine:
 
     # ------------------------------------------------------------------ follow
     async def follow_once(self, *, limit: int = 200) -> int:
-        """Look at every call whose next poll is due; returns how many were looked at."""
-        due = self.store.claim_polls(now=self.clock(), limit=limit, lease=self.settings.poll_lease)
-        if not due:
+        """Look at the calls that are due a look; returns how many calls were observed.
+
+        Few calls in flight: one ``GET /calls/{id}`` per due call, timed by the poll plan.
+        From ``list_threshold`` calls in flight on: one ``GET /calls?start_date=`` (all pages)
+        every ``list_interval`` observes every one of them, so tracking costs about one
+        request per interval instead of one per call.
+        """
+        now = self.clock()
+        plan = self.settings.poll
+        in_flight = self.store.count_attempts(states=[AttemptState.IN_FLIGHT])
+        observed = 0
+        if in_flight >= plan.list_threshold:
+            if self._last_list is None or now - self._last_list >= plan.list_interval:
+                self._last_list = now
+                observed += await self._follow_by_list(now)
+            # Only stragglers (unknown calls, calls missing from the list) are looked at one by one.
+            due = [
+                a
+                for a in self.store.claim_polls(
+                    now=now, limit=limit, lease=self.settings.poll_lease
+                )
+                if a.state is AttemptState.UNKNOWN or a.id in self._missing_from_list
+            ]
+        else:
+            due = self.store.claim_polls(now=now, limit=limit, lease=self.settings.poll_lease)
+        if due:
+            await asyncio.gather(*(self._follow(attempt) for attempt in due))
+        return observed + len(due)
+
+    async def _follow_by_list(self, now: datetime) -> int:
+        followed = {
+            a.call_id: a
+            for a in self.store.attempts(states=[AttemptState.IN_FLIGHT])
+            if a.call_id is not None
+        }
+        if not followed:
             return 0
-        await asyncio.gather(*(self._follow(attempt) for attempt in due))
-        return len(due)
+        oldest = min(a.dialing_at or now for a in followed.values())
+        try:
+            calls = await self.client.list_calls(start_date=oldest - self.settings.reconcile_margin)
+        except AccountError as exc:
+            self._hold_account(exc)
+            return 0
+        except ProviderError as exc:
+            log.warning("dialer.poll.list_failed", error=str(exc), in_flight=len(followed))
+            return 0
+        seen = 0
+        for call in calls:
+            attempt = followed.pop(call.id, None)
+            if attempt is not None:
+                self.observe_call(attempt, call)
+                seen += 1
+        # Not listed (a clock skew beyond the margin, or an id the list spells differently):
+        # fall back to a GET for each, on its own schedule.
+        self._missing_from_list = {a.id for a in followed.values()}
+        return seen
 
     async def _follow(self, attempt: AttemptView) -> None:
         assert attempt.call_id is not None

@@ -145,4 +145,4 @@ def _why(attempt: AttemptView) -> str:
     if attempt.state is AttemptState.PLANNED:
         return f"{attempt.reason or 'due'} until {attempt.due_at:%Y-%m-%d %H:%M} UTC"
     text = attempt.summary or attempt.reason or ""
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 48 else text[:45] + "..."

@@ -21,6 +21,8 @@ class PollPlan:
     ``expected_talk``: typical conversation length; the first in-progress look waits about this.
     ``minimum`` / ``maximum``: bounds on any interval.
     ``late``: interval for calls already declared ``unknown`` (a late result is still recorded).
+    ``list_threshold``: from this many calls in flight on, one list request observes them all...
+    ``list_interval``: ...this often (each list page costs one request, whatever it holds).
     """
 
     first_look: timedelta = timedelta(seconds=8)
@@ -29,10 +31,17 @@ class PollPlan:
     minimum: timedelta = timedelta(seconds=2)
     maximum: timedelta = timedelta(seconds=60)
     late: timedelta = timedelta(minutes=10)
+    list_threshold: int = 3
+    list_interval: timedelta = timedelta(seconds=20)
 
     def scaled(self, factor: float) -> PollPlan:
         """The same plan on a faster clock (the time-scaled simulator)."""
-        return PollPlan(**{name: value / factor for name, value in self.__dict__.items()})
+        return PollPlan(
+            **{
+                name: value / factor if isinstance(value, timedelta) else value
+                for name, value in self.__dict__.items()
+            }
+        )
 
 
 def next_poll_at(

@@ -1,0 +1,558 @@
+"""The daemon's configuration file (``config.toml``), read once at start.
+
+    >>> config = load_config(Path("config.toml"))          # ConfigError lists every problem
+    >>> config.dialer.poll_interval
+    datetime.timedelta(seconds=5)
+    >>> config.api_key()                                    # from $VOICEDOCK_API_KEY, never a file
+    >>> config.campaign_paths()                             # globs resolved next to config.toml
+
+Every key, its default and what it accepts is documented in ``config.example.toml``. Relative
+paths (campaign globs, DNC files, a SQLite database) are relative to the config file, so the
+daemon behaves the same whatever directory it is started from.
+
+Parsing is pydantic (frozen models, unknown keys refused); pydantic's errors are translated here
+into :class:`~dialer.errors.Problem` values with the file, the line and the dotted field.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from dialer import phones
+from dialer.errors import ConfigError, Problem
+from dialer.policy.caps import FrequencyCap
+from dialer.policy.durations import parse_duration
+from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
+from dialer.suppression import read_suppression_files
+from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
+
+__all__ = [
+    "CallCapSettings",
+    "Config",
+    "DatabaseSettings",
+    "DialerSettings",
+    "OutcomeRuleSettings",
+    "OutcomesSettings",
+    "VoiceDockSettings",
+    "WebhookSettings",
+    "load_config",
+]
+
+DURATION_ACCEPTED = 'a duration such as "90s", "10m", "2h", "1d", "1h30m" or "1.5h"'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+#: fields whose value is never repeated in a message (a pasted key instead of a variable name)
+_NEVER_ECHO = frozenset({"api_key_env", "secret_env"})
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        # TOML has no duration type; a bare 5 would silently mean different units to
+        # different readers, so only strings with a unit are accepted.
+        raise ValueError(f"needs a unit, as a string: {DURATION_ACCEPTED}")
+    return parse_duration(value)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    AfterValidator(_positive),
+    Field(description=DURATION_ACCEPTED),
+]
+Margin = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    AfterValidator(_not_negative),
+    Field(description=DURATION_ACCEPTED + ', or "0s"'),
+]
+
+
+def _env_name(value: str) -> str:
+    if value.startswith(("fl_", "sk_", "sim_")) or not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the NAME of an environment variable, not the key itself "
+            "(the key never lives in a file)"
+        )
+    return value
+
+
+EnvName = Annotated[
+    str,
+    AfterValidator(_env_name),
+    Field(description="an environment variable name, e.g. VOICEDOCK_API_KEY"),
+]
+
+
+class _Section(BaseModel):
+    # strict: TOML is typed, so "10" for a number is a mistake to report, not to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class VoiceDockSettings(_Section):
+    """``[voicedock]``: where the API is and how hard we may use it."""
+
+    base_url: str = Field(
+        "https://api.hmsovereign.com/api/v1",
+        description="an http(s) URL ending in the API's base path, e.g. https://api.hmsovereign.com/api/v1",
+    )
+    api_key_env: EnvName = "VOICEDOCK_API_KEY"
+    requests_per_minute: int = Field(
+        100, gt=0, description="a whole number > 0 (VoiceDock allows 100)"
+    )
+    budget_margin: float = Field(
+        0.05, ge=0, lt=1, description="a fraction of the budget kept in reserve, 0 <= x < 1"
+    )
+    connect_timeout: Duration = timedelta(seconds=5)
+    read_timeout: Duration = timedelta(seconds=15)
+    create_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    """``[database]``: SQLite for one daemon, PostgreSQL for several."""
+
+    url: str = Field(
+        "sqlite:///dialer.db",
+        description=(
+            "sqlite:///relative/or/absolute.db or postgresql+psycopg://user:pass@host:5432/db"
+        ),
+    )
+
+
+class CallCapSettings(_Section):
+    """``max_calls_per_contact = { count = 7, days = 7 }``."""
+
+    count: int = Field(gt=0, description="a whole number of calls > 0")
+    days: int = Field(gt=0, description="a whole number of days > 0")
+
+
+class DialerSettings(_Section):
+    """``[dialer]``: what to run and the engine's pace."""
+
+    campaigns: list[str] = Field(
+        default_factory=lambda: ["campaigns/*.toml"],
+        description='paths or globs relative to the config file, e.g. ["campaigns/*.toml"]',
+    )
+    max_concurrent_calls: int = Field(10, gt=0, description="a whole number > 0")
+    poll_interval: Duration = timedelta(seconds=5)
+    stuck_after: Duration = timedelta(minutes=30)
+    reconcile_margin: Margin = timedelta(minutes=2)
+    reconcile_settle: Margin = timedelta(seconds=30)
+    default_region: str | None = Field(
+        None, description='a two-letter region code such as "NL", "US" or "GB"'
+    )
+    suppression_files: list[str] = Field(
+        default_factory=list,
+        description="a list of do-not-call files (.csv with a phone column, or one number a line)",
+    )
+    max_calls_per_contact: CallCapSettings | None = None
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not phones.is_region(value):
+            raise ValueError(f"{value!r} is not a region code phonenumbers knows")
+        return value
+
+
+_MATCH_FIELDS = ("status", "end_reason", "error", "summary")
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[
+    str | None,
+    AfterValidator(_regex),
+    Field(description="a regular expression (Python re, matched case-insensitively anywhere)"),
+]
+
+
+class OutcomeRuleSettings(_Section):
+    """One ``[[outcomes.rules]]`` table: call-object fields (regexes) -> an outcome."""
+
+    outcome: Annotated[Outcome, Field(strict=False, description="one of: " + ", ".join(Outcome))]
+    status: Regex = None
+    end_reason: Regex = None
+    error: Regex = None
+    summary: Regex = None
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> Self:
+        if all(getattr(self, name) is None for name in _MATCH_FIELDS):
+            # it would match every call and hide every default rule behind it
+            raise ValueError("a rule needs at least one of status, end_reason, error, summary")
+        return self
+
+    def rule(self) -> OutcomeRule:
+        return OutcomeRule(
+            outcome=self.outcome,
+            status=self.status,
+            end_reason=self.end_reason,
+            error=self.error,
+            summary=self.summary,
+        )
+
+
+class OutcomesSettings(_Section):
+    """``[outcomes]``: how VoiceDock's call objects map onto our outcomes (UNCONFIRMED upstream)."""
+
+    rules: list[OutcomeRuleSettings] = Field(default_factory=list)
+
+
+class WebhookSettings(_Section):
+    """``[webhooks]``: the optional receiver for signed VoiceDock webhooks."""
+
+    listen: str = Field("127.0.0.1:8787", description='"host:port", e.g. "127.0.0.1:8787"')
+    secret_env: EnvName = "VOICEDOCK_WEBHOOK_SECRET"  # noqa: S105 - a variable's name, not a secret
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("is not host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def secret(self) -> str:
+        """The shared webhook secret, from the environment variable named by ``secret_env``."""
+        return _from_env(self.secret_env, "webhooks.secret_env", "the webhook signing secret")
+
+
+class Config(_Section):
+    """The whole config file. Build with :func:`load_config` or :meth:`Config.default`."""
+
+    voicedock: VoiceDockSettings = Field(default_factory=VoiceDockSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    dialer: DialerSettings = Field(default_factory=DialerSettings)
+    outcomes: OutcomesSettings = Field(default_factory=OutcomesSettings)
+    webhooks: WebhookSettings | None = None
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+    _suppressed: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @classmethod
+    def default(cls, base_dir: Path) -> Config:
+        """Every default, with relative paths resolved against ``base_dir`` (demo, tests)."""
+        config = cls()
+        config._base_dir = base_dir.resolve()
+        return config
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths in the file are resolved against."""
+        return self._base_dir
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute (next to the config)."""
+        url = _database_url(self.database.url)
+        if isinstance(url, str):  # validated at load; Config() built in code may skip that
+            raise ConfigError([Problem(file=self._where(), field="database.url", message=url)])
+        database = url.database
+        if url.drivername.startswith("sqlite"):
+            if not database or database == ":memory:" or database.startswith("file:"):
+                return self.database.url
+            if not Path(database).is_absolute():
+                url = url.set(database=str(self.base_dir / database))
+        elif url.drivername == "postgresql+psycopg" and self.database.url.startswith(
+            "postgresql+psycopg://"
+        ):
+            return self.database.url  # as written: rendering would re-quote the password
+        return url.render_as_string(hide_password=False)
+
+    def api_key(self) -> str:
+        """The VoiceDock API key from the environment; ConfigError naming the variable if unset."""
+        return _from_env(
+            self.voicedock.api_key_env,
+            "voicedock.api_key_env",
+            "the VoiceDock API key",
+            file=self._where(),
+        )
+
+    def campaign_paths(self) -> list[Path]:
+        """Every campaign file the ``dialer.campaigns`` globs match, sorted, each once."""
+        found: dict[Path, None] = {}
+        for pattern in self.dialer.campaigns:
+            for path in _expand(self.base_dir, pattern):
+                found.setdefault(path, None)
+        return sorted(found)
+
+    def suppression_paths(self) -> list[Path]:
+        return [self.base_dir / name for name in self.dialer.suppression_files]
+
+    def suppressed_numbers(self) -> frozenset[str]:
+        """E.164 numbers from the config's do-not-call files (read when the config was loaded)."""
+        return self._suppressed
+
+    def outcome_rules(self) -> tuple[OutcomeRule, ...]:
+        """The config's own rules first, then the defaults: the first match wins."""
+        return tuple(r.rule() for r in self.outcomes.rules) + tuple(DEFAULT_OUTCOME_RULES)
+
+    def frequency_cap(self) -> FrequencyCap | None:
+        cap = self.dialer.max_calls_per_contact
+        if cap is None:
+            return None
+        return FrequencyCap(count=cap.count, period=timedelta(days=cap.days))
+
+    def _where(self) -> Path | str:
+        return self._source if self._source is not None else "config"
+
+
+def _from_env(name: str, field: str, what: str, *, file: Path | str = "environment") -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(
+            [
+                Problem(
+                    file=file,
+                    field=field,
+                    message=f"environment variable {name} is not set; it must hold {what}",
+                    accepted=f"export {name}=... before starting the dialer",
+                )
+            ]
+        )
+    return value
+
+
+def _expand(base_dir: Path, pattern: str) -> list[Path]:
+    full = Path(pattern).expanduser()
+    if not full.is_absolute():
+        full = base_dir / full
+    if not _GLOB_CHARS.search(pattern):
+        return [full] if full.is_file() else []
+    return sorted(Path(p) for p in glob.glob(str(full), recursive=True) if Path(p).is_file())
+
+
+def _database_url(text: str) -> URL | str:
+    """The parsed URL, or what is wrong with it."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        return f"{text!r} is not a database URL"
+    if url.drivername in ("postgresql", "postgres"):
+        # psycopg (3) is the driver we ship; SQLAlchemy's bare "postgresql" means psycopg2
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        return f"unsupported database {url.drivername!r}"
+    return url
+
+
+# ------------------------------------------------------------------------------------------
+# loading
+
+
+def load_config(path: Path) -> Config:
+    """Read and check a config file; ConfigError with EVERY problem (file, line, dotted field)."""
+    source = TomlSource.read(path)
+    if isinstance(source, Problem):
+        raise ConfigError([source])
+    problems: list[Problem] = []
+    try:
+        config = Config.model_validate(source.data)
+    except ValidationError as exc:
+        problems = [_problem(source, error) for error in exc.errors(include_url=False)]
+        # Still look at the files named by the sections that are fine on their own, so one
+        # run reports everything; a broken section falls back to defaults, which name no files.
+        config = Config.model_validate(_valid_sections(source.data))
+    config._base_dir = path.resolve().parent
+    config._source = path
+    problems.extend(_check_files(config, source))
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    return config
+
+
+def _valid_sections(data: Mapping[str, Any]) -> dict[str, Any]:
+    valid: dict[str, Any] = {}
+    for name, value in data.items():
+        info = Config.model_fields.get(name)
+        model = _model_in(info.annotation) if info is not None else None
+        if model is None:
+            continue
+        try:
+            model.model_validate(value)
+        except ValidationError:
+            continue
+        valid[name] = value
+    return valid
+
+
+def _check_files(config: Config, source: TomlSource) -> list[Problem]:
+    problems: list[Problem] = []
+    url = _database_url(config.database.url)
+    if isinstance(url, str):
+        problems.append(
+            source.problem(
+                ("database", "url"), url, accepted=DatabaseSettings.model_fields["url"].description
+            )
+        )
+    for i, pattern in enumerate(config.dialer.campaigns):
+        if not _GLOB_CHARS.search(pattern) and not _expand(config.base_dir, pattern):
+            problems.append(
+                source.problem(
+                    ("dialer", "campaigns", i),
+                    f"no campaign file {pattern!r}",
+                    accepted="an existing file or a glob, relative to the config file",
+                )
+            )
+    existing: list[Path] = []
+    for i, (name, full) in enumerate(
+        zip(config.dialer.suppression_files, config.suppression_paths(), strict=True)
+    ):
+        if full.is_file():
+            existing.append(full)
+        else:
+            problems.append(
+                source.problem(
+                    ("dialer", "suppression_files", i),
+                    f"no such file {name!r}",
+                    accepted="an existing file, relative to the config file",
+                )
+            )
+    numbers, issues = read_suppression_files(existing, default_region=config.dialer.default_region)
+    problems.extend(issues)
+    config._suppressed = numbers
+    return problems
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the keys at ``loc`` (for "did you mean")."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        inner = _model_in(info.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_info_accepted(loc: Sequence[str | int]) -> str | None:
+    loc = list(loc)
+    while loc and isinstance(loc[-1], int):
+        loc.pop()  # an element of a list: what the list accepts says it
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    owner = _model_at(loc[:-1])
+    if owner is None:
+        return None
+    info = owner.model_fields.get(loc[-1])
+    if info is None:
+        return None
+    if info.description:
+        return info.description
+    for meta in info.metadata:
+        description = getattr(meta, "description", None)
+        if description:
+            return str(description)
+    return None
+
+
+def _problem(source: TomlSource, error: Mapping[str, Any]) -> Problem:
+    # pydantic puts union branch names into loc (e.g. "CallCapSettings"); they mean nothing to users
+    loc = [p for p in error["loc"] if isinstance(p, int) or not p[:1].isupper()]
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        owner = _model_at(loc[:-1])
+        known = sorted(owner.model_fields) if owner else []
+        if key == "api_key" and loc[:-1] == ["voicedock"]:
+            message = (
+                "the API key is never read from a file: export it as an environment variable "
+                "and name that variable in api_key_env"
+            )
+        else:
+            message = f"unknown key {key!r}" + did_you_mean(key, known)
+        return source.problem(
+            loc, message, accepted="one of: " + ", ".join(known) if known else None
+        )
+    if kind == "missing":
+        return source.problem(loc, "is required", accepted=_field_info_accepted(loc))
+    message = reason(ValueError(str(error["msg"]).removeprefix("Value error, ")))
+    if loc and loc[-1] in _NEVER_ECHO:
+        pass  # someone may have pasted the secret itself here: never print it back
+    elif kind not in ("value_error", "assertion_error") and "input" in error:
+        message = f"{message[:1].lower()}{message[1:]} (got {error['input']!r})"
+    elif (
+        "input" in error
+        and not isinstance(error["input"], Mapping)
+        and repr(error["input"]) not in message
+    ):
+        message = f"{error['input']!r}: {message}"
+    return source.problem(
+        loc, message, accepted=_field_info_accepted(loc) or None, field=dotted(loc) or "(file)"
+    )

@@ -1,0 +1,114 @@
+"""Do-not-call lists: numbers that are never dialled, whatever a campaign file says.
+
+Two formats, chosen by the file name:
+
+- ``*.csv``: a header row with a ``phone`` column (other columns, e.g. a reason or a date, are
+  ignored), as exported from a CRM;
+- anything else: one number per line; blank lines and ``#`` comments are ignored.
+
+Numbers are normalised to E.164 exactly like contacts (``dialer.phones``), so ``06 1234 5601``
+on the list matches ``+31612345601`` in a campaign when the region is NL.
+
+An entry that cannot be read is an error, not a skipped line: a DNC list is the one input where
+a silently dropped row means calling someone who asked not to be called.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from dialer import phones
+from dialer.errors import Problem
+from dialer.tomlsource import decode_utf8, read_bytes
+
+__all__ = ["read_suppression_file", "read_suppression_files"]
+
+
+def read_suppression_file(
+    path: Path, *, default_region: str | None = None, field: str = "suppression_files"
+) -> tuple[frozenset[str], list[Problem]]:
+    """The E.164 numbers in one DNC file, and every problem with it (file, line, field)."""
+    raw = read_bytes(path, field=field)
+    if isinstance(raw, Problem):
+        return frozenset(), [raw]
+    text = decode_utf8(raw, path)
+    if isinstance(text, Problem):
+        return frozenset(), [text]
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, text, default_region)
+    numbers: set[str] = set()
+    problems: list[Problem] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            numbers.add(phones.normalize(entry, region=default_region))
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    file=path,
+                    field="phone",
+                    line=lineno,
+                    message=f"number {exc}",
+                    accepted=phones.ACCEPTED,
+                )
+            )
+    return frozenset(numbers), problems
+
+
+def _read_csv(
+    path: Path, text: str, default_region: str | None
+) -> tuple[frozenset[str], list[Problem]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    columns = [h.strip().lower() for h in header or []]
+    if "phone" not in columns:
+        return frozenset(), [
+            Problem(
+                file=path,
+                field="phone",
+                line=1,
+                message="has no 'phone' column"
+                + (f" (columns: {', '.join(columns)})" if columns else " (the file is empty)"),
+                accepted="a header row naming a 'phone' column, e.g. phone,reason",
+            )
+        ]
+    column = columns.index("phone")
+    numbers: set[str] = set()
+    problems: list[Problem] = []
+    last = reader.line_num
+    for row in reader:
+        lineno, last = last + 1, reader.line_num
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        cell = row[column] if column < len(row) else ""
+        try:
+            numbers.add(phones.normalize(cell, region=default_region))
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    file=path,
+                    field="phone",
+                    line=lineno,
+                    message=f"number {exc}",
+                    accepted=phones.ACCEPTED,
+                )
+            )
+    return frozenset(numbers), problems
+
+
+def read_suppression_files(
+    paths: Sequence[Path], *, default_region: str | None = None, field: str = "suppression_files"
+) -> tuple[frozenset[str], list[Problem]]:
+    """The union of several DNC files, and every problem of every one of them."""
+    numbers: set[str] = set()
+    problems: list[Problem] = []
+    for path in paths:
+        found, issues = read_suppression_file(path, default_region=default_region, field=field)
+        numbers |= found
+        problems.extend(issues)
+    return frozenset(numbers), problems

@@ -1,0 +1,357 @@
+"""The daemon's config file: defaults, paths, secrets from the environment, located errors."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from dialer.config import Config, load_config
+from dialer.errors import ConfigError, Problem
+from dialer.policy.caps import FrequencyCap
+from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def write(directory: Path, text: str, name: str = "config.toml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[Problem]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.problems
+
+
+def located(problems: list[Problem]) -> set[tuple[int | None, str]]:
+    return {(p.line, p.field) for p in problems}
+
+
+# ---------------------------------------------------------------------------- defaults
+
+
+def test_empty_file_means_every_default(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.voicedock.base_url == "https://api.hmsovereign.com/api/v1"
+    assert config.voicedock.api_key_env == "VOICEDOCK_API_KEY"
+    assert config.voicedock.requests_per_minute == 100
+    assert config.voicedock.budget_margin == 0.05
+    assert config.voicedock.connect_timeout == timedelta(seconds=5)
+    assert config.voicedock.read_timeout == timedelta(seconds=15)
+    assert config.voicedock.create_timeout == timedelta(seconds=30)
+    assert config.dialer.campaigns == ["campaigns/*.toml"]
+    assert config.dialer.max_concurrent_calls == 10
+    assert config.dialer.poll_interval == timedelta(seconds=5)
+    assert config.dialer.stuck_after == timedelta(minutes=30)
+    assert config.dialer.reconcile_margin == timedelta(minutes=2)
+    assert config.dialer.reconcile_settle == timedelta(seconds=30)
+    assert config.dialer.default_region is None
+    assert config.frequency_cap() is None
+    assert config.suppressed_numbers() == frozenset()
+    assert config.outcome_rules() == tuple(DEFAULT_OUTCOME_RULES)
+    assert config.webhooks is None
+    assert config.base_dir == tmp_path.resolve()
+    assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'dialer.db'}"
+    assert load_config(write(tmp_path, "")).model_dump() == Config.default(tmp_path).model_dump()
+
+
+def test_the_example_documents_every_key_with_its_default() -> None:
+    config = load_config(EXAMPLE)
+    default = Config.default(ROOT)
+    # the one deliberate difference: the example names its campaign (see its comment)
+    assert config.dialer.campaigns == ["campaigns/appointment-reminders.toml"]
+    assert config.model_copy(update={"dialer": default.dialer}).model_dump() == default.model_dump()
+    text = EXAMPLE.read_text(encoding="utf-8")
+    # every key of every section appears in the example, set or in a comment
+    documented = set(re.findall(r"^#?\s*\[?\[?([a-z_.]+)\]?\]?\s*=?", text, re.MULTILINE))
+    for section, model in (
+        ("voicedock", config.voicedock),
+        ("database", config.database),
+        ("dialer", config.dialer),
+        ("outcomes", config.outcomes),
+    ):
+        assert f"[{section}]" in text
+        for key in type(model).model_fields:
+            assert key in documented, f"{section}.{key} is not in config.example.toml"
+    for key in ("listen", "secret_env", "max_calls_per_contact", "default_region"):
+        assert key in documented
+    assert config.campaign_paths() == [ROOT / "campaigns" / "appointment-reminders.toml"]
+
+
+def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
+    """The commented-out examples in config.example.toml are valid config themselves."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    opened = []
+    for line in lines:
+        stripped = line.lstrip("# ")
+        if re.match(
+            r"(default_region|max_calls_per_contact|\[\[outcomes\.rules\]\]|outcome|"
+            r"status|error|\[webhooks\]|listen|secret_env) ",
+            stripped + " ",
+        ):
+            opened.append(stripped)
+        elif stripped.startswith("rules = []"):
+            continue
+        else:
+            opened.append(line)
+    config = load_config(
+        write(
+            tmp_path,
+            "\n".join(opened).replace(
+                'campaigns = ["campaigns/appointment-reminders.toml"]', "campaigns = []"
+            ),
+        )
+    )
+    assert config.dialer.default_region == "NL"
+    assert config.frequency_cap() == FrequencyCap(count=7, period=timedelta(days=7))
+    assert config.outcome_rules()[0] == OutcomeRule(
+        outcome=Outcome("no_answer"), status="^failed$", error="timeout|no.?answer"
+    )
+    assert config.webhooks is not None
+    assert (config.webhooks.host, config.webhooks.port) == ("127.0.0.1", 8787)
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    with pytest.raises(ValidationError):
+        config.dialer.max_concurrent_calls = 3  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def test_values_are_parsed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[voicedock]
+base_url = "http://127.0.0.1:9999/api/v1/"
+requests_per_minute = 60
+budget_margin = 0
+create_timeout = "1m30s"
+
+[dialer]
+poll_interval = "1.5s"
+reconcile_settle = "0s"
+default_region = "GB"
+max_calls_per_contact = { count = 3, days = 2 }
+
+[[outcomes.rules]]
+outcome = "busy"
+end_reason = "line.?engaged"
+
+[webhooks]
+listen = "[::1]:9000"
+""",
+    )
+    config = load_config(path)
+    assert config.voicedock.base_url == "http://127.0.0.1:9999/api/v1"
+    assert config.voicedock.requests_per_minute == 60
+    assert config.voicedock.budget_margin == 0.0
+    assert config.voicedock.create_timeout == timedelta(seconds=90)
+    assert config.dialer.poll_interval == timedelta(seconds=1.5)
+    assert config.dialer.reconcile_settle == timedelta(0)
+    assert config.dialer.default_region == "GB"
+    assert config.frequency_cap() == FrequencyCap(count=3, period=timedelta(days=2))
+    rules = config.outcome_rules()
+    assert rules[0] == OutcomeRule(outcome=Outcome("busy"), end_reason="line.?engaged")
+    assert rules[1:] == tuple(DEFAULT_OUTCOME_RULES)
+    assert config.webhooks is not None
+    assert (config.webhooks.host, config.webhooks.port) == ("::1", 9000)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///dialer.db", "sqlite:///{base}/dialer.db"),
+        ("sqlite:///data/x.db", "sqlite:///{base}/data/x.db"),
+        ("sqlite:////var/lib/dialer.db", "sqlite:////var/lib/dialer.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u:p@db:5432/dialer", "postgresql+psycopg://u:p@db:5432/dialer"),
+        ("postgresql+psycopg://u@127.0.0.1/x", "postgresql+psycopg://u@127.0.0.1/x"),
+    ],
+)
+def test_database_url(tmp_path: Path, url: str, expected: str) -> None:
+    config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'))
+    assert config.database_url == expected.format(base=tmp_path.resolve())
+
+
+def test_paths_are_relative_to_the_config_file_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc" / "campaigns" / "sub").mkdir(parents=True)
+    for name in ("b.toml", "a.toml", "sub/c.toml", "notes.txt"):
+        (tmp_path / "etc" / "campaigns" / name).write_text("", encoding="utf-8")
+    extra = tmp_path / "elsewhere.toml"
+    extra.write_text("", encoding="utf-8")
+    path = write(
+        tmp_path / "etc",
+        f'[dialer]\ncampaigns = ["campaigns/*.toml", "campaigns/a.toml", '
+        f'"campaigns/**/*.toml", "{extra}"]\n',
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path)
+    base = tmp_path / "etc" / "campaigns"
+    assert config.campaign_paths() == sorted(
+        [base / "a.toml", base / "b.toml", base / "sub" / "c.toml", extra]
+    )
+
+
+def test_suppression_files_are_read_at_load(tmp_path: Path) -> None:
+    (tmp_path / "dnc.csv").write_text("Phone,reason\n020 7946 0101,asked\n", encoding="utf-8")
+    (tmp_path / "dnc.txt").write_text("+31612345601\n# note\n\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        '[dialer]\ndefault_region = "GB"\nsuppression_files = ["dnc.csv", "dnc.txt"]\n',
+    )
+    assert load_config(path).suppressed_numbers() == frozenset({"+442079460101", "+31612345601"})
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+def test_api_key_comes_from_the_named_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, '[voicedock]\napi_key_env = "CLINIC_KEY"\n'))
+    monkeypatch.setenv("CLINIC_KEY", "fl_live_abc")
+    assert config.api_key() == "fl_live_abc"
+    monkeypatch.delenv("CLINIC_KEY")
+    with pytest.raises(ConfigError) as info:
+        config.api_key()
+    (problem,) = info.value.problems
+    assert problem.field == "voicedock.api_key_env"
+    assert "CLINIC_KEY is not set" in problem.message
+    monkeypatch.setenv("CLINIC_KEY", "  ")
+    with pytest.raises(ConfigError):
+        config.api_key()
+
+
+def test_webhook_secret_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, '[webhooks]\nsecret_env = "HOOK_SECRET"\n'))
+    assert config.webhooks is not None
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="HOOK_SECRET is not set"):
+        config.webhooks.secret()
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    assert config.webhooks.secret() == "s3cret"
+
+
+def test_a_key_pasted_into_the_file_is_refused_and_never_repeated(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[voicedock]\napi_key = "fl_live_TOPSECRET1"\napi_key_env = "fl_live_TOPSECRET2"\n',
+    )
+    problems = problems_of(path)
+    assert located(problems) == {(2, "voicedock.api_key"), (3, "voicedock.api_key_env")}
+    assert "never read from a file" in problems[0].message + problems[1].message
+    assert "TOPSECRET" not in "\n".join(str(p) for p in problems)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_every_problem_is_reported_with_line_and_dotted_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """[voicedock]
+requests_per_minute = "100"
+budget_margin = 1.5
+read_timeout = 15
+
+[dialer]
+poll_interval = "5 seconds"
+stuck_after = "0s"
+max_concurrent_calls = 0
+defualt_region = "NL"
+
+[[outcomes.rules]]
+outcome = "no_anwser"
+error = "("
+
+[[outcomes.rules]]
+outcome = "busy"
+
+[dialler]
+x = 1
+""",
+    )
+    problems = problems_of(path)
+    assert located(problems) == {
+        (2, "voicedock.requests_per_minute"),
+        (3, "voicedock.budget_margin"),
+        (4, "voicedock.read_timeout"),
+        (7, "dialer.poll_interval"),
+        (8, "dialer.stuck_after"),
+        (9, "dialer.max_concurrent_calls"),
+        (10, "dialer.defualt_region"),
+        (13, "outcomes.rules[0].outcome"),
+        (14, "outcomes.rules[0].error"),
+        (16, "outcomes.rules[1]"),
+        (19, "dialler"),
+    }
+    by_field = {p.field: p for p in problems}
+    assert "did you mean 'default_region'" in by_field["dialer.defualt_region"].message
+    assert "did you mean 'dialer'" in by_field["dialler"].message
+    assert "'5 seconds'" in by_field["dialer.poll_interval"].message
+    assert by_field["dialer.poll_interval"].accepted is not None
+    assert "1h30m" in by_field["dialer.poll_interval"].accepted
+    assert "needs a unit" in by_field["voicedock.read_timeout"].message
+    assert "longer than zero" in by_field["dialer.stuck_after"].message
+    assert "regular expression" in by_field["outcomes.rules[0].error"].message
+    assert "at least one of" in by_field["outcomes.rules[1]"].message
+    for problem in problems:
+        assert str(problem).startswith(f"{path}:{problem.line}: {problem.field}: ")
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    (tmp_path / "dnc.txt").write_text("+31612345601\nnot a number\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        '[database]\nurl = "mysql://x@y/z"\n\n[dialer]\ncampaigns = ["missing.toml", "*.none"]\n'
+        'suppression_files = ["dnc.txt", "gone.txt"]\n',
+    )
+    problems = problems_of(path)
+    assert {(Path(p.file).name, p.line, p.field) for p in problems} == {
+        ("config.toml", 2, "database.url"),
+        ("config.toml", 5, "dialer.campaigns[0]"),
+        ("config.toml", 6, "dialer.suppression_files[1]"),
+        ("dnc.txt", 2, "phone"),
+    }
+
+
+def test_file_problems_are_reported_with_the_value_problems(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[voicedock]\nrequests_per_minute = 0\n\n[dialer]\ncampaigns = ["missing.toml"]\n',
+    )
+    assert located(problems_of(path)) == {
+        (2, "voicedock.requests_per_minute"),
+        (5, "dialer.campaigns[0]"),
+    }
+
+
+def test_syntax_and_encoding_errors_are_located(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "[dialer]\npoll_interval = 5s\n"))
+    assert (problem.line, problem.field) == (2, "syntax")
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[dialer]\n# caf\xe9\ndefault_region = "NL"\n')
+    (problem,) = problems_of(path)
+    assert (problem.line, problem.field) == (2, "encoding")
+    (problem,) = problems_of(tmp_path / "absent.toml")
+    assert "not found" in problem.message
+
+
+def test_example_round_trips_through_tomllib() -> None:
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert set(data) == {"voicedock", "database", "dialer", "outcomes"}
