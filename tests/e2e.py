@@ -95,7 +95,7 @@ async def run_daemon(
     settings: EngineSettings,
     *,
     stop_when: Callable[[Daemon], bool] | None = None,
-    timeout: float = 90.0,
+    bound_s: float = 90.0,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Daemon:
     """Run one daemon until idle (or until ``stop_when`` holds), with a hard time bound."""
@@ -109,7 +109,7 @@ async def run_daemon(
             if stop_when is not None and stop_when(daemon):
                 stop.set()
 
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(bound_s):
             await run_until_stopped(daemon, until_idle=stop_when is None, on_tick=tick, stop=stop)
         return daemon
 

@@ -99,7 +99,7 @@ async def test_restart_mid_campaign_dials_nobody_twice(tmp_path: Path, db_url: s
 async def test_dialing_rows_are_reconciled_before_any_redial(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    """A crash between the commit and the POST's answer: adopt the call if it exists, else redial."""
+    """A crash between commit and answer: adopt the call if it exists, else redial."""
     phones = nl_numbers(4)
     campaign = load(write_campaign(tmp_path, phones))
     config = write_config(tmp_path, db_url=sqlite_url)
