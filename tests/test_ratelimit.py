@@ -1,0 +1,296 @@
+"""The request budget on virtual time: a fake clock and a fake sleep, no real waiting.
+
+``FakeTime(autojump=True)`` moves the clock forward by whatever the budget's dispatcher sleeps
+(it is the only sleeper, so virtual time stays consistent); ``autojump=False`` holds the
+dispatcher until the test calls ``advance``, so a test can place waiters in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from dialer.ratelimit import MAX_HOLD_S, WINDOW_S, Priority, RequestBudget, seconds_until_reset
+
+WALL0 = 1_700_000_000.0
+
+
+class FakeTime:
+    def __init__(self, *, autojump: bool = True) -> None:
+        self.now = 0.0
+        self.autojump = autojump
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return WALL0 + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if self.autojump:
+            await asyncio.sleep(0)  # whoever was just granted a slot runs at the grant time
+            self.now += max(seconds, 0.0)
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for deadline, future in list(self._sleepers):
+            if deadline <= self.now or future.done():
+                self._sleepers.remove((deadline, future))
+                if not future.done():
+                    future.set_result(None)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds; a state to reach, not a time to wait."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+def budget_on(fake: FakeTime, rpm: int, **kwargs: object) -> RequestBudget:
+    return RequestBudget(
+        rpm,
+        margin=kwargs.pop("margin", 0.0),  # type: ignore[arg-type]
+        clock=fake,
+        wall_clock=fake.wall,
+        sleep=fake.sleep,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# ---------------------------------------------------------------------------- rate
+@pytest.mark.parametrize(
+    ("rpm", "margin", "rate"),
+    [(100, 0.05, 95), (100, 0.0, 100), (60, 0.05, 57), (10, 0.5, 5), (100, 0.29, 71), (1, 0.99, 1)],
+)
+def test_effective_rate_is_floored_after_the_margin(rpm: int, margin: float, rate: int) -> None:
+    assert RequestBudget(rpm, margin=margin).rate_per_minute == rate
+
+
+@pytest.mark.parametrize(("rpm", "margin"), [(0, 0.05), (100, 1.0), (100, -0.1)])
+def test_nonsense_limits_are_refused(rpm: int, margin: float) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RequestBudget(rpm, margin=margin)
+
+
+async def test_no_window_of_a_minute_ever_holds_more_than_the_rate() -> None:
+    fake = FakeTime()
+    budget = budget_on(fake, 10)
+    granted: list[float] = []
+
+    async def one(priority: Priority) -> None:
+        await budget.acquire(priority)
+        granted.append(fake.now)
+
+    await asyncio.gather(*(one(Priority(i % 2)) for i in range(35)))
+
+    for start in granted:
+        assert sum(start <= t < start + WINDOW_S for t in granted) <= 10
+    # ...and no slower than that: each window is used to the full
+    assert granted == [0.0] * 10 + [60.0] * 10 + [120.0] * 10 + [180.0] * 5
+    assert budget.sent_total == 35
+    assert budget.waiting() == 0
+
+
+async def test_the_window_slides_rather_than_resetting_on_the_minute() -> None:
+    fake = FakeTime()
+    budget = budget_on(fake, 2)
+    await budget.acquire(Priority.POLL)  # t=0
+    fake.now = 45.0
+    await budget.acquire(Priority.POLL)  # t=45
+    await budget.acquire(Priority.POLL)
+    assert fake.now == 60.0  # the t=0 slot came free, not a fresh minute at t=60 for two
+    await budget.acquire(Priority.POLL)
+    assert fake.now == 105.0
+
+
+# ---------------------------------------------------------------------------- priority
+async def test_waiting_creates_go_before_waiting_polls_in_arrival_order() -> None:
+    fake = FakeTime(autojump=False)
+    budget = budget_on(fake, 1)
+    await budget.acquire(Priority.POLL)  # uses the only slot of the first minute
+    served: list[str] = []
+
+    async def one(name: str, priority: Priority) -> None:
+        await budget.acquire(priority)
+        served.append(name)
+
+    arrivals = [("p1", Priority.POLL), ("p2", Priority.POLL), ("c1", Priority.CREATE)]
+    arrivals += [("p3", Priority.POLL), ("c2", Priority.CREATE)]
+    tasks = [asyncio.create_task(one(name, priority)) for name, priority in arrivals]
+    await until(lambda: budget.waiting() == 5)
+    assert (budget.waiting(Priority.CREATE), budget.waiting(Priority.POLL)) == (2, 3)
+    for n in range(1, 6):
+        fake.advance(60)
+        await until(lambda n=n: len(served) == n)  # type: ignore[misc]
+    await asyncio.gather(*tasks)
+    assert served == ["c1", "c2", "p1", "p2", "p3"]
+
+
+async def test_a_create_arriving_while_polls_wait_is_next() -> None:
+    fake = FakeTime(autojump=False)
+    budget = budget_on(fake, 1)
+    await budget.acquire(Priority.POLL)
+    served: list[str] = []
+
+    async def one(name: str, priority: Priority) -> None:
+        await budget.acquire(priority)
+        served.append(name)
+
+    polls = [asyncio.create_task(one(f"p{i}", Priority.POLL)) for i in (1, 2)]
+    await until(lambda: budget.waiting() == 2)
+    fake.advance(60)
+    await until(lambda: served == ["p1"])
+    create = asyncio.create_task(one("c", Priority.CREATE))
+    await until(lambda: budget.waiting(Priority.CREATE) == 1)
+    fake.advance(60)
+    await until(lambda: len(served) == 2)
+    fake.advance(60)
+    await asyncio.gather(*polls, create)
+    assert served == ["p1", "c", "p2"]
+
+
+# ---------------------------------------------------------------------------- cancellation
+async def test_a_cancelled_waiter_loses_its_place_and_consumes_nothing() -> None:
+    fake = FakeTime(autojump=False)
+    budget = budget_on(fake, 1)
+    await budget.acquire(Priority.POLL)
+    served: list[str] = []
+
+    async def one(name: str) -> None:
+        await budget.acquire(Priority.POLL)
+        served.append(name)
+
+    a, b, c = (asyncio.create_task(one(name)) for name in "abc")
+    await until(lambda: budget.waiting() == 3)
+    b.cancel()
+    await until(lambda: budget.waiting() == 2)
+    fake.advance(60)
+    await until(lambda: served == ["a"])
+    fake.advance(60)
+    await asyncio.gather(a, c)
+    assert served == ["a", "c"]
+    assert b.cancelled()
+    assert budget.sent_total == 3  # the first slot, a and c
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_is_given_back() -> None:
+    fake = FakeTime(autojump=False)
+    budget = budget_on(fake, 1)
+    await budget.acquire(Priority.POLL)
+    waiter = asyncio.create_task(budget.acquire(Priority.POLL))
+    await until(lambda: budget.waiting() == 1)
+
+    fake.advance(60)
+    await asyncio.sleep(0)  # the dispatcher runs and hands the slot over...
+    assert budget.sent_total == 2 and not waiter.done()  # ...but the waiter has not resumed
+    waiter.cancel()
+    await until(waiter.done)
+
+    assert waiter.cancelled()
+    assert budget.sent_total == 1
+    await budget.acquire(Priority.POLL)  # the returned slot, at once: no advance needed
+    assert fake.now == 60.0
+
+
+async def test_when_every_waiter_gives_up_no_task_is_left_sleeping() -> None:
+    budget = RequestBudget(100)  # the real clock and sleep
+    for _ in range(budget.rate_per_minute):
+        await budget.acquire(Priority.CREATE)  # within the rate: no waiting at all
+    late = asyncio.create_task(budget.acquire(Priority.POLL))
+    await until(lambda: budget.waiting() == 1)
+    (dispatcher,) = [t for t in asyncio.all_tasks() if t.get_name() == "dialer.budget.dispatch"]
+    coro = dispatcher.get_coro()
+    assert inspect.iscoroutine(coro)
+    await until(lambda: inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED)
+    assert not dispatcher.done()  # sleeping out the minute
+
+    late.cancel()
+    await until(dispatcher.done)
+    assert late.cancelled()
+    assert (budget.sent_total, budget.waiting()) == (95, 0)
+
+
+# ---------------------------------------------------------------------------- pauses
+async def test_a_pause_holds_all_traffic_and_only_ever_extends() -> None:
+    fake = FakeTime()
+    budget = budget_on(fake, 100)
+    assert budget.paused_until is None
+    budget.pause_for(30)
+    budget.pause_for(10)
+    assert budget.paused_until == 30.0
+    budget.pause_for(45)
+    budget.pause_for(0)
+    budget.pause_for(-5)
+    budget.pause_for(float("nan"))
+    assert budget.paused_until == 45.0
+
+    await asyncio.gather(budget.acquire(Priority.CREATE), budget.acquire(Priority.POLL))
+    assert fake.now == 45.0  # capacity was there; the pause alone held both
+    assert budget.paused_until is None
+
+
+# ---------------------------------------------------------------------------- header steering
+def headers(remaining: str | None, reset: str | None) -> dict[str, str]:
+    pairs = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": remaining}
+    pairs["X-RateLimit-Reset"] = reset
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("sent", "held_for"),
+    [
+        (headers("0", str(int(WALL0) + 20)), 20.0),
+        (httpx.Headers(headers("0", str(int(WALL0) + 20))), 20.0),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(WALL0) + 20)}, 20.0),
+        (headers("5", str(int(WALL0) + 20)), 20.0),  # at the reserve (100 - 95)
+        (headers("6", str(int(WALL0) + 20)), None),  # above it
+        (headers("0", str(int(WALL0) * 1000 + 20_000)), 20.0),  # milliseconds
+        (headers("0", "20"), 20.0),  # a delta, not a timestamp
+        (headers("0", str(int(WALL0) + 86_400)), MAX_HOLD_S),  # skew: capped
+        (headers("0", str(int(WALL0) - 5)), None),  # already past
+        (headers("0", None), None),
+        (headers(None, str(int(WALL0) + 20)), None),
+        (headers("lots", str(int(WALL0) + 20)), None),
+        (headers("0", "soon"), None),
+        ({}, None),
+    ],
+)
+def test_observe_holds_until_the_reset_once_remaining_hits_the_reserve(
+    sent: dict[str, str], held_for: float | None
+) -> None:
+    fake = FakeTime()
+    fake.now = 1000.0
+    budget = RequestBudget(100, margin=0.05, clock=fake, wall_clock=lambda: WALL0, sleep=fake.sleep)
+    budget.observe(sent)
+    assert budget.paused_until == (None if held_for is None else 1000.0 + held_for)
+
+
+async def test_a_hold_from_headers_delays_the_next_request() -> None:
+    fake = FakeTime()
+    budget = budget_on(fake, 100, reserve=0)
+    budget.observe(headers("1", str(int(fake.wall()) + 20)))
+    await budget.acquire(Priority.POLL)
+    assert fake.now == 0.0  # one left is not zero
+    budget.observe(headers("0", str(int(fake.wall()) + 20)))
+    await budget.acquire(Priority.POLL)
+    assert fake.now == 20.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1702479645", 45.0), ("1702479645.5", 45.5), (" 30 ", 30.0), ("nan", None), ("-1", None)],
+)
+def test_seconds_until_reset(value: str, expected: float | None) -> None:
+    assert seconds_until_reset(value, now_wall=1702479600.0) == expected
