@@ -48,7 +48,14 @@ def engine_settings(
         worker_id=worker_id(),
         max_concurrent_calls=d.max_concurrent_calls,
         poll=poll
-        or PollPlan(ringing=d.poll_interval, minimum=min(d.poll_interval, PollPlan().minimum)),
+        or PollPlan(
+            first_look=d.poll_interval,
+            ringing=d.poll_interval,
+            minimum=min(d.poll_interval, PollPlan().minimum),
+            expected_talk=d.expected_call_length,
+            list_interval=d.list_interval,
+            list_threshold=d.list_threshold,
+        ),
         stuck_after=d.stuck_after,
         create_timeout=config.voicedock.create_timeout,
         reconcile_margin=d.reconcile_margin,

@@ -17,7 +17,9 @@ Every decision takes ``now`` from the injected clock; the loops only decide *whe
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -78,7 +80,7 @@ class EngineSettings:
     suppressed: frozenset[str] = frozenset()
     frequency_cap: FrequencyCap | None = None
     #: a claimed poll is hidden from other daemons this long (until the claimer writes the next)
-    poll_lease: timedelta = timedelta(seconds=60)
+    poll_lease: timedelta = timedelta(seconds=30)
     #: a daemon whose heartbeat is older than this is dead: its dialing rows get reconciled
     worker_ttl: timedelta = timedelta(seconds=30)
     tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
@@ -782,6 +784,29 @@ class Engine:
         """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
         if self._dial_tasks:
             await asyncio.wait(set(self._dial_tasks), timeout=grace_s)
+
+
+def _process_gone(worker: str) -> bool:
+    """A worker id names host and pid: on this host, a vanished pid is a dead daemon now,
+    without waiting for its heartbeat to go stale (a restart after a crash resumes at once)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) != os.getpid() and _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def _destinations(raw: Mapping[str, Any], fields: Sequence[str]) -> set[str]:

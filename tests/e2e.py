@@ -61,7 +61,7 @@ def write_config(
     db_url: str,
     base_url: str = "http://sim/api/v1",
     rpm: int = 6000,
-    campaigns: str = "*.toml",
+    campaigns: str = "e2e.toml",
     extra: str = "",
 ) -> Config:
     path = folder / "config.toml"
