@@ -95,6 +95,7 @@ async def run_daemon(
     settings: EngineSettings,
     *,
     stop_when: Callable[[Daemon], bool] | None = None,
+    watch: Callable[[Daemon], None] | None = None,
     bound_s: float = 90.0,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Daemon:
@@ -106,6 +107,8 @@ async def run_daemon(
         stop = asyncio.Event()
 
         def tick() -> None:
+            if watch is not None:
+                watch(daemon)
             if stop_when is not None and stop_when(daemon):
                 stop.set()
 

@@ -4,12 +4,13 @@ outcome fields stored, a restart that dials nobody twice, reconciliation of `dia
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import select
 
 from dialer.attempts import AttemptState
+from dialer.daemon import Daemon
 from dialer.simulator import Simulator, SimulatorConfig
 from dialer.store import AttemptRow, Store
 from tests.e2e import (
@@ -153,3 +154,30 @@ def _record(contact):  # type: ignore[no-untyped-def]
     from dialer.engine import _record as to_record
 
     return to_record(contact)
+
+
+async def test_out_of_credits_pauses_dispatch_and_resumes_by_itself(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """402 holds every dial (no contact is blamed for our account) and clears on its own."""
+    phones = nl_numbers(10)
+    campaign = load(write_campaign(tmp_path, phones))
+    config = write_config(tmp_path, db_url=sqlite_url)
+    simulator = sim(credit_budget_calls=4)
+    settings = fast_settings(config, SCALE, account_recheck=timedelta(seconds=0.3))
+    held: Counter[AttemptState] = Counter()
+
+    def top_up_once_blocked(daemon: Daemon) -> None:
+        if simulator.count_status(402) and not held:
+            held.update(latest_states(daemon.store, "e2e").values())
+            simulator.top_up(100)
+
+    daemon = await run_daemon(config, [campaign], simulator, settings, watch=top_up_once_blocked)
+    assert held[AttemptState.FAILED] == 0
+    assert held[AttemptState.PLANNED] + held[AttemptState.DIALING] >= 6  # waiting, not failed
+    assert Counter(r.destination for r in simulator.created) == Counter(phones)
+    assert daemon.engine.account_problem is None  # cleared by the first successful create
+    with Store(config.database_url) as store:
+        assert set(latest_states(store, "e2e").values()) == {AttemptState.ENDED}
+        released = [e for e in store.events(kind="attempt.not_placed")]
+        assert released and all("account:InsufficientCredits" in str(e.data) for e in released)
