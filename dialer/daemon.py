@@ -90,7 +90,7 @@ async def open_daemon(
     """Open the store, the client and the engine; import campaigns; start the schedules."""
     store = Store(config.database_url)
     try:
-        store.create_schema()
+        store.open_schema()
         budget = RequestBudget(
             config.voicedock.requests_per_minute, margin=config.voicedock.budget_margin
         )

@@ -265,6 +265,19 @@ class Store:
         with self._wrap():
             migrate.upgrade(self._engine)
 
+    def open_schema(self) -> None:
+        """What a daemon does at start: create the schema in an empty database, otherwise
+        refuse (SchemaMismatch) unless it is exactly this code's revision — upgrading a
+        shared database is a deliberate act (`dialer db upgrade`), not a side effect."""
+        from dialer import migrate
+
+        with self._wrap():
+            if migrate.current_revision(self._engine) is None and not sa.inspect(
+                self._engine
+            ).has_table("attempts"):
+                migrate.upgrade(self._engine)
+            migrate.check(self._engine)
+
     def check_schema(self) -> None:
         """Raise SchemaMismatch unless the schema is exactly the revision this code expects."""
         from dialer import migrate

@@ -43,3 +43,22 @@ def test_check_refuses_missing_older_and_newer_schemas(tmp_path: object) -> None
             migrate.check(engine)
     finally:
         engine.dispose()
+
+
+def test_daemon_start_creates_a_fresh_schema_but_refuses_an_old_one(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/d.db"  # type: ignore[str-bytes-safe]
+    with Store(url) as store:
+        store.open_schema()  # empty database: created
+        store.open_schema()  # current: accepted
+    old = f"sqlite:///{tmp_path}/old.db"  # type: ignore[str-bytes-safe]
+    engine = sa.create_engine(old)
+    try:
+        migrate.upgrade(engine, "0001")  # a database left by an older dialer
+        url = old
+        with Store(url) as store, pytest.raises(SchemaMismatch, match="older"):
+            store.open_schema()
+        with Store(url) as store:
+            store.create_schema()  # what `dialer db upgrade` does
+            store.open_schema()
+    finally:
+        engine.dispose()
