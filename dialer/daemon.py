@@ -27,7 +27,7 @@ from dialer.campaign import Campaign
 from dialer.config import Config
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
 from dialer.policy.polling import PollPlan
-from dialer.ratelimit import RequestBudget
+from dialer.ratelimit import RequestBudget, SharedBudget
 from dialer.store import Store
 from dialer.voicedock import VoiceDockClient
 
@@ -91,9 +91,7 @@ async def open_daemon(
     store = Store(config.database_url)
     try:
         store.open_schema()
-        budget = RequestBudget(
-            config.voicedock.requests_per_minute, margin=config.voicedock.budget_margin
-        )
+        budget = _budget(config, store)
         async with VoiceDockClient(
             base_url=config.voicedock.base_url,
             api_key=api_key if api_key is not None else config.api_key(),
@@ -122,6 +120,14 @@ async def open_daemon(
                 scheduler.shutdown(wait=False)
     finally:
         store.close()
+
+
+def _budget(config: Config, store: Store) -> RequestBudget:
+    """On PostgreSQL several daemons may share the key: its budget lives in the database."""
+    rpm, margin = config.voicedock.requests_per_minute, config.voicedock.budget_margin
+    if store.dialect == "postgresql":
+        return SharedBudget(rpm, margin=margin, slots=store, key_name="default")
+    return RequestBudget(rpm, margin=margin)
 
 
 def _earliest_fire(scheduler: AsyncIOScheduler) -> datetime | None:

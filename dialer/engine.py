@@ -38,6 +38,7 @@ from dialer.errors import (
     NotFound,
     ProviderError,
     RateLimited,
+    StoreError,
     TransportFailure,
 )
 from dialer.policy.caps import FrequencyCap, cap_next_allowed
@@ -135,14 +136,25 @@ class Engine:
         """Import every campaign definition (atomically each) and remember its id."""
         now = self.clock()
         for campaign in self.campaigns.values():
-            self._campaign_ids[campaign.name] = self.store.sync_campaign(
-                name=campaign.name,
-                source=str(campaign.source),
-                definition_hash=campaign.definition_hash,
-                api_key_name=campaign.api_key_name,
-                contacts=(_record(c) for c in campaign.contacts),
-                now=now,
-            )
+            self._campaign_ids[campaign.name] = self._sync_one(campaign, now)
+
+    def _sync_one(self, campaign: Campaign, now: datetime) -> int:
+        # Daemons starting together race to import the same campaign; the loser of the unique
+        # name sees the winner's row on its next try.
+        for attempt in range(3):
+            try:
+                return self.store.sync_campaign(
+                    name=campaign.name,
+                    source=str(campaign.source),
+                    definition_hash=campaign.definition_hash,
+                    api_key_name=campaign.api_key_name,
+                    contacts=(_record(c) for c in campaign.contacts),
+                    now=now,
+                )
+            except StoreError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def fire(self, campaign_name: str, fire_time: datetime) -> int | None:
         """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher."""

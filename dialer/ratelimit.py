@@ -46,9 +46,11 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from heapq import heappop, heappush
 from itertools import count
+from typing import Any, Protocol
 
 import structlog
 
@@ -301,3 +303,52 @@ class RequestBudget:
                     future.set_exception(exc)
             self._heap.clear()
             raise
+
+
+MAX_BURST = 5
+
+
+class SlotSource(Protocol):
+    """Where a budget shared between processes takes its slots (dialer.store.Store does)."""
+
+    def take_request_slot(
+        self, key_name: str, *, now: datetime, interval: timedelta, burst: int
+    ) -> timedelta: ...
+
+
+class SharedBudget(RequestBudget):
+    """A key's budget shared by every daemon: this process's queue (priorities, pauses, header
+    steering) first, then one slot of the key's GCRA row in the database.
+
+    With ``burst <= requests_per_minute - rate``, any 60 s window holds at most the rate plus
+    the burst, i.e. within the limit, however many daemons send.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: int,
+        *,
+        slots: SlotSource,
+        key_name: str = "default",
+        margin: float = 0.05,
+        wall_now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(requests_per_minute, margin=margin, **kwargs)
+        self._slots = slots
+        self._key_name = key_name
+        self._interval = timedelta(seconds=WINDOW_S / self.rate_per_minute)
+        # A small burst keeps requests evenly spaced, which is safe whatever window VoiceDock
+        # counts in (fixed or sliding minute): any window W holds at most W/interval + burst.
+        self._burst = max(1, min(requests_per_minute - self.rate_per_minute, MAX_BURST))
+        self._wall_now = wall_now
+
+    async def acquire(self, priority: Priority) -> None:
+        await super().acquire(priority)
+        while True:
+            wait = self._slots.take_request_slot(
+                self._key_name, now=self._wall_now(), interval=self._interval, burst=self._burst
+            )
+            if wait <= timedelta(0):
+                return
+            await self._sleep(wait.total_seconds())

@@ -62,13 +62,15 @@ def write_config(
     base_url: str = "http://sim/api/v1",
     rpm: int = 6000,
     campaigns: str = "e2e.toml",
+    max_concurrent: int = 10,
+    voicedock_extra: str = "",
     extra: str = "",
 ) -> Config:
     path = folder / "config.toml"
     path.write_text(
         f'[voicedock]\nbase_url = "{base_url}"\nrequests_per_minute = {rpm}\n'
-        f'create_timeout = "2s"\n\n[database]\nurl = "{db_url}"\n\n'
-        f'[dialer]\ncampaigns = ["{campaigns}"]\nmax_concurrent_calls = 10\n'
+        f'create_timeout = "2s"\n{voicedock_extra}\n\n[database]\nurl = "{db_url}"\n\n'
+        f'[dialer]\ncampaigns = ["{campaigns}"]\nmax_concurrent_calls = {max_concurrent}\n'
         f'reconcile_settle = "1s"\nreconcile_margin = "1m"\n{extra}\n',
         encoding="utf-8",
     )
