@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 
 import httpx
 import structlog
+import uvicorn
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -30,6 +32,7 @@ from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
 from dialer.store import Store
 from dialer.voicedock import VoiceDockClient
+from dialer.webhooks import webhook_app
 
 log = structlog.get_logger("dialer.daemon")
 
@@ -64,6 +67,13 @@ def engine_settings(
         suppressed=config.suppressed_numbers(),
         frequency_cap=config.frequency_cap(),
     )
+    if config.webhooks is not None and poll is None:
+        plan = values["poll"]
+        assert isinstance(plan, PollPlan)
+        # Webhooks report ends; polls only catch the ones that never arrive.
+        values["poll"] = dataclasses.replace(
+            plan, expected_talk=plan.expected_talk * 2, list_interval=plan.list_interval * 3
+        )
     values.update(overrides)
     return EngineSettings(**values)  # type: ignore[arg-type]
 
@@ -86,6 +96,7 @@ async def open_daemon(
     clock: Clock = utc_now,
     settings: EngineSettings | None = None,
     api_key: str | None = None,
+    webhook_secret: str | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store, the client and the engine; import campaigns; start the schedules."""
     store = Store(config.database_url)
@@ -113,13 +124,46 @@ async def open_daemon(
             engine.upcoming_fire = lambda: _earliest_fire(scheduler)
             scheduler.start()
             try:
-                yield Daemon(
-                    config=config, store=store, client=client, engine=engine, scheduler=scheduler
-                )
+                async with _webhook_receiver(config, engine, webhook_secret):
+                    yield Daemon(
+                        config=config,
+                        store=store,
+                        client=client,
+                        engine=engine,
+                        scheduler=scheduler,
+                    )
             finally:
                 scheduler.shutdown(wait=False)
     finally:
         store.close()
+
+
+@asynccontextmanager
+async def _webhook_receiver(
+    config: Config, engine: Engine, secret: str | None
+) -> AsyncIterator[None]:
+    """Serve the signed-webhook receiver when `[webhooks]` is configured (an accelerator only)."""
+    if config.webhooks is None:
+        yield
+        return
+    app = webhook_app(secret if secret is not None else config.webhooks.secret(), engine.on_webhook)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.webhooks.host,
+            port=config.webhooks.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+    )
+    task = asyncio.create_task(server.serve(), name="webhooks")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=5)
 
 
 def _budget(config: Config, store: Store) -> RequestBudget:

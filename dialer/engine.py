@@ -17,6 +17,7 @@ Every decision takes ``now`` from the injected clock; the loops only decide *whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -49,6 +50,7 @@ from dialer.policy.retries import decide_retry, next_attempt_at
 from dialer.policy.timezones import resolve_zone
 from dialer.store import AttemptView, CallResult, ContactRecord, Store, TransitionRefused
 from dialer.voicedock import Call, VoiceDockClient
+from dialer.webhooks import WebhookEvent
 
 log = structlog.get_logger("dialer.engine")
 
@@ -545,6 +547,27 @@ class Engine:
             now=now,
             next_poll_at=nxt or now + self.settings.late_result_horizon,
         )
+
+    async def on_webhook(self, event: WebhookEvent) -> None:
+        """A verified webhook: record a terminal call at once (no GET spent), or push back the
+        next look at a call that is known to be talking. Polling remains the fallback."""
+        attempt = self.store.attempt_by_call_id(event.call_id) if event.call_id else None
+        if attempt is None and event.attempt_id is not None:
+            with contextlib.suppress(StoreError):
+                attempt = self.store.attempt(event.attempt_id)
+        if attempt is None or attempt.state not in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN):
+            # Unknown to us, or still `dialing`: the create's answer or reconciliation will
+            # adopt the call, and a poll will see the same result.
+            log.info("dialer.webhook.ignored", call_id=event.call_id, kind=event.kind)
+            return
+        if event.terminal:
+            self.observe_call(attempt, Call.from_api(event.call))
+            self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
+        elif event.call.get("status") == "in-progress":
+            now = self.clock()
+            self.store.reschedule_poll(
+                attempt.id, next_poll_at=now + self.settings.poll.expected_talk, now=now
+            )
 
     def _observe_missing(self, attempt: AttemptView) -> None:
         now = self.clock()

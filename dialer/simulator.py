@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import math
 import random
 import re
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import httpx
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
@@ -46,6 +48,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from dialer.webhooks import sign
 
 OutcomeName = Literal[
     "answered", "voicemail", "no_answer", "busy", "invalid_number", "declined", "failed_transient"
@@ -111,6 +115,11 @@ class SimulatorConfig(BaseModel):
         default_factory=dict
     )
     invalid_prefixes: tuple[str, ...] = ()
+    #: send signed status-update / end-of-call-report webhooks here (loopback only)
+    webhook_url: str | None = None
+    webhook_secret: str = "whsec_simulator"  # noqa: S105 - the simulator's own test secret
+    webhook_drop: float = 0.0  # probability a webhook is never sent
+    webhook_duplicate: float = 0.0  # probability a webhook is sent twice
 
 
 @dataclass
@@ -208,6 +217,9 @@ class Simulator:
         self._windows: dict[str, _KeyWindow] = defaultdict(_KeyWindow)
         self._forced_seen: dict[str, int] = defaultdict(int)
         self._advanced = 0.0
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhook_client: httpx.AsyncClient | None = None
+        self.webhooks_sent = 0
         self.created: list[CreatedRecord] = []
         self.request_log: list[RequestRecord] = []
         self.app = Starlette(
@@ -428,6 +440,10 @@ class Simulator:
         if self._rng.random() < self._faults.ambiguous_create:
             fault = self._rng.choice(self._faults.ambiguous_kinds)
         self._record(call, fault or "ok")
+        if self.config.webhook_url:
+            task = asyncio.create_task(self._send_webhooks(call), name=f"webhooks-{call.id}")
+            self._webhook_tasks.add(task)
+            task.add_done_callback(self._webhook_tasks.discard)
         answer = {"success": True, "call_id": call.id, "status": "dialing"}
         if fault == "late":
             await asyncio.sleep(self._faults.late_response_s)
@@ -564,6 +580,100 @@ class Simulator:
             )
         )
 
+    # ------------------------------------------------------------------ webhooks
+    async def _send_webhooks(self, call: SimCall) -> None:
+        """Deliver the call's lifecycle as VoiceDock would, at the moments it happens."""
+        scale = self.config.time_scale
+        _, answered, _ = call.phase(call.created_sim + 1e12)
+        if call.outcome in ("answered", "voicemail") or call.stuck:
+            answered_after = answered if answered is not None else min(call.ring_s, 5.0)
+            await asyncio.sleep(answered_after / scale)
+            await self._webhook(call, "status-update", {"status": "in-progress"})
+        if call.stuck:
+            return
+        while True:
+            view = self._view(call)
+            if view["status"] in ("ended", "failed"):
+                break
+            await asyncio.sleep(0.05 / scale + 0.01)
+        if view["status"] == "failed":
+            await self._webhook(
+                call,
+                "status-update",
+                {
+                    "status": "ended-with-error",
+                    "error": view["error"],
+                    "end_reason": view["end_reason"],
+                },
+            )
+            return
+        await self._webhook(
+            call, "status-update", {"status": "ended", "end_reason": view["end_reason"]}
+        )
+        await self._webhook(
+            call,
+            "end-of-call-report",
+            {
+                "end_reason": view["end_reason"],
+                "duration_seconds": view["duration_seconds"],
+                "summary": view["summary"],
+                "analysis": view["analysis_result"],
+                "messages": view["messages"],
+                "recording_url": None,
+            },
+        )
+
+    async def _webhook(self, call: SimCall, kind: str, fields: dict[str, Any]) -> None:
+        if self._rng.random() < self.config.webhook_drop:
+            return
+        assert self.config.webhook_url is not None
+        view = self._view(call)
+        metadata = (
+            _dig(call.body, "assistant_override", "metadata")
+            or _dig(call.body, "assistant", "metadata")
+            or {}
+        )
+        message = {
+            "type": kind,
+            "timestamp": _iso(self.wall_now()),
+            "call": {
+                "id": call.id,
+                "type": "outbound_phone_call",
+                "status": view["status"],
+                "started_at": view["started_at"],
+                "ended_at": view["ended_at"],
+            },
+            "phone_number": {"number": "+31850835037", "name": "Simulator"},
+            "customer": {"number": call.destination},
+            "assistant": {"metadata": metadata},
+            **fields,
+        }
+        body = json.dumps({"message": message}).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Webhook-Event": kind,
+            "X-Webhook-Timestamp": timestamp,
+            "X-Webhook-Signature": sign(self.config.webhook_secret, timestamp, body),
+        }
+        if self._webhook_client is None:
+            self._webhook_client = httpx.AsyncClient(timeout=5.0)
+        copies = 2 if self._rng.random() < self.config.webhook_duplicate else 1
+        for _ in range(copies):
+            with contextlib.suppress(httpx.HTTPError):
+                await self._webhook_client.post(
+                    self.config.webhook_url, content=body, headers=headers
+                )
+                self.webhooks_sent += 1
+
+    async def aclose(self) -> None:
+        """Stop pending webhook deliveries."""
+        for task in list(self._webhook_tasks):
+            task.cancel()
+        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        if self._webhook_client is not None:
+            await self._webhook_client.aclose()
+
     def _view(self, call: SimCall) -> dict[str, Any]:
         status, answered, ended = call.phase(self.sim_now())
         scale = self.config.time_scale
@@ -691,6 +801,7 @@ async def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> Async
         bound = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://{host}:{bound}/api/v1"
     finally:
+        await sim.aclose()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=5)

@@ -623,6 +623,11 @@ class Store:
                 raise StoreError(f"no attempt {attempt_id}")
             return views[0]
 
+    def attempt_by_call_id(self, call_id: str) -> AttemptView | None:
+        with self.session() as session:
+            views = self._views(session, self._joined().where(AttemptRow.call_id == call_id))
+            return views[0] if views else None
+
     def attempts(
         self, *, campaign_id: int | None = None, states: Iterable[AttemptState] | None = None
     ) -> list[AttemptView]:
