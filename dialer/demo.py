@@ -107,6 +107,7 @@ async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
         async with open_daemon(config, campaigns, settings=settings, api_key=DEMO_KEY) as daemon:
             with live_progress(daemon.store, console) as refresh:
                 await run_until_stopped(daemon, until_idle=True, on_tick=refresh)
+            console.print()
             for campaign in campaigns:
                 for table in outcome_tables(daemon.store, campaign.name):
                     console.print(table)
