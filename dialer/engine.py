@@ -310,7 +310,14 @@ class Engine:
                     return self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
                 return self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
         if start > now:
-            reason = "not_before" if not_before is not None and start == not_before else "window"
+            if not_before is not None and start == not_before:
+                reason = "not_before"
+            else:
+                # Say *why* the window is shut today: a holiday or skip date, else the hours/days.
+                today = (not_before if not_before and not_before > now else now).astimezone(
+                    resolution.zone
+                )
+                reason = campaign.window.closed_reason(today.date()) or "window"
             return self._defer(
                 attempt,
                 start,
