@@ -47,7 +47,7 @@ from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule, 
 from dialer.policy.polling import PollPlan, next_poll_at
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import decide_retry, next_attempt_at
-from dialer.policy.timezones import resolve_zone
+from dialer.policy.timezones import ZoneResolution, resolve_zone
 from dialer.store import AttemptView, CallResult, ContactRecord, Store, TransitionRefused
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
@@ -239,13 +239,16 @@ class Engine:
             pacer = self._pacers[campaign.name] = AsyncLimiter(campaign.calls_per_minute, 60)
         return pacer
 
-    def _zone(self, campaign: Campaign, attempt: AttemptView) -> ZoneInfo | None:
+    def _resolution(self, campaign: Campaign, attempt: AttemptView) -> ZoneResolution:
         return resolve_zone(
             attempt.phone,
             explicit=attempt.contact.timezone,
             campaign_zone=campaign.timezone,
             unknown_policy=campaign.unknown_timezone,
-        ).zone
+        )
+
+    def _zone(self, campaign: Campaign, attempt: AttemptView) -> ZoneInfo | None:
+        return self._resolution(campaign, attempt).zone
 
     def _evidence(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> dict[str, Any]:
         zone = self._zone(campaign, attempt)
@@ -265,24 +268,10 @@ class Engine:
         phone = attempt.phone
         if phone in self.settings.suppressed or phone in campaign.suppressed:
             return self._close(attempt, AttemptState.SKIPPED, "dnc", now)
-        contact = attempt.contact
-        not_before, deadline = timing_bounds(
-            ContactTiming(
-                call_at=contact.call_at,
-                appointment_at=contact.appointment_at,
-                deadline=contact.deadline,
-            ),
-            call_before=campaign.call_before,
-            expires_at=campaign.expires_at,
-        )
+        not_before, deadline = _bounds(campaign, attempt)
         if deadline is not None and now >= deadline:
             return self._close(attempt, AttemptState.EXPIRED, "deadline", now)
-        resolution = resolve_zone(
-            phone,
-            explicit=contact.timezone,
-            campaign_zone=campaign.timezone,
-            unknown_policy=campaign.unknown_timezone,
-        )
+        resolution = self._resolution(campaign, attempt)
         if resolution.zone is None:
             return self._close(
                 attempt, AttemptState.SKIPPED, resolution.reason or "unknown_timezone", now
@@ -611,16 +600,7 @@ class Engine:
         )
         if not decision.retry or decision.not_before is None:
             return
-        contact = attempt.contact
-        _, deadline = timing_bounds(
-            ContactTiming(
-                call_at=contact.call_at,
-                appointment_at=contact.appointment_at,
-                deadline=contact.deadline,
-            ),
-            call_before=campaign.call_before,
-            expires_at=campaign.expires_at,
-        )
+        _, deadline = _bounds(campaign, attempt)
         zone = self._zone(campaign, attempt)
         if zone is None:
             return
@@ -826,6 +806,15 @@ class Engine:
         """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
         if self._dial_tasks:
             await asyncio.wait(set(self._dial_tasks), timeout=grace_s)
+
+
+def _bounds(campaign: Campaign, attempt: AttemptView) -> tuple[datetime | None, datetime | None]:
+    """(not_before, deadline) of the attempt's contact under its campaign's reminder rules."""
+    contact = attempt.contact
+    timing = ContactTiming(
+        call_at=contact.call_at, appointment_at=contact.appointment_at, deadline=contact.deadline
+    )
+    return timing_bounds(timing, call_before=campaign.call_before, expires_at=campaign.expires_at)
 
 
 def _process_gone(worker: str) -> bool:

@@ -6,36 +6,76 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dialer.attempts import FINAL_STATES, AttemptState
+from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState
 from dialer.store import AttemptView, Store
 
 STATE_ORDER = [s.value for s in AttemptState]
 
 
-def status_tables(store: Store, *, only: str | None = None) -> list[Table]:
-    tables: list[Table] = []
+@dataclass(frozen=True, kw_only=True)
+class CampaignStatus:
+    """What `dialer status` shows for one campaign."""
+
+    name: str
+    state: str
+    counts: dict[tuple[str, str | None], int]
+    contacts: int
+    settled: int
+    in_flight: int
+    next_due_at: datetime | None
+
+
+def campaign_statuses(store: Store, *, only: str | None = None) -> list[CampaignStatus]:
+    statuses: list[CampaignStatus] = []
     for campaign in store.campaigns():
         if only is not None and campaign.name != only:
             continue
         assert campaign.id is not None
-        counts = store.state_counts(campaign.id)
-        table = Table(title=f"{campaign.name} ({campaign.state})", title_justify="left")
+        latest = store.latest_attempts(campaign.id)
+        planned = [a.due_at for a in latest if a.state is AttemptState.PLANNED]
+        statuses.append(
+            CampaignStatus(
+                name=campaign.name,
+                state=campaign.state,
+                counts=store.state_counts(campaign.id),
+                contacts=len(latest),
+                settled=sum(1 for a in latest if a.state in FINAL_STATES),
+                in_flight=sum(1 for a in latest if a.state in LIVE_STATES),
+                next_due_at=min(planned) if planned else None,
+            )
+        )
+    return statuses
+
+
+def status_tables(store: Store, *, only: str | None = None) -> list[Table]:
+    tables: list[Table] = []
+    for status in campaign_statuses(store, only=only):
+        table = Table(title=f"{status.name} ({status.state})", title_justify="left")
         table.add_column("state")
         table.add_column("outcome")
         table.add_column("attempts", justify="right")
         for (state, outcome), n in sorted(
-            counts.items(), key=lambda kv: (STATE_ORDER.index(kv[0][0]), kv[0][1] or "")
+            status.counts.items(), key=lambda kv: (STATE_ORDER.index(kv[0][0]), kv[0][1] or "")
         ):
             table.add_row(state, outcome or "-", str(n))
-        latest = store.latest_attempts(campaign.id)
-        done = sum(1 for a in latest if a.state in FINAL_STATES)
-        table.caption = f"{done}/{len(latest)} contacts settled"
+        if status.next_due_at is None:
+            due = "nothing planned"
+        elif status.state != "active":
+            due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC (held: {status.state})"
+        else:
+            due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC"
+        table.caption = (
+            f"{status.settled}/{status.contacts} contacts settled · "
+            f"in flight {status.in_flight} · {due}"
+        )
         tables.append(table)
     return tables
 

@@ -864,6 +864,11 @@ class Store:
             **dict(event_data or {}),
         )
 
+    def _move(self, attempt_id: int, target: AttemptState, **kwargs: Any) -> None:
+        """One transition in its own transaction (see ``_transition``)."""
+        with self.session() as session:
+            self._transition(session, attempt_id, target, **kwargs)
+
     def begin_dialing(
         self,
         attempt_id: int,
@@ -879,20 +884,18 @@ class Store:
         ``evidence`` is the policy's reason for allowing the dial (audit trail).
         """
         try:
-            with self.session() as session:
-                self._transition(
-                    session,
-                    attempt_id,
-                    AttemptState.DIALING,
-                    now=now,
-                    kind="attempt.dialing",
-                    expect=[AttemptState.PLANNED],
-                    owner=owner,
-                    dialing_at=now,
-                    request_body=_jsonable(dict(body)),
-                    reason=None,
-                    event_data={"owner": owner, **dict(evidence or {})},
-                )
+            self._move(
+                attempt_id,
+                AttemptState.DIALING,
+                now=now,
+                kind="attempt.dialing",
+                expect=[AttemptState.PLANNED],
+                owner=owner,
+                dialing_at=now,
+                request_body=_jsonable(dict(body)),
+                reason=None,
+                event_data={"owner": owner, **dict(evidence or {})},
+            )
             return True
         except TransitionRefused:
             return False
@@ -906,100 +909,88 @@ class Store:
         next_poll_at: datetime,
         adopted: bool = False,
     ) -> None:
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.IN_FLIGHT,
-                now=now,
-                kind="attempt.adopted" if adopted else "attempt.created",
-                expect=[AttemptState.DIALING],
-                call_id=call_id,
-                next_poll_at=next_poll_at,
-                event_data={"call_id": call_id},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.IN_FLIGHT,
+            now=now,
+            kind="attempt.adopted" if adopted else "attempt.created",
+            expect=[AttemptState.DIALING],
+            call_id=call_id,
+            next_poll_at=next_poll_at,
+            event_data={"call_id": call_id},
+        )
 
     def mark_create_failed(self, attempt_id: int, *, error: str, now: datetime) -> None:
         """The POST was refused definitively: no call exists."""
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.FAILED,
-                now=now,
-                kind="attempt.create_failed",
-                expect=[AttemptState.DIALING],
-                error=error[:2000],
-                outcome="failed_permanent",
-                event_data={"error": error[:500]},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.FAILED,
+            now=now,
+            kind="attempt.create_failed",
+            expect=[AttemptState.DIALING],
+            error=error[:2000],
+            outcome="failed_permanent",
+            event_data={"error": error[:500]},
+        )
 
     def release_unplaced(
         self, attempt_id: int, *, due_at: datetime, reason: str, now: datetime
     ) -> None:
         """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone)."""
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.PLANNED,
-                now=now,
-                kind="attempt.not_placed",
-                expect=[AttemptState.DIALING],
-                due_at=due_at,
-                reason=reason,
-                owner=None,
-                dialing_at=None,
-                event_data={"reason": reason},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.PLANNED,
+            now=now,
+            kind="attempt.not_placed",
+            expect=[AttemptState.DIALING],
+            due_at=due_at,
+            reason=reason,
+            owner=None,
+            dialing_at=None,
+            event_data={"reason": reason},
+        )
 
     def note_ambiguous(self, attempt_id: int, *, error: str, now: datetime) -> None:
         """The POST may have placed a call: stay in dialing until reconciliation decides."""
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.DIALING,
-                now=now,
-                kind="attempt.ambiguous",
-                expect=[AttemptState.DIALING],
-                reason="ambiguous_create",
-                error=error[:2000],
-                event_data={"error": error[:500]},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.DIALING,
+            now=now,
+            kind="attempt.ambiguous",
+            expect=[AttemptState.DIALING],
+            reason="ambiguous_create",
+            error=error[:2000],
+            event_data={"error": error[:500]},
+        )
 
     def defer(
         self, attempt_id: int, *, due_at: datetime, reason: str, now: datetime, **detail: Any
     ) -> None:
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.PLANNED,
-                now=now,
-                kind="attempt.deferred",
-                expect=[AttemptState.PLANNED],
-                due_at=due_at,
-                reason=reason,
-                event_data={"reason": reason, "until": due_at.isoformat(), **detail},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.PLANNED,
+            now=now,
+            kind="attempt.deferred",
+            expect=[AttemptState.PLANNED],
+            due_at=due_at,
+            reason=reason,
+            event_data={"reason": reason, "until": due_at.isoformat(), **detail},
+        )
 
     def close_unplaced(
         self, attempt_id: int, *, state: AttemptState, reason: str, now: datetime, **detail: Any
     ) -> None:
         """planned -> skipped | expired | cancelled, with the reason status and reports show."""
         assert state in (AttemptState.SKIPPED, AttemptState.EXPIRED, AttemptState.CANCELLED)
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                state,
-                now=now,
-                kind=f"attempt.{state.value}",
-                expect=[AttemptState.PLANNED],
-                reason=reason,
-                event_data={"reason": reason, **detail},
-            )
+        self._move(
+            attempt_id,
+            state,
+            now=now,
+            kind=f"attempt.{state.value}",
+            expect=[AttemptState.PLANNED],
+            reason=reason,
+            event_data={"reason": reason, **detail},
+        )
 
     def record_poll(
         self,
@@ -1058,28 +1049,26 @@ class Store:
     def record_outcome(self, attempt_id: int, *, result: CallResult, now: datetime) -> bool:
         """in_flight | unknown -> ended, with every outcome field. False on a duplicate."""
         try:
-            with self.session() as session:
-                self._transition(
-                    session,
-                    attempt_id,
-                    AttemptState.ENDED,
-                    now=now,
-                    kind="attempt.ended",
-                    expect=[AttemptState.IN_FLIGHT, AttemptState.UNKNOWN],
-                    call_status=result.call_status,
-                    outcome=result.outcome,
-                    error=result.error,
-                    end_reason=result.end_reason,
-                    started_at=result.started_at,
-                    ended_at=result.ended_at,
-                    duration_seconds=result.duration_seconds,
-                    summary=result.summary,
-                    analysis_result=_jsonable(result.analysis_result),
-                    messages=_jsonable(result.messages),
-                    raw=_jsonable(result.raw),
-                    next_poll_at=None,
-                    event_data={"outcome": result.outcome, "call_status": result.call_status},
-                )
+            self._move(
+                attempt_id,
+                AttemptState.ENDED,
+                now=now,
+                kind="attempt.ended",
+                expect=[AttemptState.IN_FLIGHT, AttemptState.UNKNOWN],
+                call_status=result.call_status,
+                outcome=result.outcome,
+                error=result.error,
+                end_reason=result.end_reason,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+                duration_seconds=result.duration_seconds,
+                summary=result.summary,
+                analysis_result=_jsonable(result.analysis_result),
+                messages=_jsonable(result.messages),
+                raw=_jsonable(result.raw),
+                next_poll_at=None,
+                event_data={"outcome": result.outcome, "call_status": result.call_status},
+            )
             return True
         except TransitionRefused:
             return False
@@ -1088,19 +1077,17 @@ class Store:
         self, attempt_id: int, *, now: datetime, next_poll_at: datetime | None, reason: str
     ) -> None:
         """A call that never ended in time: outcome unknown, but still watched for a late result."""
-        with self.session() as session:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.UNKNOWN,
-                now=now,
-                kind="attempt.unknown",
-                expect=[AttemptState.IN_FLIGHT],
-                outcome="unknown",
-                reason=reason,
-                next_poll_at=next_poll_at,
-                event_data={"reason": reason},
-            )
+        self._move(
+            attempt_id,
+            AttemptState.UNKNOWN,
+            now=now,
+            kind="attempt.unknown",
+            expect=[AttemptState.IN_FLIGHT],
+            outcome="unknown",
+            reason=reason,
+            next_poll_at=next_poll_at,
+            event_data={"reason": reason},
+        )
 
     def plan_retry(
         self, previous: AttemptView, *, due_at: datetime, reason: str, now: datetime
