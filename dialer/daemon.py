@@ -103,6 +103,13 @@ async def open_daemon(
     try:
         store.open_schema()
         budget = _budget(config, store)
+        log.info(
+            "dialer.daemon.started",
+            worker=worker_id(),
+            database=store.dialect,
+            budget=type(budget).__name__,
+            requests_per_minute=budget.rate_per_minute,
+        )
         async with VoiceDockClient(
             base_url=config.voicedock.base_url,
             api_key=api_key if api_key is not None else config.api_key(),

@@ -663,12 +663,21 @@ class Engine:
                 if match is not None:
                     adopted_ids.add(match.id)
                     self.store.mark_in_flight(
-                        attempt.id, call_id=match.id, now=now, adopted=True, next_poll_at=now
+                        attempt.id,
+                        call_id=match.id,
+                        now=now,
+                        adopted=True,
+                        next_poll_at=now,
+                        dialed_at=attempt.dialing_at,
                     )
                     self.stats["adopted"] += 1
                 else:
                     self.store.release_unplaced(
-                        attempt.id, due_at=now, reason="reconciled_absent", now=now
+                        attempt.id,
+                        due_at=now,
+                        reason="reconciled_absent",
+                        now=now,
+                        dialed_at=attempt.dialing_at,
                     )
                     self.stats["released"] += 1
             except TransitionRefused:

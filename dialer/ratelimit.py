@@ -138,6 +138,8 @@ class RequestBudget:
         # round() first: 100 * (1 - 0.29) is 70.99999999999999, which must not floor to 70
         self._rate = max(1, math.floor(round(requests_per_minute * (1 - margin), 9)))
         self._reserve = requests_per_minute - self._rate if reserve is None else reserve
+        self._margin = margin
+        self._margin_reserve = reserve is None
         if self._reserve < 0:
             raise ValueError(f"reserve must be >= 0, not {self._reserve}")
         self._clock = clock
@@ -200,7 +202,14 @@ class RequestBudget:
             remaining = int(float(remaining_text.strip()))
         except ValueError:
             return
-        if remaining > self._reserve:
+        reserve = self._reserve
+        limit_text = _header(headers, "X-RateLimit-Limit")
+        if limit_text is not None and self._margin_reserve:
+            # The server's own limit is the truth about its window; a configured rate that
+            # differs (another key's settings, a time-scaled test) must not hold traffic early.
+            with contextlib.suppress(ValueError):
+                reserve = min(reserve, math.ceil(int(float(limit_text.strip())) * self._margin))
+        if remaining > reserve:
             return
         seconds = seconds_until_reset(
             _header(headers, "X-RateLimit-Reset"), now_wall=self._wall_clock()

@@ -835,16 +835,25 @@ class Store:
         kind: str,
         expect: Iterable[AttemptState] | None = None,
         event_data: Mapping[str, Any] | None = None,
+        dialed_at: datetime | None = None,
         **values: Any,
     ) -> None:
+        """Compare-and-set one attempt into ``target``, with its event, in ``session``.
+
+        ``dialed_at`` pins the dial a decision was made about: a reconciler acting on an old
+        read must not touch the same attempt after it was released and dialled again (ABA).
+        """
         allowed = sources_of(target) if expect is None else frozenset(expect)
         assert all(can_transition(s, target) for s in allowed), (allowed, target)
+        conditions = [
+            col(AttemptRow.id) == attempt_id,
+            col(AttemptRow.state).in_([s.value for s in allowed]),
+        ]
+        if dialed_at is not None:
+            conditions.append(col(AttemptRow.dialing_at) == dialed_at)
         result = session.execute(
             sa.update(AttemptRow)
-            .where(
-                col(AttemptRow.id) == attempt_id,
-                col(AttemptRow.state).in_([s.value for s in allowed]),
-            )
+            .where(*conditions)
             .values(state=target.value, updated_at=now, **values)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -908,6 +917,7 @@ class Store:
         now: datetime,
         next_poll_at: datetime,
         adopted: bool = False,
+        dialed_at: datetime | None = None,
     ) -> None:
         self._move(
             attempt_id,
@@ -918,6 +928,7 @@ class Store:
             call_id=call_id,
             next_poll_at=next_poll_at,
             event_data={"call_id": call_id},
+            dialed_at=dialed_at,
         )
 
     def mark_create_failed(self, attempt_id: int, *, error: str, now: datetime) -> None:
@@ -934,7 +945,13 @@ class Store:
         )
 
     def release_unplaced(
-        self, attempt_id: int, *, due_at: datetime, reason: str, now: datetime
+        self,
+        attempt_id: int,
+        *,
+        due_at: datetime,
+        reason: str,
+        now: datetime,
+        dialed_at: datetime | None = None,
     ) -> None:
         """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone)."""
         self._move(
@@ -948,6 +965,7 @@ class Store:
             owner=None,
             dialing_at=None,
             event_data={"reason": reason},
+            dialed_at=dialed_at,
         )
 
     def note_ambiguous(self, attempt_id: int, *, error: str, now: datetime) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +25,35 @@ ASSISTANT = "7d1e5b2a-4c3f-4e8a-9b6d-0a1b2c3d4e5f"
 ALWAYS_OPEN = (
     '[window]\ndays = ["mon-sun"]\nhours = ["00:00-24:00"]\nmin_time_before_close = "0s"\n'
 )
+
+
+DIALER = str(Path(sys.executable).with_name("dialer"))
+
+
+async def start_dialer(config: Path) -> asyncio.subprocess.Process:
+    """The real `dialer run --until-idle` in its own process, keyed for the simulator.
+
+    Its JSON log goes to a file next to the config: an undrained pipe would fill and block the
+    daemon's event loop mid-run, which is not what a deployed daemon does.
+    """
+    log = (config.parent / f"dialer-{len(list(config.parent.glob('dialer-*.log')))}.log").open("wb")
+    try:
+        return await asyncio.create_subprocess_exec(
+            DIALER,
+            "run",
+            "--config",
+            str(config),
+            "--until-idle",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "VOICEDOCK_API_KEY": KEY},
+        )
+    finally:
+        log.close()  # the child has its own descriptor
+
+
+def tail_of(process_log: Path, chars: int = 2000) -> str:
+    return process_log.read_text(encoding="utf-8", errors="replace")[-chars:]
 
 
 def nl_numbers(n: int, start: int = 0) -> list[str]:

@@ -4,10 +4,8 @@ restarted on the same database each time, never dials anyone twice and loses no 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,28 +15,22 @@ from sqlmodel import select
 from dialer.attempts import AttemptState
 from dialer.simulator import Simulator, SimulatorConfig, serve
 from dialer.store import AttemptRow, Store
-from tests.e2e import KEY, all_final, latest_states, nl_numbers, write_campaign, write_config
+from tests.e2e import (
+    KEY,
+    all_final,
+    latest_states,
+    nl_numbers,
+    start_dialer,
+    tail_of,
+    write_campaign,
+    write_config,
+)
 
-DIALER = str(Path(sys.executable).with_name("dialer"))
 MAX_ATTEMPTS = 2
 RETRY = f"[retry]\nmax_attempts = {MAX_ATTEMPTS}\n" + "".join(
     f'{outcome} = {{ after = "1s", max = 1 }}\n'
     for outcome in ("no_answer", "busy", "voicemail", "failed_transient")
 )
-
-
-async def _start(config: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "VOICEDOCK_API_KEY": KEY}
-    return await asyncio.create_subprocess_exec(
-        DIALER,
-        "run",
-        "--config",
-        str(config),
-        "--until-idle",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
 
 
 @pytest.mark.slow
@@ -63,7 +55,7 @@ async def test_sigkill_ten_times_no_double_dial(tmp_path: Path, sqlite_url: str)
         for _ in range(40):
             if kills == 10:
                 break
-            process = await _start(config.source)
+            process = await start_dialer(config.source)
             # Kill at a random moment once the daemon is past its imports and working.
             await asyncio.sleep(rng.uniform(1.2, 3.0))
             if process.returncode is None:
@@ -72,10 +64,10 @@ async def test_sigkill_ten_times_no_double_dial(tmp_path: Path, sqlite_url: str)
             await process.wait()
         assert kills == 10
         created_before_final = len(simulator.created)
-        final = await _start(config.source)
+        final = await start_dialer(config.source)
         async with asyncio.timeout(180):
-            _, stderr = await final.communicate()
-        assert final.returncode == 0, stderr.decode()[-2000:]
+            code = await final.wait()
+        assert code == 0, tail_of(tmp_path / f"dialer-{kills}.log")
 
     created = simulator.created
     per_destination = Counter(r.destination for r in created)

@@ -239,3 +239,22 @@ def test_heartbeats_and_poll_claims(store: Store) -> None:
         )
         == 2
     )
+
+
+def test_a_stale_reconcile_decision_cannot_touch_a_newer_dial(store: Store) -> None:
+    """ABA: released and dialled again by someone else, the old decision must fail."""
+    from dialer.store import TransitionRefused
+
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(due.id, owner="dead", body={}, now=T0)
+    stale = store.attempt(due.id)  # two reconcilers read this
+    store.release_unplaced(due.id, due_at=T0, reason="absent", now=T0, dialed_at=stale.dialing_at)
+    later = T0 + timedelta(seconds=5)
+    store.begin_dialing(due.id, owner="alive", body={}, now=later)
+    with pytest.raises(TransitionRefused):
+        store.release_unplaced(
+            due.id, due_at=T0, reason="absent", now=T0, dialed_at=stale.dialing_at
+        )
+    assert store.attempt(due.id).owner == "alive"
