@@ -10,19 +10,34 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import structlog
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 
 from dialer.campaign import Campaign, load_campaign, validate_paths
 from dialer.config import Config, load_config
-from dialer.errors import CampaignError, DialerError, InputError, Problem
-from dialer.store import Store
+from dialer.errors import (
+    CampaignError,
+    DialerError,
+    InputError,
+    Problem,
+    SchemaMismatch,
+    StoreError,
+)
+from dialer.policy.timezones import UnknownPolicy, resolve_zone
+from dialer.store import CampaignRow, Store
 
 app = typer.Typer(
     add_completion=False,
@@ -175,28 +190,104 @@ def validate(
         )
 
 
-@app.command()
-def status(
-    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Counts per state and outcome, per campaign."""
-    from dialer.progress import status_tables
-
+@contextmanager
+def _open_store(config: Path | None) -> Iterator[Store]:
+    """The store of the config, at exactly this code's schema revision (else exit 1)."""
     try:
         cfg = load_config(_config_path(config))
     except InputError as exc:
         raise _fail_input(exc) from None
-    with Store(cfg.database_url) as store:
-        store.create_schema()
+    try:
+        with Store(cfg.database_url) as store:
+            store.check_schema()
+            yield store
+    except SchemaMismatch as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=1) from None
+    except StoreError as exc:
+        err.print(f"[red]error[/red] database: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=1) from None
+
+
+def _unknown_campaign(name: str) -> typer.Exit:
+    err.print(f"error: no campaign {name!r} in the database", highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def status(
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
+    config: ConfigOption = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Redraw until interrupted (Ctrl-C).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between redraws with --watch.", min=0.1)
+    ] = 2.0,
+    rounds: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop --watch after this many redraws.")
+    ] = None,
+) -> None:
+    """Per campaign: its state, attempts per state and outcome, calls in flight, next due."""
+    from dialer.progress import status_tables
+
+    with _open_store(config) as store:
         tables = status_tables(store, only=campaign)
         if not tables:
-            err.print(
-                f"no campaign {campaign!r} in the database" if campaign else "no campaigns yet"
-            )
-            raise typer.Exit(code=2 if campaign else 0)
-        for table in tables:
-            out.print(table)
+            if campaign:
+                raise _unknown_campaign(campaign)
+            err.print("no campaigns yet")
+            return
+        if not watch:
+            for table in tables:
+                out.print(table)
+            return
+        with Live(Group(*tables), console=out, auto_refresh=False) as live:
+            done = 1
+            try:
+                while rounds is None or done < rounds:
+                    time.sleep(interval)
+                    live.update(Group(*status_tables(store, only=campaign)), refresh=True)
+                    done += 1
+            except KeyboardInterrupt:
+                pass
+
+
+def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRow:
+    with _open_store(config) as store:
+        row = store.campaign(campaign)
+        if row is None or row.id is None:
+            raise _unknown_campaign(campaign)
+        if row.state == "cancelled" and state != "cancelled":
+            err.print(f"error: campaign {campaign!r} is cancelled; that is final", highlight=False)
+            raise typer.Exit(code=2)
+        now = datetime.now(UTC)
+        store.set_campaign_state(campaign, state, now=now)
+        if state == "cancelled":
+            # Calls already placed keep being followed; only what was never dialled goes.
+            n = store.cancel_planned(row.id, now=now, reason="campaign_cancelled")
+            out.print(f"campaign {campaign!r} cancelled; {n} planned attempts cancelled")
+        return row
+
+
+@app.command()
+def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
+    """Stop placing new calls for a campaign (calls in progress are followed to their end)."""
+    before = _change_state(campaign, "paused", config)
+    out.print(f"campaign {campaign!r} paused (was {before.state})")
+
+
+@app.command()
+def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
+    """Place calls for a paused campaign again."""
+    before = _change_state(campaign, "active", config)
+    out.print(f"campaign {campaign!r} active (was {before.state})")
+
+
+@app.command()
+def cancel(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
+    """Stop a campaign for good: no new calls, planned attempts cancelled, calls followed."""
+    _change_state(campaign, "cancelled", config)
 
 
 REPORT_FIELDS = [
@@ -218,7 +309,34 @@ REPORT_FIELDS = [
     "summary",
     "sentiment",
     "due_at",
+    "zone",
+    "local_dialing_at",
+    "skip_reason",
 ]
+
+#: states whose `reason` says why the contact was not (or no longer) called
+NOT_CALLED_STATES = frozenset({"skipped", "expired", "cancelled"})
+
+
+def _zone_resolver(source: str) -> Callable[[str, str | None], ZoneInfo | None]:
+    """The contact's zone as the engine resolves it, with the campaign file's fallback zone
+    when that file is still readable (the database keeps only the contact's own column)."""
+    campaign_zone: str | None = None
+    policy: UnknownPolicy = "skip"
+    with suppress(InputError, OSError):
+        campaign = load_campaign(Path(source))
+        campaign_zone, policy = campaign.timezone, campaign.unknown_timezone
+    cache: dict[tuple[str, str | None], ZoneInfo | None] = {}
+
+    def zone(phone: str, explicit: str | None) -> ZoneInfo | None:
+        key = (phone, explicit)
+        if key not in cache:
+            cache[key] = resolve_zone(
+                phone, explicit=explicit, campaign_zone=campaign_zone, unknown_policy=policy
+            ).zone
+        return cache[key]
+
+    return zone
 
 
 def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
@@ -227,8 +345,10 @@ def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
         raise InputError(
             [Problem(file="database", field="campaign", message=f"no campaign {campaign_name!r}")]
         )
+    zone_of = _zone_resolver(row.source)
     for attempt, contact in store.iter_attempt_rows(row.id):
         analysis = attempt.analysis_result or {}
+        zone = zone_of(contact.phone, contact.timezone)
         yield {
             "campaign": campaign_name,
             "phone": contact.phone,
@@ -248,6 +368,13 @@ def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
             "summary": attempt.summary,
             "sentiment": analysis.get("sentiment") if isinstance(analysis, dict) else None,
             "due_at": _iso(attempt.due_at),
+            "zone": str(zone) if zone is not None else None,
+            "local_dialing_at": (
+                _iso(attempt.dialing_at.astimezone(zone))
+                if zone is not None and attempt.dialing_at is not None
+                else None
+            ),
+            "skip_reason": attempt.reason if attempt.state in NOT_CALLED_STATES else None,
         }
 
 
@@ -255,22 +382,15 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@app.command()
-def report(
-    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json (JSON Lines).")] = "csv",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Every attempt of a campaign with its outcome, streamed as CSV or JSON Lines."""
+def _write_report(campaign: str, fmt: str, output: Path | None, config: Path | None) -> None:
     if fmt not in ("csv", "json"):
         err.print(f"error: --format: {fmt!r} is not supported (accepted: csv, json)")
         raise typer.Exit(code=2)
-    try:
-        cfg = load_config(_config_path(config))
-        with Store(cfg.database_url) as store, _open_out(output) as stream:
+    with _open_store(config) as store:
+        row = store.campaign(campaign)
+        if row is None:
+            raise _unknown_campaign(campaign)
+        with _open_out(output) as stream:
             rows = report_rows(store, campaign)
             if fmt == "csv":
                 writer = csv.DictWriter(stream, fieldnames=REPORT_FIELDS)
@@ -280,8 +400,32 @@ def report(
             else:
                 for record in rows:
                     stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-    except InputError as exc:
-        raise _fail_input(exc) from None
+
+
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+]
+
+
+@app.command()
+def report(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json (JSON Lines).")] = "csv",
+    output: OutputOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every attempt of a campaign with its outcome, streamed as CSV or JSON Lines."""
+    _write_report(campaign, fmt, output, config)
+
+
+@app.command()
+def export(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    output: OutputOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """`report --format json`: every attempt as one JSON object a line."""
+    _write_report(campaign, "json", output, config)
 
 
 class _open_out:
@@ -298,6 +442,203 @@ class _open_out:
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()
+
+
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Create the schema, or migrate it to this version's revision (Alembic head)."""
+    try:
+        cfg = load_config(_config_path(config))
+    except InputError as exc:
+        raise _fail_input(exc) from None
+    try:
+        with Store(cfg.database_url) as store:
+            store.create_schema()
+            store.check_schema()
+    except StoreError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=1) from None
+    out.print("schema is up to date")
+
+
+@db_app.command("check")
+def db_check(config: ConfigOption = None) -> None:
+    """Exit 0 when the schema is exactly this version's revision, else 1 with the reason."""
+    with _open_store(config):
+        out.print("schema is up to date")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedContact:
+    """One line of `dialer plan`."""
+
+    phone: str
+    name: str | None
+    line: int
+    zone: str | None
+    skip: str | None
+    first_call: datetime | None
+    override: dict[str, Any] | None
+
+    def as_json(self, zone: ZoneInfo | None) -> dict[str, Any]:
+        return {
+            "phone": self.phone,
+            "name": self.name,
+            "line": self.line,
+            "zone": self.zone,
+            "skip": self.skip,
+            "first_call": _iso(self.first_call),
+            "first_call_local": (
+                _iso(self.first_call.astimezone(zone))
+                if self.first_call is not None and zone is not None
+                else None
+            ),
+            "override": self.override,
+        }
+
+
+def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[PlannedContact]:
+    """Who is called when, and who is skipped why; pure apart from reading ``campaign``."""
+    from dialer.forecast import Capacity, Demand, forecast
+    from dialer.policy.reminders import timing_bounds
+
+    suppressed = cfg.suppressed_numbers() | campaign.suppressed
+    skips: dict[str, str] = {}
+    zones: dict[str, ZoneInfo] = {}
+    demands: list[Demand] = []
+    for contact in campaign.contacts:
+        not_before, deadline = timing_bounds(
+            contact.timing, call_before=campaign.call_before, expires_at=campaign.expires_at
+        )
+        resolution = resolve_zone(
+            contact.phone,
+            explicit=contact.timezone,
+            campaign_zone=campaign.timezone,
+            unknown_policy=campaign.unknown_timezone,
+        )
+        # The dispatcher's order: do-not-call, then the deadline, then the time zone.
+        if contact.phone in suppressed:
+            skips[contact.phone] = "dnc"
+        elif deadline is not None and now >= deadline:
+            skips[contact.phone] = "deadline"
+        elif resolution.zone is None:
+            skips[contact.phone] = resolution.reason or "unknown_timezone"
+        else:
+            zones[contact.phone] = resolution.zone
+            demands.append(
+                Demand(
+                    key=contact.phone,
+                    not_before=not_before,
+                    deadline=deadline,
+                    zone=resolution.zone,
+                )
+            )
+    capacity = Capacity(
+        max_concurrent=campaign.max_concurrent_calls or cfg.dialer.max_concurrent_calls,
+        calls_per_minute=campaign.calls_per_minute,
+        requests_per_minute=cfg.voicedock.requests_per_minute,
+        call_duration=cfg.dialer.expected_call_length,
+    )
+    forecasts = forecast(demands, window=campaign.window, capacity=capacity, now=now)
+    planned: list[PlannedContact] = []
+    for contact in campaign.contacts:
+        result = forecasts.get(contact.phone)
+        skip = skips.get(contact.phone) or (result.reason if result is not None else None)
+        rendered, _issues = campaign.render(contact)  # issues were refused by validation
+        zone = zones.get(contact.phone)
+        planned.append(
+            PlannedContact(
+                phone=contact.phone,
+                name=contact.name,
+                line=contact.line,
+                zone=str(zone) if zone is not None else None,
+                skip=skip,
+                first_call=result.first_call if result is not None else None,
+                override=rendered,
+            )
+        )
+    return planned
+
+
+@app.command()
+def plan(
+    file: Annotated[Path, typer.Argument(help="Campaign file.")],
+    config: ConfigOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table, or json (JSON Lines).")
+    ] = "table",
+    at: Annotated[
+        str | None,
+        typer.Option(help="Plan as if it were this ISO 8601 instant (default: now)."),
+    ] = None,
+    overrides: Annotated[
+        bool, typer.Option("--overrides", help="Also print every contact's rendered assistant.")
+    ] = False,
+) -> None:
+    """Dry run: validate a campaign, render every contact's assistant, list who is skipped
+    and why, and forecast when each contact is first called. Dials nothing, writes nothing."""
+    if fmt not in ("table", "json"):
+        err.print(f"error: --format: {fmt!r} is not supported (accepted: table, json)")
+        raise typer.Exit(code=2)
+    try:
+        now = datetime.fromisoformat(at) if at is not None else datetime.now(UTC)
+    except ValueError:
+        err.print(f"error: --at: {at!r} is not an ISO 8601 date-time")
+        raise typer.Exit(code=2) from None
+    if now.tzinfo is None:
+        err.print(f"error: --at: {at!r} needs an offset (e.g. +01:00 or Z)")
+        raise typer.Exit(code=2)
+    try:
+        if config is not None or Path("config.toml").exists():
+            cfg = load_config(_config_path(config))
+        else:
+            cfg = Config.default(Path.cwd())
+        problems = validate_paths([file], default_region=cfg.dialer.default_region)
+        if problems:
+            raise CampaignError(problems)
+        campaign = load_campaign(file, default_region=cfg.dialer.default_region)
+    except InputError as exc:
+        raise _fail_input(exc) from None
+    for warning in campaign.warnings:
+        err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
+    rows = plan_campaign(campaign, cfg, now=now)
+    if fmt == "json":
+        for row in rows:
+            zone = ZoneInfo(row.zone) if row.zone else None
+            sys.stdout.write(json.dumps(row.as_json(zone), ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"Plan — {campaign.name} (as of {now:%Y-%m-%d %H:%M} UTC)")
+    for column in ("line", "phone", "name", "zone", "first call (local)", "first call (UTC)"):
+        table.add_column(column, justify="right" if column == "line" else "left")
+    table.add_column("skipped", style="yellow")
+    for row in rows:
+        local = (
+            row.first_call.astimezone(ZoneInfo(row.zone))
+            if row.first_call is not None and row.zone
+            else None
+        )
+        table.add_row(
+            str(row.line),
+            row.phone,
+            row.name or "-",
+            row.zone or "-",
+            f"{local:%a %Y-%m-%d %H:%M}" if local else "-",
+            f"{row.first_call:%Y-%m-%d %H:%M}" if row.first_call else "-",
+            row.skip or "",
+        )
+    firsts = [r.first_call for r in rows if r.first_call is not None]
+    table.caption = f"{len(firsts)}/{len(rows)} contacts will be called" + (
+        f", the last first call at {max(firsts):%Y-%m-%d %H:%M} UTC" if firsts else ""
+    )
+    out.print(table)
+    if overrides:
+        for row in rows:
+            out.rule(f"line {row.line} · {row.phone} · {row.name or '-'}", align="left")
+            out.print_json(data=row.override)
 
 
 @app.command()

@@ -11,8 +11,16 @@ from datetime import datetime
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState
 from dialer.store import AttemptView, Store
@@ -55,8 +63,9 @@ def campaign_statuses(store: Store, *, only: str | None = None) -> list[Campaign
     return statuses
 
 
-def status_tables(store: Store, *, only: str | None = None) -> list[Table]:
-    tables: list[Table] = []
+def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
+    """One table per campaign, each followed by a line: settled, in flight, next due."""
+    tables: list[Group] = []
     for status in campaign_statuses(store, only=only):
         table = Table(title=f"{status.name} ({status.state})", title_justify="left")
         table.add_column("state")
@@ -69,14 +78,13 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Table]:
         if status.next_due_at is None:
             due = "nothing planned"
         elif status.state != "active":
-            due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC (held: {status.state})"
+            due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC ({status.state})"
         else:
             due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC"
-        table.caption = (
-            f"{status.settled}/{status.contacts} contacts settled · "
-            f"in flight {status.in_flight} · {due}"
+        summary = Text(
+            f"settled {status.settled}/{status.contacts} · in flight {status.in_flight} · {due}"
         )
-        tables.append(table)
+        tables.append(Group(table, summary))
     return tables
 
 
@@ -93,7 +101,7 @@ def live_progress(
         TimeElapsedColumn(),
         console=console,
     )
-    tasks: dict[int, int] = {}
+    tasks: dict[int, TaskID] = {}
     last = 0.0
 
     def refresh() -> None:

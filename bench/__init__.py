@@ -1,0 +1,497 @@
+"""The benchmark (issue 6): this dialer against a naive one, on the same campaign and simulator.
+
+Each variant runs in its own child process, and the simulator in another, so the CPU time and
+peak RSS of a variant are its own (the simulator's work is not billed to the dialer):
+
+    parent ──spawn──► simulator process (dialer.simulator.serve on 127.0.0.1, time-scaled)
+           ──spawn──► variant process   (naive: bench.naive / dialer: open_daemon + run)
+           ◄── VariantRun (completed, makespan, CPU, RSS)   ◄── SimStats (requests, 429s, peak)
+
+A second measurement imports a 1,000,000-row contacts CSV (``load_campaign`` then
+``Store.sync_campaign`` into SQLite) in a child process of its own.
+
+Times are simulated seconds (real seconds x ``time_scale``) unless a name says ``real``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Literal
+
+from rich.table import Table
+
+Variant = Literal["naive", "dialer"]
+VARIANTS: tuple[Variant, ...] = ("naive", "dialer")
+KEY = "sim_bench_key"
+ASSISTANT = "7d1e5b2a-4c3f-4e8a-9b6d-0a1b2c3d4e5f"
+NUMBER = "c0ffee00-1d2e-4f3a-8b4c-5d6e7f8a9b0c"
+#: VoiceDock's limit, per (simulated) minute
+LIMIT_PER_MINUTE = 100
+#: requests the dialer's budget keeps in reserve: 5 % of 100/min, as in production
+RESERVE = 5
+#: the mean talk time of a reminder call; the simulator draws lognormal talk times
+TALK_MEAN_S = 90.0
+TALK_SIGMA = 0.5
+#: the columns of the variant table, in order (the smoke test checks every one is there)
+COLUMNS: tuple[str, ...] = (
+    "variant",
+    "contacts",
+    "completed",
+    "requests / completed call",
+    "makespan (sim)",
+    "makespan / bound",
+    "peak 60 s window / limit",
+    "429s",
+    "CPU ms / call",
+    "peak RSS MB",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchParams:
+    contacts: int = 2000
+    concurrency: int = 50
+    time_scale: float = 60.0
+    #: how often the naive dialer GETs each call (simulated seconds)
+    naive_poll_s: float = 10.0
+    #: the dialer's list polling interval (simulated seconds); None: PollPlan's default (20 s)
+    list_interval_s: float | None = None
+    seed: int = 6
+    #: give up on a variant after this many real seconds (a bench must never hang)
+    timeout_real_s: float = 900.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimStats:
+    requests: int
+    by_route: dict[str, int]
+    rate_limited: int
+    peak_window: int  # requests in the busiest simulated minute
+    calls_created: int
+    mean_call_s: float  # creation to end, simulated seconds, over every created call
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantRun:
+    completed: int
+    makespan_s: float  # simulated seconds from start to the last outcome observed
+    cpu_s: float
+    peak_rss_mb: float
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantRow:
+    variant: Variant
+    params: BenchParams
+    run: VariantRun
+    sim: SimStats
+
+    @property
+    def requests_per_call(self) -> float:
+        return self.sim.requests / max(self.run.completed, 1)
+
+    @property
+    def bound_s(self) -> float:
+        """max(N / create rate, N x mean call length / concurrency), in simulated seconds."""
+        n = self.params.contacts
+        by_rate = n / (LIMIT_PER_MINUTE / 60.0)
+        by_concurrency = n * self.sim.mean_call_s / self.params.concurrency
+        return max(by_rate, by_concurrency)
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return 1000.0 * self.run.cpu_s / max(self.run.completed, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportRun:
+    rows: int
+    contacts: int
+    load_s: float
+    sync_s: float
+    peak_rss_mb: float
+
+
+# --------------------------------------------------------------------------- the campaign
+def phones(n: int) -> list[str]:
+    """``n`` distinct valid Dutch mobile numbers (one time zone: the window is always open)."""
+    return [f"+3161{i:07d}" for i in range(n)]
+
+
+def write_campaign(folder: Path, n: int, *, name: str = "bench") -> Path:
+    """A reminder campaign of ``n`` contacts: always-open window, one attempt per contact."""
+    toml = folder / f"{name}.toml"
+    toml.write_text(
+        f'name = "{name}"\n'
+        f'assistant_id = "{ASSISTANT}"\n'
+        f'number_id = "{NUMBER}"\n'
+        f'contacts_file = "{name}.csv"\n'
+        '[window]\ndays = ["mon-sun"]\nhours = ["00:00-24:00"]\nmin_time_before_close = "0s"\n'
+        "[retry]\nmax_attempts = 1\n"
+        "[assistant_override]\n"
+        'first_message = "Hello {{ name }}, a reminder of your appointment at {{ slot }}."\n',
+        encoding="utf-8",
+    )
+    with (folder / f"{name}.csv").open("w", encoding="utf-8") as fh:
+        fh.write("phone,name,slot\n")
+        for i, phone in enumerate(phones(n)):
+            fh.write(f"{phone},Person {i},{9 + i % 8}:{i % 60:02d}\n")
+    return toml
+
+
+def simulator_config(params: BenchParams) -> dict[str, object]:
+    """Every call answered, talk time lognormal with mean ``TALK_MEAN_S`` (not median)."""
+    return dict(
+        api_key=KEY,
+        time_scale=params.time_scale,
+        requests_per_minute=LIMIT_PER_MINUTE,
+        scale_rate_limit=True,
+        seed=params.seed,
+        # the simulator's parameter is the median of the lognormal; the mean is median x e^(s²/2)
+        talk_seconds_mean=TALK_MEAN_S * math.exp(-(TALK_SIGMA**2) / 2),
+        talk_seconds_sigma=TALK_SIGMA,
+        mix=dict(
+            answered=1.0,
+            voicemail=0.0,
+            no_answer=0.0,
+            busy=0.0,
+            invalid_number=0.0,
+            declined=0.0,
+            failed_transient=0.0,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- child processes
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB, macOS in bytes
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _simulator_process(conn: Connection, params: BenchParams) -> None:
+    asyncio.run(_serve_simulator(conn, params))
+
+
+async def _serve_simulator(conn: Connection, params: BenchParams) -> None:
+    from dialer.simulator import Simulator, SimulatorConfig, serve
+
+    sim = Simulator(SimulatorConfig.model_validate(simulator_config(params)))
+    async with serve(sim) as base_url:
+        conn.send(base_url)
+        await asyncio.to_thread(conn.recv)  # the variant is done
+    by_route: dict[str, int] = {}
+    for record in sim.request_log:
+        path = record.path.removeprefix("/api/v1")
+        if record.method == "GET" and path.startswith("/calls/"):
+            path = "/calls/{id}"
+        route = f"{record.method} {path}"
+        by_route[route] = by_route.get(route, 0) + 1
+    lengths = [
+        (r.ends_real - r.created_real) * params.time_scale
+        for r in sim.created
+        if r.ends_real is not None
+    ]
+    conn.send(
+        SimStats(
+            requests=len(sim.request_log),
+            by_route=by_route,
+            rate_limited=sim.count_status(429),
+            peak_window=sim.peak_requests_in_window(seconds=60.0 / params.time_scale),
+            calls_created=len(sim.created),
+            mean_call_s=sum(lengths) / len(lengths) if lengths else 0.0,
+        )
+    )
+
+
+def _variant_process(
+    conn: Connection, variant: Variant, base_url: str, params: BenchParams, workdir: Path
+) -> None:
+    runner = _run_naive if variant == "naive" else _run_dialer
+    conn.send(asyncio.run(runner(base_url, params, workdir)))
+
+
+async def _run_naive(base_url: str, params: BenchParams, workdir: Path) -> VariantRun:
+    from bench.naive import NaiveDialer
+    from dialer.campaign import load_campaign
+
+    campaign = load_campaign(write_campaign(workdir, params.contacts))
+    # the very bodies the dialer sends, minus the dialer's own correlation metadata
+    bodies = [campaign.call_body(contact) for contact in campaign.contacts]
+    cpu0 = time.process_time()
+    async with NaiveDialer(
+        base_url=base_url,
+        api_key=KEY,
+        concurrency=params.concurrency,
+        poll_interval_s=params.naive_poll_s,
+        time_scale=params.time_scale,
+    ) as naive:
+        async with asyncio.timeout(params.timeout_real_s):
+            result = await naive.run(bodies)
+    return VariantRun(
+        completed=result.completed,
+        makespan_s=result.finished_after_s * params.time_scale,
+        cpu_s=time.process_time() - cpu0,
+        peak_rss_mb=_peak_rss_mb(),
+        note=f"{result.errors} given up" if result.errors else "",
+    )
+
+
+async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> VariantRun:
+    from dialer.cli import configure_logging, load_all
+    from dialer.config import load_config
+    from dialer.daemon import engine_settings, open_daemon, run_until_stopped
+    from dialer.policy.polling import PollPlan
+
+    # The budget keeps `requests_per_minute x budget_margin` requests in reserve and holds all
+    # traffic once X-RateLimit-Remaining falls to that reserve. Scaled, the config's 100/min
+    # becomes 6000/min while the header still counts up to 100: the default 5 % margin would
+    # make a reserve of 300 > 100 and hold after every request (the dialer then runs ~3x
+    # slower than the bound). A reserve of RESERVE requests is what 5 % means in production.
+    # Production logging (a JSON line per request), to a file: its CPU is part of the cost.
+    sys.stderr = (workdir / "dialer.log").open("w", encoding="utf-8")
+    configure_logging(json_lines=True)
+    campaign_path = write_campaign(workdir, params.contacts)
+    s = params.time_scale
+    db = workdir / "bench.db"
+    db.unlink(missing_ok=True)  # a fresh campaign: a kept database would already be done
+    config_path = workdir / "config.toml"
+    config_path.write_text(
+        f'[voicedock]\nbase_url = "{base_url}"\napi_key_env = "DIALER_BENCH_UNUSED"\n'
+        # the real 100/min, in real time: the simulator's minute lasts 60/s real seconds
+        f"requests_per_minute = {int(LIMIT_PER_MINUTE * s)}\n"
+        f"budget_margin = {RESERVE / (LIMIT_PER_MINUTE * s)!r}\n\n"
+        f'[database]\nurl = "sqlite:///{db}"\n\n'
+        f'[dialer]\ncampaigns = ["{campaign_path}"]\n'
+        f"max_concurrent_calls = {params.concurrency}\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    plan = PollPlan()
+    if params.list_interval_s is not None:
+        plan = replace(plan, list_interval=timedelta(seconds=params.list_interval_s))
+    # Every duration of the engine is scaled like the simulator's clock, so each one means
+    # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
+    settings = engine_settings(
+        config,
+        poll=plan.scaled(s),
+        # the production 1 s tick, scaled: the loops turn as often per simulated second as
+        # they do per real second in production, so the CPU per call is the production one
+        tick=1.0 / s,
+        idle_horizon=timedelta(minutes=5),
+        create_timeout=config.voicedock.create_timeout / s,
+        reconcile_margin=config.dialer.reconcile_margin / s,
+        reconcile_settle=config.dialer.reconcile_settle / s,
+        reconcile_interval=timedelta(seconds=15) / s,
+        stuck_after=config.dialer.stuck_after / s,
+    )
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    last_end = t0
+    async with open_daemon(config, load_all(config), settings=settings, api_key=KEY) as daemon:
+        ended = 0
+
+        def on_tick() -> None:
+            nonlocal ended, last_end
+            if daemon.engine.stats["ended"] != ended:
+                ended = daemon.engine.stats["ended"]
+                last_end = time.monotonic()
+
+        async with asyncio.timeout(params.timeout_real_s):
+            await run_until_stopped(daemon, until_idle=True, on_tick=on_tick)
+        on_tick()
+        stats = dict(daemon.engine.stats)
+    return VariantRun(
+        completed=stats["ended"],
+        makespan_s=(last_end - t0) * s,
+        cpu_s=time.process_time() - cpu0,
+        peak_rss_mb=_peak_rss_mb(),
+        note=", ".join(f"{k} {v}" for k, v in stats.items() if v and k not in ("created", "ended")),
+    )
+
+
+def _import_process(conn: Connection, campaign_path: Path, db: Path) -> None:
+    from dialer.campaign import load_campaign
+    from dialer.engine import utc_now
+    from dialer.store import ContactRecord, Store
+
+    t0 = time.perf_counter()
+    campaign = load_campaign(campaign_path)
+    load_s = time.perf_counter() - t0
+    store = Store(f"sqlite:///{db}")
+    try:
+        store.create_schema()
+        t1 = time.perf_counter()
+        # the mapping dialer.engine makes for Engine.sync_campaigns (its `_record`)
+        store.sync_campaign(
+            name=campaign.name,
+            source=str(campaign.source),
+            definition_hash=campaign.definition_hash,
+            api_key_name=campaign.api_key_name,
+            contacts=(
+                ContactRecord(
+                    phone=c.phone,
+                    name=c.name,
+                    timezone=c.timezone,
+                    variables=dict(c.variables),
+                    call_at=c.timing.call_at,
+                    appointment_at=c.timing.appointment_at,
+                    deadline=c.timing.deadline,
+                    source_line=c.line,
+                )
+                for c in campaign.contacts
+            ),
+            now=utc_now(),
+        )
+        sync_s = time.perf_counter() - t1
+    finally:
+        store.close()
+    conn.send((len(campaign.contacts), load_s, sync_s, _peak_rss_mb()))
+
+
+# --------------------------------------------------------------------------- orchestration
+def _spawn() -> multiprocessing.context.SpawnContext:
+    # spawn, not fork: a forked child would start with the parent's pages already resident
+    return multiprocessing.get_context("spawn")
+
+
+def run_variant(variant: Variant, params: BenchParams) -> VariantRow:
+    """One variant against a fresh simulator, each in its own process."""
+    ctx = _spawn()
+    with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as tmp:
+        sim_conn, sim_child = ctx.Pipe()
+        sim_proc = ctx.Process(target=_simulator_process, args=(sim_child, params), daemon=True)
+        sim_proc.start()
+        try:
+            if not sim_conn.poll(60):
+                raise RuntimeError("the simulator did not start within 60 s")
+            base_url = sim_conn.recv()
+            var_conn, var_child = ctx.Pipe()
+            var_proc = ctx.Process(
+                target=_variant_process,
+                args=(var_child, variant, base_url, params, Path(tmp)),
+                daemon=True,
+            )
+            var_proc.start()
+            try:
+                if not var_conn.poll(params.timeout_real_s + 60):
+                    raise RuntimeError(f"{variant} did not finish in time")
+                run: VariantRun = var_conn.recv()
+            except EOFError as exc:
+                raise RuntimeError(f"{variant} died (exit code {var_proc.exitcode})") from exc
+            finally:
+                var_proc.join(30)
+            sim_conn.send("done")
+            if not sim_conn.poll(60):
+                raise RuntimeError("the simulator did not report")
+            stats: SimStats = sim_conn.recv()
+        finally:
+            sim_proc.join(30)
+            if sim_proc.is_alive():
+                sim_proc.kill()
+    return VariantRow(variant=variant, params=params, run=run, sim=stats)
+
+
+def run_import(rows: int) -> ImportRun:
+    """Generate a ``rows``-row contacts CSV, then load and sync it in a child process."""
+    ctx = _spawn()
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        folder = Path(tmp)
+        campaign = write_campaign(folder, rows, name="import")
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_import_process, args=(child, campaign, folder / "import.db"), daemon=True
+        )
+        proc.start()
+        try:
+            contacts, load_s, sync_s, rss = conn.recv()
+        except EOFError as exc:
+            raise RuntimeError(f"the import died (exit code {proc.exitcode})") from exc
+        finally:
+            proc.join(60)
+    return ImportRun(rows=rows, contacts=contacts, load_s=load_s, sync_s=sync_s, peak_rss_mb=rss)
+
+
+# --------------------------------------------------------------------------- output
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def variant_table(rows: Sequence[VariantRow]) -> Table:
+    """The one table of the bench: a row per variant."""
+    from dialer.policy.polling import PollPlan
+
+    first = rows[0].params if rows else BenchParams()
+    table = Table(
+        title=(
+            f"{first.contacts} contacts · concurrency {first.concurrency} · "
+            f"time x{first.time_scale:g} · limit {LIMIT_PER_MINUTE}/min (simulated) · "
+            f"naive polls every {first.naive_poll_s:g} s · dialer lists every "
+            f"{first.list_interval_s or PollPlan().list_interval.total_seconds():g} s"
+        )
+    )
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name == "variant" else "right")
+    for row in rows:
+        table.add_row(
+            row.variant,
+            str(row.params.contacts),
+            str(row.run.completed),
+            f"{row.requests_per_call:.3f}",
+            _duration(row.run.makespan_s),
+            f"{row.run.makespan_s / row.bound_s:.3f}" if row.bound_s else "-",
+            f"{row.sim.peak_window}/{LIMIT_PER_MINUTE}",
+            str(row.sim.rate_limited),
+            f"{row.cpu_ms_per_call:.2f}",
+            f"{row.run.peak_rss_mb:.0f}",
+        )
+    return table
+
+
+def details(rows: Sequence[VariantRow]) -> list[str]:
+    """What the table does not show: the bound, the requests by route, engine counters."""
+    lines = []
+    for row in rows:
+        routes = ", ".join(f"{k} {v}" for k, v in sorted(row.sim.by_route.items()))
+        lines.append(
+            f"{row.variant}: bound {_duration(row.bound_s)} (mean call "
+            f"{row.sim.mean_call_s:.1f} s, {row.sim.calls_created} calls created); "
+            f"requests: {routes}" + (f"; {row.run.note}" if row.run.note else "")
+        )
+    return lines
+
+
+def import_table(result: ImportRun) -> Table:
+    table = Table(title="contacts import (load_campaign + Store.sync_campaign into SQLite)")
+    for name in (
+        "rows",
+        "contacts",
+        "load_campaign s",
+        "sync_campaign s",
+        "total s",
+        "peak RSS MB",
+    ):
+        table.add_column(name, justify="right")
+    table.add_row(
+        f"{result.rows:,}",
+        f"{result.contacts:,}",
+        f"{result.load_s:.1f}",
+        f"{result.sync_s:.1f}",
+        f"{result.load_s + result.sync_s:.1f}",
+        f"{result.peak_rss_mb:.0f}",
+    )
+    return table
