@@ -1,4 +1,16 @@
-"""Pure policy: every decision about whom to call when, with no I/O; `now` is an argument."""
+"""Pure policy: every decision about whom to call when, with no I/O; `now` is an argument.
+
+All datetimes in and out are timezone-aware (UTC out unless a docstring says otherwise).
+
+    durations   parse_duration("1h30m")
+    outcomes    classify(call_object, rules) -> Outcome
+    windows     CallingWindow.allows / next_allowed / closes_at in a contact's ZoneInfo
+    timezones   resolve_zone(phone, explicit=..., campaign_zone=...) -> ZoneResolution
+    reminders   timing_bounds(ContactTiming, ...) -> (not_before, deadline)
+    retries     decide_retry(...) -> RetryDecision; next_attempt_at(decision, window, ...)
+    caps        cap_next_allowed(FrequencyCap, previous_calls, now)
+    polling     next_poll_at(PollPlan, ...)
+"""
 
 from dialer.policy.caps import FrequencyCap, cap_next_allowed
 from dialer.policy.durations import format_duration, parse_duration
@@ -9,6 +21,7 @@ from dialer.policy.outcomes import (
     OutcomeRule,
     classify,
 )
+from dialer.policy.polling import PollPlan, next_poll_at
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import (
     RetryDecision,
@@ -18,7 +31,13 @@ from dialer.policy.retries import (
     next_attempt_at,
 )
 from dialer.policy.timezones import ZoneResolution, resolve_zone
-from dialer.policy.windows import CallingWindow, TimeRange, parse_days, parse_range
+from dialer.policy.windows import (
+    CallingWindow,
+    TimeRange,
+    parse_days,
+    parse_holiday_region,
+    parse_range,
+)
 
 __all__ = [
     "DEFAULT_OUTCOME_RULES",
@@ -28,6 +47,7 @@ __all__ = [
     "FrequencyCap",
     "Outcome",
     "OutcomeRule",
+    "PollPlan",
     "RetryDecision",
     "RetryPolicy",
     "RetryRule",
@@ -38,8 +58,10 @@ __all__ = [
     "decide_retry",
     "format_duration",
     "next_attempt_at",
+    "next_poll_at",
     "parse_days",
     "parse_duration",
+    "parse_holiday_region",
     "parse_range",
     "resolve_zone",
     "timing_bounds",

@@ -6,9 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+__all__ = ["FrequencyCap", "cap_next_allowed"]
+
 
 @dataclass(frozen=True)
 class FrequencyCap:
+    """``FrequencyCap(2, timedelta(days=7))``: no number is called a third time within a week."""
+
     count: int
     period: timedelta
 
@@ -20,8 +24,13 @@ class FrequencyCap:
 def cap_next_allowed(
     cap: FrequencyCap, previous_calls: Sequence[datetime], now: datetime
 ) -> datetime:
-    """``now`` if one more call fits, else when the oldest counted call leaves the period."""
-    counted = sorted(t for t in previous_calls if now - cap.period < t <= now)
+    """``now`` if one more call fits, else when the oldest counted call leaves the period.
+
+    A call counts while it is less than ``period`` old. Calls stamped after ``now`` (another
+    daemon's clock running ahead) count too: a cap errs towards calling less.
+    """
+    counted = sorted(t for t in previous_calls if t > now - cap.period)
     if len(counted) < cap.count:
         return now
-    return counted[len(counted) - cap.count] + cap.period
+    # Once this call leaves the period, count - 1 calls remain in it: room for one more.
+    return max(now, counted[len(counted) - cap.count] + cap.period)

@@ -1,4 +1,11 @@
-"""Retry rules per outcome, as decisions (values), never side effects."""
+"""Retry rules per outcome, as decisions (values), never side effects.
+
+The delay after the n-th attempt ending with one outcome is ``after * backoff ** (n - 1)``
+plus a uniform jitter in ``[0, jitter]``; the retry is then moved into the next allowed
+window, and dropped when that is at or after the contact's deadline. Outcomes in
+``PERMANENT_OUTCOMES`` are never retried, and neither is ``unknown`` unless a campaign asks
+for it: the call may have reached the person.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,25 @@ from zoneinfo import ZoneInfo
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.windows import CallingWindow
 
+__all__ = [
+    "MAX_DELAY",
+    "RetryDecision",
+    "RetryPolicy",
+    "RetryRule",
+    "decide_retry",
+    "next_attempt_at",
+]
+
+#: the longest backoff delay: next_allowed searches 366 days ahead, never further
+MAX_DELAY = timedelta(days=366)
+
 
 @dataclass(frozen=True, kw_only=True)
 class RetryRule:
-    """Retry ``max`` times after this outcome, ``after`` * ``backoff`` ** (n - 1) + jitter apart."""
+    """Retry up to ``max`` times after this outcome, ``after * backoff ** (n - 1)`` + jitter later.
+
+    >>> rule = RetryRule(after=timedelta(minutes=10), max=3, backoff=2.0)  # 10m, 20m, 40m
+    """
 
     after: timedelta
     max: int
@@ -25,7 +47,7 @@ class RetryRule:
         if (
             self.after < timedelta(0)
             or self.max < 0
-            or self.backoff < 1.0
+            or not self.backoff >= 1.0  # also refuses NaN
             or self.jitter < timedelta(0)
         ):
             raise ValueError(
@@ -35,18 +57,21 @@ class RetryRule:
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
+    """``max_attempts`` counts every call to a contact (the first one included)."""
+
     max_attempts: int = 3
     rules: Mapping[Outcome, RetryRule] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        permanent = sorted(o.value for o in self.rules if o in PERMANENT_OUTCOMES)
+        permanent = sorted(Outcome(o).value for o in self.rules if o in PERMANENT_OUTCOMES)
         if permanent:
             raise ValueError(f"outcomes {permanent} are permanent and never retried")
 
     @classmethod
     def default(cls) -> RetryPolicy:
+        """no_answer 2h x2, busy 30m x2, voicemail 4h x1, failed_transient 10m x3 doubling."""
         return cls(
             max_attempts=3,
             rules={
@@ -76,11 +101,16 @@ def decide_retry(
     ended_at: datetime,
     rng: random.Random,
 ) -> RetryDecision:
-    """Whether and when to try again after an attempt ended with ``outcome``.
+    """Whether and when (before windows) to call again after an attempt ended with ``outcome``.
 
-    ``attempts_made`` counts every attempt so far (this one included); ``same_outcome_count``
-    counts those that ended with this outcome (this one included).
+    ``attempts_made`` counts every attempt so far, this one included; ``same_outcome_count``
+    counts those that ended with this outcome, this one included. Tests pass a seeded ``rng``
+    (or a rule without jitter) to get exact instants.
     """
+    if attempts_made < 1 or same_outcome_count < 1:
+        raise ValueError("attempts_made and same_outcome_count count this attempt: at least 1")
+    if ended_at.utcoffset() is None:
+        raise ValueError("policy decisions need aware datetimes")
     if outcome in PERMANENT_OUTCOMES:
         return RetryDecision(False, None, f"{outcome.value} is permanent")
     rule = policy.rules.get(outcome)
@@ -90,16 +120,29 @@ def decide_retry(
         return RetryDecision(False, None, f"max_attempts {policy.max_attempts} reached")
     if same_outcome_count > rule.max:
         return RetryDecision(False, None, f"{outcome.value} retried {rule.max} times already")
-    delay = rule.after * (rule.backoff ** max(0, same_outcome_count - 1))
+    delay = _backoff_delay(rule, same_outcome_count)
     if rule.jitter > timedelta(0):
-        delay += rule.jitter * rng.random()
+        delay += timedelta(seconds=rng.uniform(0.0, rule.jitter.total_seconds()))
     return RetryDecision(True, ended_at + delay, f"retry after {outcome.value}")
+
+
+def _backoff_delay(rule: RetryRule, n: int) -> timedelta:
+    """``after * backoff ** (n - 1)``, capped where no calling window could be searched anyway
+    (a large ``max`` with doubling would otherwise overflow timedelta)."""
+    if rule.after == timedelta(0):
+        return rule.after
+    try:
+        factor = rule.backoff ** (n - 1)
+    except OverflowError:
+        factor = float("inf")
+    return timedelta(seconds=min(rule.after.total_seconds() * factor, MAX_DELAY.total_seconds()))
 
 
 def next_attempt_at(
     decision: RetryDecision, window: CallingWindow, zone: ZoneInfo, deadline: datetime | None
 ) -> datetime | None:
-    """The retry moved into the next allowed window; None when none opens before the deadline."""
+    """The retry moved into the next allowed window; None when no retry, or when the first
+    allowed instant is at or after the deadline (the contact then expires)."""
     if not decision.retry or decision.not_before is None:
         return None
     return window.next_allowed(decision.not_before, zone, deadline=deadline)

@@ -1,16 +1,29 @@
-"""Which time zone a contact's calling window is judged in."""
+"""Which time zone a contact's calling window is judged in.
+
+Order: the contact's explicit ``timezone``; else the zone phonenumbers gives for the number
+when it gives exactly one; else the campaign zone when the number may be there; else the
+campaign's ``unknown_timezone`` policy: "skip" (no zone, the contact is skipped with reason
+``unknown_timezone``) or "campaign" (the campaign zone, a risk the campaign author took).
+
+An explicit zone that does not exist is never replaced by a guess: the contact is skipped.
+(The campaign loader reports it as an error first; this is the last line of defence.)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+__all__ = ["UNKNOWN_TIMEZONE", "ZoneResolution", "candidate_zones", "resolve_zone", "zone_or_none"]
+
 ZoneSource = Literal["explicit", "phone", "campaign"]
 UnknownPolicy = Literal["skip", "campaign"]
+UNKNOWN_TIMEZONE = "unknown_timezone"
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,7 @@ class ZoneResolution:
     reason: str | None = None
 
 
+@lru_cache(maxsize=16384)
 def candidate_zones(phone_e164: str) -> tuple[str, ...]:
     """The IANA zones phonenumbers associates with the number (empty when it does not know)."""
     try:
@@ -31,6 +45,7 @@ def candidate_zones(phone_e164: str) -> tuple[str, ...]:
 
 
 def zone_or_none(name: str | None) -> ZoneInfo | None:
+    """The zone of that IANA name, or None when the name is empty or unknown."""
     if not name:
         return None
     try:
@@ -46,14 +61,18 @@ def resolve_zone(
     campaign_zone: str | None,
     unknown_policy: UnknownPolicy = "skip",
 ) -> ZoneResolution:
-    """Explicit column, else the number's only zone, else the campaign zone when the number
-    could be there, else the campaign's ``unknown_timezone`` policy decides.
+    """The zone to judge this contact's window in, and where it came from.
 
-    A US number whose area code spans two zones is "uncertain": calling it by the campaign's
-    zone is only safe when that zone is one the number may be in.
+    A US number whose area code spans two zones, or any Australian mobile, is "uncertain":
+    calling it by the campaign's zone is only safe when that zone is one the number may be in.
+
+    >>> resolve_zone("+31612345678", explicit=None, campaign_zone=None).source
+    'phone'
     """
-    zone = zone_or_none(explicit)
-    if zone is not None:
+    if explicit:
+        zone = zone_or_none(explicit)
+        if zone is None:
+            return ZoneResolution(None, None, UNKNOWN_TIMEZONE)
         return ZoneResolution(zone, "explicit")
     candidates = candidate_zones(phone_e164)
     if len(candidates) == 1 and (only := zone_or_none(candidates[0])) is not None:
@@ -63,4 +82,4 @@ def resolve_zone(
         return ZoneResolution(campaign, "campaign")
     if unknown_policy == "campaign" and campaign is not None:
         return ZoneResolution(campaign, "campaign")
-    return ZoneResolution(None, None, "unknown_timezone")
+    return ZoneResolution(None, None, UNKNOWN_TIMEZONE)

@@ -1,19 +1,30 @@
 """Calling windows in a contact's own time zone: days, local time ranges, holidays, skip dates.
 
 Semantics, chosen deliberately and tested across every zone:
-- A range belongs to the local day it STARTS on; ``20:00-02:00`` on Friday runs into Saturday
+
+- A range belongs to the local day it STARTS on: ``20:00-02:00`` on Friday runs into Saturday
   and is judged (day of week, holiday, skip date) as Friday's.
-- The window is a set of real instants: an instant is open when its local wall time lies in a
-  range of an allowed day. So a range starting inside a spring-forward gap opens at the first
-  instant after the gap, and a repeated (fall-back) hour is open once for each real instant
-  whose wall time falls in the range.
-- A call may START only where at least ``min_time_before_close`` of the open interval remains:
+- The window is a set of real instants: an instant is open when its local wall time lies in
+  ``[start, end)`` of a range of an allowed day. Hence:
+
+  * a range starting inside a spring-forward gap opens at the first instant after the gap
+    (02:30-03:30 on a 02:00→03:00 night opens at 03:00 new time and lasts 30 real minutes);
+  * a repeated (fall-back) hour is open once for each real instant whose wall time falls in
+    the range (01:00-03:00 on a 03:00→02:00 night is open three real hours).
+
+- Ranges that touch or overlap, also across midnight and across days, form one open interval.
+- A call may START only where at least ``min_time_before_close`` of its open interval remains:
   nobody is rung at 19:59 for a conversation that would end after 20:00.
+- Holidays come from the ``holidays`` package (public holidays of a country or
+  country-subdivision, observed days included).
+
+Everything here is computed in UTC from the zone's offsets, never by adding hours to wall
+times, so no DST arithmetic is done by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -21,34 +32,57 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
+__all__ = [
+    "DAYS_ACCEPTED",
+    "RANGE_ACCEPTED",
+    "REGION_ACCEPTED",
+    "CallingWindow",
+    "TimeRange",
+    "parse_days",
+    "parse_holiday_region",
+    "parse_range",
+]
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAYS_ACCEPTED = 'day names "mon".."sun" or ranges such as "mon-fri"'
 RANGE_ACCEPTED = '"HH:MM-HH:MM", e.g. "09:00-17:30" or "20:00-02:00" (crosses midnight)'
+REGION_ACCEPTED = 'ISO 3166 codes such as "NL", "US", "GB", optionally "-" and a subdivision'
 
-# Every UTC offset in the tz database lies within these bounds (-12:00 .. +14:00).
+# Every UTC offset in the tz database lies within -12:00 .. +14:00; a margin on both sides.
 _MAX_AHEAD = timedelta(hours=15)
 _MAX_BEHIND = timedelta(hours=13)
+# Offset changes of one zone are at least ~7 days apart since 1990 (checked against every
+# TZif file of tzdata 2026.6), so a span shorter than this holds at most one change.
+_SPAN_WITH_ONE_CHANGE = timedelta(days=4)
+_ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TimeRange:
+    """Local wall-clock range ``[start, end)``; ``end < start`` crosses midnight."""
+
     start: time
     end: time
     #: "00:00-24:00": the whole day (start == end would otherwise be an empty range)
     whole_day: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value.tzinfo is not None:
+                # a wall-clock range is read in each contact's own zone, never a fixed one
+                raise ValueError(f"range {name} must be a naive local time")
         if self.whole_day and (self.start, self.end) != (time(0), time(0)):
             raise ValueError("a whole-day range is 00:00-24:00")
         if self.start == self.end and not self.whole_day:
             raise ValueError(
                 f"range {self.start:%H:%M}-{self.end:%H:%M} ends where it starts "
-                "(a whole day is 00:00-23:59 or two ranges)"
+                '(a whole day is "00:00-24:00")'
             )
 
     @property
     def crosses_midnight(self) -> bool:
-        return self.end < self.start
+        return self.end < self.start or self.whole_day
 
     def __str__(self) -> str:
         return "00:00-24:00" if self.whole_day else f"{self.start:%H:%M}-{self.end:%H:%M}"
@@ -56,6 +90,14 @@ class TimeRange:
 
 @dataclass(frozen=True, kw_only=True)
 class CallingWindow:
+    """When calls may start, judged in the contact's zone.
+
+    >>> window = CallingWindow.default()
+    >>> window.allows(datetime(2026, 11, 25, 9, 0, tzinfo=ZoneInfo("Europe/Amsterdam")),
+    ...               ZoneInfo("Europe/Amsterdam"))
+    True
+    """
+
     days: frozenset[int]
     ranges: tuple[TimeRange, ...]
     holiday_regions: tuple[str, ...] = ()
@@ -67,8 +109,8 @@ class CallingWindow:
             raise ValueError("days must be a non-empty set of weekday numbers 0 (Mon) .. 6 (Sun)")
         if not self.ranges:
             raise ValueError("a calling window needs at least one time range")
-        if self.min_time_before_close < timedelta(0):
-            raise ValueError("min_time_before_close cannot be negative")
+        if not timedelta(0) <= self.min_time_before_close < _ONE_DAY:
+            raise ValueError("min_time_before_close must be at least 0s and less than 1d")
         for region in self.holiday_regions:
             parse_holiday_region(region)
 
@@ -77,12 +119,9 @@ class CallingWindow:
         """09:00-20:00 local, Monday to Saturday: inside the US TCPA 08:00-21:00 rule."""
         return cls(days=frozenset(range(6)), ranges=(TimeRange(start=time(9), end=time(20)),))
 
-    # ----------------------------------------------------------------- queries
-    def day_allowed(self, day: date) -> bool:
-        """Whether ranges starting on this local date are open at all (and why not, below)."""
-        return self.closed_reason(day) is None
-
+    # ------------------------------------------------------------------ days
     def closed_reason(self, day: date) -> str | None:
+        """Why ranges starting on local ``day`` are closed: window, skip_date, holiday; or None."""
         if day.weekday() not in self.days:
             return "window"
         if day in self.skip_dates:
@@ -91,34 +130,32 @@ class CallingWindow:
             return "holiday"
         return None
 
+    def day_allowed(self, day: date) -> bool:
+        return self.closed_reason(day) is None
+
     def intervals(self, day: date, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
         """The open UTC intervals of the ranges starting on local ``day`` (empty if closed)."""
         if not self.day_allowed(day):
             return []
-        out: list[tuple[datetime, datetime]] = []
-        for time_range in self.ranges:
-            out.extend(_range_instants(day, time_range, zone))
-        return sorted(out)
+        return _merge(interval for r in self.ranges for interval in _range_instants(day, r, zone))
 
-    def _startable(self, at: datetime, zone: ZoneInfo) -> Iterator[tuple[datetime, datetime]]:
-        """Intervals of the days around ``at`` (a range from the previous day may still run)."""
-        local_day = at.astimezone(zone).date()
-        for offset in (-1, 0):
-            yield from self.intervals(local_day + timedelta(days=offset), zone)
-
+    # ------------------------------------------------------------------ instants
     def allows(self, at: datetime, zone: ZoneInfo) -> bool:
-        """Whether a call may start at ``at``."""
-        _require_aware(at)
-        return any(
-            start <= at < end - self.min_time_before_close
-            for start, end in self._startable(at, zone)
-        )
+        """Whether a call may start at ``at``: it is open and stays open for the margin."""
+        at = _utc(at)
+        end = self._open_until(at, zone, enough=at + self.min_time_before_close)
+        return end is not None and at + self.min_time_before_close < end
 
-    def closes_at(self, at: datetime, zone: ZoneInfo) -> datetime | None:
-        """End of the open interval containing ``at`` (None when ``at`` is not inside one)."""
-        _require_aware(at)
-        ends = [end for start, end in self._startable(at, zone) if start <= at < end]
-        return max(ends) if ends else None
+    def closes_at(
+        self, at: datetime, zone: ZoneInfo, *, horizon_days: int = 366
+    ) -> datetime | None:
+        """End of the open interval containing ``at``; None when ``at`` is not open.
+
+        A window that stays open past ``horizon_days`` (whole-day ranges every day) reports
+        some instant at least that far ahead instead of searching forever.
+        """
+        at = _utc(at)
+        return self._open_until(at, zone, enough=at + timedelta(days=horizon_days))
 
     def next_allowed(
         self,
@@ -128,24 +165,53 @@ class CallingWindow:
         deadline: datetime | None = None,
         horizon_days: int = 366,
     ) -> datetime | None:
-        """The earliest instant >= ``after`` and < ``deadline`` at which a call may start."""
-        _require_aware(after)
-        after = after.astimezone(UTC)
-        first_day = after.astimezone(zone).date() - timedelta(days=1)
-        best: datetime | None = None
-        for offset in range(horizon_days + 2):
-            day = first_day + timedelta(days=offset)
-            if best is not None and _day_start(day, zone) > best:
-                break  # every later day starts after what we have
-            if deadline is not None and _day_start(day, zone) >= deadline:
-                break
-            for start, end in self.intervals(day, zone):
+        """The earliest instant >= ``after`` and < ``deadline`` at which a call may start.
+
+        None when there is none before the deadline or within ``horizon_days`` of ``after``.
+        """
+        after = _utc(after)
+        limit = after + timedelta(days=horizon_days)
+        if deadline is not None:
+            limit = min(limit, _utc(deadline))
+        close = self.min_time_before_close
+        day = _local_date(after, zone) - _ONE_DAY  # its overnight ranges may still run
+        pending: list[tuple[datetime, datetime]] = []
+        while True:
+            pending.extend(self.intervals(day, zone))
+            day += _ONE_DAY
+            # Ranges of ``day`` and later start no earlier than this: intervals ending before
+            # it are final, and a candidate before it cannot be beaten by a later day.
+            bound = _earliest_instant_of(day)
+            merged = _merge(pending)
+            for start, end in merged:
                 candidate = max(start, after)
-                if candidate < end - self.min_time_before_close and (
-                    deadline is None or candidate < deadline
-                ):
-                    best = candidate if best is None else min(best, candidate)
-        return best
+                if candidate >= bound:
+                    if bound >= limit:
+                        return None
+                    break
+                if candidate >= limit:
+                    return None
+                if candidate + close < end:
+                    return candidate
+                if end >= bound:
+                    break  # the next day may extend this interval
+            else:
+                if bound >= limit:
+                    return None
+            pending = [(s, e) for s, e in merged if e >= bound]
+
+    def _open_until(self, at: datetime, zone: ZoneInfo, *, enough: datetime) -> datetime | None:
+        """End of the open interval holding ``at`` (exact, or any value > ``enough``)."""
+        local_day = _local_date(at, zone)
+        # ``at`` can only lie in ranges of its own local date or of the day before.
+        raw = self.intervals(local_day - _ONE_DAY, zone) + self.intervals(local_day, zone)
+        day = local_day + _ONE_DAY
+        while True:
+            end = next((e for s, e in _merge(raw) if s <= at < e), None)
+            if end is None or end > enough or end < _earliest_instant_of(day):
+                return end
+            raw.extend(self.intervals(day, zone))
+            day += _ONE_DAY
 
 
 # --------------------------------------------------------------------------- parsing
@@ -153,23 +219,20 @@ class CallingWindow:
 
 def parse_days(spec: list[str]) -> frozenset[int]:
     """``["mon-fri", "sat"]`` -> {0, 1, 2, 3, 4, 5}; wrap-around ranges ("fri-mon") are allowed."""
-    if not spec:
-        raise ValueError(f"no days given (accepted: {DAYS_ACCEPTED})")
+    if isinstance(spec, str) or not spec:
+        raise ValueError(f"no list of days given (accepted: {DAYS_ACCEPTED})")
     out: set[int] = set()
     for item in spec:
         text = str(item).strip().lower()
         first, sep, last = text.partition("-")
-        names = [first] + ([last] if sep else [])
-        for name in names:
-            if name not in DAY_NAMES:
-                raise ValueError(f"{item!r} is not a day (accepted: {DAYS_ACCEPTED})")
-        start, stop = DAY_NAMES.index(names[0]), DAY_NAMES.index(names[-1])
-        day = start
-        while True:
-            out.add(day)
-            if day == stop:
-                break
+        names = [first.strip()] + ([last.strip()] if sep else [])
+        if any(name not in DAY_NAMES for name in names):
+            raise ValueError(f"{item!r} is not a day (accepted: {DAYS_ACCEPTED})")
+        day, stop = DAY_NAMES.index(names[0]), DAY_NAMES.index(names[-1])
+        out.add(day)
+        while day != stop:
             day = (day + 1) % 7
+            out.add(day)
     return frozenset(out)
 
 
@@ -177,117 +240,147 @@ def parse_range(text: str) -> TimeRange:
     """``"09:00-17:30"`` -> TimeRange; ``"24:00"`` is accepted as an end meaning midnight."""
     try:
         first, second = str(text).split("-")
-        start = _parse_clock(first)
-        end = _parse_clock(second)
+        start = _parse_clock(first, end=False)
+        end = _parse_clock(second, end=True)
     except ValueError:
         raise ValueError(f"{text!r} is not a time range (accepted: {RANGE_ACCEPTED})") from None
     whole_day = start == time(0) and second.strip() == "24:00"
     return TimeRange(start=start, end=end, whole_day=whole_day)
 
 
-def _parse_clock(text: str) -> time:
+def _parse_clock(text: str, *, end: bool) -> time:
     hours, minutes = text.strip().split(":")
-    if len(minutes) != 2 or not hours.isdigit() or not minutes.isdigit():
+    if not (1 <= len(hours) <= 2 and len(minutes) == 2):
         raise ValueError(text)
-    if int(hours) == 24 and int(minutes) == 0:
-        return time(0, 0)
+    if not (hours.isascii() and hours.isdigit() and minutes.isascii() and minutes.isdigit()):
+        raise ValueError(text)
+    if end and (hours, minutes) == ("24", "00"):
+        return time(0)
     return time(int(hours), int(minutes))
 
 
 def parse_holiday_region(region: str) -> tuple[str, str | None]:
-    """``"NL"`` -> ("NL", None); ``"US-CA"`` -> ("US", "CA"); ValueError if the package lacks it."""
-    country, _, subdivision = str(region).strip().upper().partition("-")
-    supported = holidays_lib.list_supported_countries()
+    """``"NL"`` -> ("NL", None); ``"US-CA"`` -> ("US", "CA"); ValueError if the package lacks it.
+
+    Case does not matter; the codes returned are spelled as the holidays package spells them.
+    """
+    country, _, subdivision = str(region).strip().partition("-")
+    country = country.strip().upper()
+    supported = _supported_regions()
     if country not in supported:
         raise ValueError(
-            f"{region!r} is not a country the holidays package knows "
-            '(accepted: ISO 3166 codes such as "NL", "US", "GB", optionally "-" and a subdivision)'
+            f"{region!r} is not a country the holidays package knows (accepted: {REGION_ACCEPTED})"
         )
-    if subdivision and subdivision not in supported[country]:
+    if not subdivision.strip():
+        return country, None
+    known = supported[country]
+    if subdivision.strip().upper() not in known:
+        shown = ", ".join(sorted(known.values())[:40]) or "none"
         raise ValueError(
-            f"{region!r}: {subdivision!r} is not a subdivision of {country} "
-            f"(accepted: {', '.join(sorted(supported[country])[:30])})"
+            f"{region!r}: {subdivision!r} is not a subdivision of {country} (accepted: {shown})"
         )
-    return country, subdivision or None
+    return country, known[subdivision.strip().upper()]
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1)
+def _supported_regions() -> dict[str, dict[str, str]]:
+    """country -> {SUBDIVISION upper-cased: as spelled}; listing costs ~40 ms, so once."""
+    return {
+        country: {sub.upper(): sub for sub in subs}
+        for country, subs in holidays_lib.list_supported_countries().items()
+    }
+
+
+@lru_cache(maxsize=512)
 def _holidays(region: str, year: int) -> holidays_lib.HolidayBase:
     country, subdivision = parse_holiday_region(region)
-    return holidays_lib.country_holidays(country, subdiv=subdivision, years=year)
+    # expand=False: a lookup outside ``year`` must not grow this shared, cached object.
+    return holidays_lib.country_holidays(country, subdiv=subdivision, years=year, expand=False)
 
 
 # --------------------------------------------------------------------------- instants
 
 
-def _require_aware(value: datetime) -> None:
-    if value.tzinfo is None:
-        raise ValueError("policy decisions need aware datetimes")
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"policy decisions need aware datetimes, got {value!r}")
+    return value.astimezone(UTC)
 
 
-def _day_start(day: date, zone: ZoneInfo) -> datetime:
+def _local_date(instant: datetime, zone: ZoneInfo) -> date:
+    return instant.astimezone(zone).date()
+
+
+def _earliest_instant_of(day: date) -> datetime:
     """A lower bound for any instant whose wall time falls on ``day`` in any zone."""
     return datetime.combine(day, time(0), tzinfo=UTC) - _MAX_AHEAD
 
 
-def _range_instants(
-    day: date, time_range: TimeRange, zone: ZoneInfo
-) -> list[tuple[datetime, datetime]]:
-    """Real instants whose wall time in ``zone`` lies in [start, end) of the range on ``day``.
-
-    Works segment by segment of constant UTC offset, so gaps and folds fall out exactly.
-    """
-    wall_start = datetime.combine(day, time_range.start)
-    next_day = time_range.crosses_midnight or time_range.whole_day or time_range.end == time(0)
-    end_day = day + timedelta(days=1) if next_day else day
-    wall_end = datetime.combine(end_day, time_range.end)
-    span_from = (wall_start - _MAX_AHEAD).replace(tzinfo=UTC)
-    span_to = (wall_end + _MAX_BEHIND).replace(tzinfo=UTC)
+def _merge(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted union; intervals that touch become one."""
     out: list[tuple[datetime, datetime]] = []
-    for seg_start, seg_end, offset in _offset_segments(zone, span_from, span_to):
-        lo = max(seg_start, (wall_start - offset).replace(tzinfo=UTC))
-        hi = min(seg_end, (wall_end - offset).replace(tzinfo=UTC))
-        if lo < hi:
-            if out and out[-1][1] == lo:
-                out[-1] = (out[-1][0], hi)
-            else:
-                out.append((lo, hi))
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
     return out
 
 
-def _offset_segments(
+@lru_cache(maxsize=16384)
+def _range_instants(
+    day: date, time_range: TimeRange, zone: ZoneInfo
+) -> tuple[tuple[datetime, datetime], ...]:
+    """Real instants whose wall time in ``zone`` lies in [start, end) of the range on ``day``.
+
+    Works piece by piece of constant UTC offset, so gaps and folds fall out exactly: in each
+    piece the instants with wall time w are exactly w - offset.
+    """
+    wall_start = datetime.combine(day, time_range.start)
+    end_day = day + _ONE_DAY if time_range.crosses_midnight else day
+    wall_end = datetime.combine(end_day, time_range.end)
+    span_from = (wall_start - _MAX_AHEAD).replace(tzinfo=UTC)
+    span_to = (wall_end + _MAX_BEHIND).replace(tzinfo=UTC)
+    pieces = []
+    for piece_start, piece_end, offset in _offset_pieces(zone, span_from, span_to):
+        lo = max(piece_start, (wall_start - offset).replace(tzinfo=UTC))
+        hi = min(piece_end, (wall_end - offset).replace(tzinfo=UTC))
+        if lo < hi:
+            pieces.append((lo, hi))
+    return tuple(_merge(pieces))
+
+
+def _offset_pieces(
     zone: ZoneInfo, start: datetime, stop: datetime
 ) -> list[tuple[datetime, datetime, timedelta]]:
     """Split [start, stop) into pieces of constant UTC offset in ``zone``."""
-    segments: list[tuple[datetime, datetime, timedelta]] = []
-    seg_start = start
-    offset = _offset(zone, start)
-    probe = start
-    step = timedelta(hours=1)  # tz transitions are always more than an hour apart
-    while probe < stop:
-        nxt = min(probe + step, stop)
-        nxt_offset = _offset(zone, nxt)
-        if nxt_offset != offset:
-            change = _transition(zone, probe, nxt, offset)
-            segments.append((seg_start, change, offset))
-            seg_start, offset = change, _offset(zone, change)
-        probe = nxt
-    segments.append((seg_start, stop, offset))
-    return segments
+    assert stop - start < _SPAN_WITH_ONE_CHANGE
+    pieces: list[tuple[datetime, datetime, timedelta]] = []
+    while True:
+        offset = _offset(zone, start)
+        if _offset(zone, stop) == offset:
+            # The span holds at most one change, so equal ends mean none at all.
+            pieces.append((start, stop, offset))
+            return pieces
+        change = _first_change(zone, start, stop, offset)
+        pieces.append((start, change, offset))
+        start = change
 
 
-def _transition(zone: ZoneInfo, lo: datetime, hi: datetime, before: timedelta) -> datetime:
-    """The first instant in (lo, hi] whose offset differs from ``before`` (to the second)."""
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        mid = mid.replace(microsecond=0)
-        if mid <= lo:
-            mid = lo + timedelta(seconds=1)
-        if _offset(zone, mid) == before:
-            lo = mid
+def _first_change(zone: ZoneInfo, lo: datetime, hi: datetime, before: timedelta) -> datetime:
+    """The first instant in (lo, hi] whose offset differs from ``before``, to the second.
+
+    Transitions in the tz database fall on whole seconds.
+    """
+    lo_s, hi_s = int(lo.timestamp()), int(hi.timestamp())
+    while hi_s - lo_s > 1:
+        mid = (lo_s + hi_s) // 2
+        if _offset(zone, datetime.fromtimestamp(mid, UTC)) == before:
+            lo_s = mid
         else:
-            hi = mid
-    return hi
+            hi_s = mid
+    return datetime.fromtimestamp(hi_s, UTC)
 
 
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
