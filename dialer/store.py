@@ -836,9 +836,13 @@ class Store:
         expect: Iterable[AttemptState] | None = None,
         event_data: Mapping[str, Any] | None = None,
         dialed_at: datetime | None = None,
+        campaign_active: bool = False,
         **values: Any,
     ) -> None:
         """Compare-and-set one attempt into ``target``, with its event, in ``session``.
+
+        ``campaign_active`` makes the move conditional on the campaign still being active, so a
+        pause or cancel takes effect even for an attempt a dispatcher read just before it.
 
         ``dialed_at`` pins the dial a decision was made about: a reconciler acting on an old
         read must not touch the same attempt after it was released and dialled again (ABA).
@@ -851,6 +855,9 @@ class Store:
         ]
         if dialed_at is not None:
             conditions.append(col(AttemptRow.dialing_at) == dialed_at)
+        if campaign_active:
+            active = select(CampaignRow.id).where(CampaignRow.state == "active")
+            conditions.append(col(AttemptRow.campaign_id).in_(active))
         result = session.execute(
             sa.update(AttemptRow)
             .where(*conditions)
@@ -904,6 +911,7 @@ class Store:
                 request_body=_jsonable(dict(body)),
                 reason=None,
                 event_data={"owner": owner, **dict(evidence or {})},
+                campaign_active=True,
             )
             return True
         except TransitionRefused:

@@ -258,3 +258,13 @@ def test_a_stale_reconcile_decision_cannot_touch_a_newer_dial(store: Store) -> N
             due.id, due_at=T0, reason="absent", now=T0, dialed_at=stale.dialing_at
         )
     assert store.attempt(due.id).owner == "alive"
+
+
+def test_a_paused_campaign_cannot_be_dialled_even_from_a_stale_read(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)  # read before the pause
+    store.set_campaign_state("reminders", "paused", now=T0)
+    assert not store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    store.set_campaign_state("reminders", "active", now=T0)
+    assert store.begin_dialing(due.id, owner="a", body={}, now=T0)
