@@ -370,6 +370,13 @@ class Engine:
                 log.warning("dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc))
                 self._after_final(attempt)
                 return
+            except ProviderError as exc:
+                # Anything else (an unreadable 2xx, say) leaves us unsure whether a call
+                # exists: treat it as ambiguous, so reconciliation decides, never a re-dial.
+                self.store.note_ambiguous(attempt.id, error=str(exc), now=self.clock())
+                self.stats["ambiguous"] += 1
+                log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+                return
             now = self.clock()
             self._account_clear()
             self.store.mark_in_flight(
