@@ -45,18 +45,7 @@ def read_suppression_file(
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
-        try:
-            numbers.add(phones.normalize(entry, region=default_region))
-        except ValueError as exc:
-            problems.append(
-                Problem(
-                    file=path,
-                    field="phone",
-                    line=lineno,
-                    message=f"number {exc}",
-                    accepted=phones.ACCEPTED,
-                )
-            )
+        _add(numbers, problems, entry, path=path, lineno=lineno, region=default_region)
     return frozenset(numbers), problems
 
 
@@ -86,19 +75,32 @@ def _read_csv(
         if not row or not any(cell.strip() for cell in row):
             continue
         cell = row[column] if column < len(row) else ""
-        try:
-            numbers.add(phones.normalize(cell, region=default_region))
-        except ValueError as exc:
-            problems.append(
-                Problem(
-                    file=path,
-                    field="phone",
-                    line=lineno,
-                    message=f"number {exc}",
-                    accepted=phones.ACCEPTED,
-                )
-            )
+        _add(numbers, problems, cell, path=path, lineno=lineno, region=default_region)
     return frozenset(numbers), problems
+
+
+def _add(
+    numbers: set[str],
+    problems: list[Problem],
+    raw: str,
+    *,
+    path: Path,
+    lineno: int,
+    region: str | None,
+) -> None:
+    """One entry of a list: its E.164 form, or a problem naming its line (never skipped)."""
+    try:
+        numbers.add(phones.normalize(raw, region=region))
+    except ValueError as exc:
+        problems.append(
+            Problem(
+                file=path,
+                field="phone",
+                line=lineno,
+                message=f"number {exc}",
+                accepted=phones.ACCEPTED,
+            )
+        )
 
 
 def read_suppression_files(
