@@ -132,7 +132,7 @@ def _backoff_delay(rule: RetryRule, n: int) -> timedelta:
     if rule.after == timedelta(0):
         return rule.after
     try:
-        factor = rule.backoff ** (n - 1)
+        factor = float(rule.backoff) ** (n - 1)
     except OverflowError:
         factor = float("inf")
     return timedelta(seconds=min(rule.after.total_seconds() * factor, MAX_DELAY.total_seconds()))
