@@ -22,13 +22,13 @@ import difflib
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import holidays
@@ -43,7 +43,7 @@ from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import RetryPolicy, RetryRule
 from dialer.policy.timezones import resolve_zone
-from dialer.policy.windows import CallingWindow, TimeRange, parse_days, parse_range
+from dialer.policy.windows import CallingWindow, parse_days, parse_range
 from dialer.suppression import read_suppression_file
 from dialer.templating import TemplateIssue, TemplateTree
 from dialer.tomlsource import (
@@ -262,6 +262,8 @@ _TOP_KEYS = (
     "suppression_files",
     "key",
 )
+T = TypeVar("T")
+
 _WINDOW_KEYS = ("days", "hours", "holidays", "skip_dates", "min_time_before_close")
 _RETRY_RULE_KEYS = ("after", "max", "backoff", "jitter")
 _NAME_RE = re.compile(r"\w[\w .-]{0,99}")
@@ -378,6 +380,33 @@ class _Loader:
             self.bad(path, f"must be a table (got {_shown(value)})", accepted)
             return None
         return value
+
+    def _parse_each(
+        self,
+        path: KeyPath,
+        value: Any,
+        accepted: str,
+        empty: str,
+        noun: str,
+        parse: Callable[[str], T],
+    ) -> list[T] | None:
+        """A non-empty list of strings, each parsed; every bad item is reported with its
+        index. None when anything was wrong (the problems are recorded)."""
+        items = self.get_list(path, value, accepted)
+        if items is None:
+            return None
+        if not items:
+            self.bad(path, empty, accepted)
+            return None
+        parsed: list[T] = []
+        for i, item in enumerate(items):
+            try:
+                if not isinstance(item, str):
+                    raise ValueError(f"{_shown(item)} is not {noun}")
+                parsed.append(parse(item))
+            except ValueError as exc:
+                self.bad((*path, i), reason(exc), accepted)
+        return parsed if len(parsed) == len(items) else None
 
     def get_list(self, path: KeyPath, value: Any, accepted: str) -> list[Any] | None:
         if not isinstance(value, list):
@@ -711,44 +740,28 @@ class _Loader:
         ok = True
         days = default.days
         if "days" in table:
-            accepted = 'day names "mon".."sun" and ranges such as "mon-fri"'
-            items = self.get_list(("window", "days"), table["days"], accepted)
-            if items is None:
-                ok = False
-            elif not items:
-                self.bad(("window", "days"), "is empty: no day to call on", accepted)
-                ok = False
-            else:
-                chosen: set[int] = set()
-                for i, item in enumerate(items):
-                    try:
-                        if not isinstance(item, str):
-                            raise ValueError(f"{_shown(item)} is not a day name")
-                        chosen |= parse_days([item])
-                    except ValueError as exc:
-                        self.bad(("window", "days", i), reason(exc), accepted)
-                        ok = False
-                days = frozenset(chosen)
+            chosen = self._parse_each(
+                ("window", "days"),
+                table["days"],
+                'day names "mon".."sun" and ranges such as "mon-fri"',
+                "is empty: no day to call on",
+                "a day name",
+                lambda item: parse_days([item]),
+            )
+            ok = ok and chosen is not None
+            days = frozenset().union(*chosen) if chosen else days
         ranges = default.ranges
         if "hours" in table:
-            accepted = '"HH:MM-HH:MM" ranges such as "09:00-12:00" (ending after midnight is ok)'
-            items = self.get_list(("window", "hours"), table["hours"], accepted)
-            if items is None:
-                ok = False
-            elif not items:
-                self.bad(("window", "hours"), "is empty: no time to call at", accepted)
-                ok = False
-            else:
-                parsed: list[TimeRange] = []
-                for i, item in enumerate(items):
-                    try:
-                        if not isinstance(item, str):
-                            raise ValueError(f"{_shown(item)} is not a time range")
-                        parsed.append(parse_range(item))
-                    except ValueError as exc:
-                        self.bad(("window", "hours", i), reason(exc), accepted)
-                        ok = False
-                ranges = tuple(parsed)
+            parsed = self._parse_each(
+                ("window", "hours"),
+                table["hours"],
+                '"HH:MM-HH:MM" ranges such as "09:00-12:00" (ending after midnight is ok)',
+                "is empty: no time to call at",
+                "a time range",
+                parse_range,
+            )
+            ok = ok and parsed is not None
+            ranges = tuple(parsed) if parsed else ranges
         regions: list[str] = []
         if "holidays" in table:
             accepted = 'country codes such as "NL", or country-subdivision such as "US-CA"'
