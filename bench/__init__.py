@@ -310,7 +310,9 @@ async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> Vari
                 last_end = time.monotonic()
 
         async with asyncio.timeout(params.timeout_real_s):
-            await run_until_stopped(daemon, until_idle=True, on_tick=on_tick)
+            await run_until_stopped(
+                daemon, until_idle=True, stop=asyncio.Event(), on_tick=on_tick
+            )
         on_tick()
         stats = dict(daemon.engine.stats)
     return VariantRun(

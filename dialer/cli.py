@@ -130,7 +130,7 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon: fire schedules, place calls, follow them, store outcomes."""
-    from dialer.daemon import open_daemon, run_until_stopped
+    from dialer.daemon import open_daemon, run_until_stopped, stop_on_signals
     from dialer.progress import live_progress
 
     try:
@@ -143,12 +143,15 @@ def run(
     configure_logging(json_lines=not attached, level=logging.WARNING if attached else logging.INFO)
 
     async def main() -> None:
-        async with open_daemon(cfg, campaigns) as daemon:
-            if attached:
-                with live_progress(daemon.store, out) as refresh:
-                    await run_until_stopped(daemon, until_idle=until_idle, on_tick=refresh)
-            else:
-                await run_until_stopped(daemon, until_idle=until_idle)
+        with stop_on_signals() as stop:
+            async with open_daemon(cfg, campaigns) as daemon:
+                if attached:
+                    with live_progress(daemon.store, out) as refresh:
+                        await run_until_stopped(
+                            daemon, until_idle=until_idle, stop=stop, on_tick=refresh
+                        )
+                else:
+                    await run_until_stopped(daemon, until_idle=until_idle, stop=stop)
 
     try:
         asyncio.run(main())

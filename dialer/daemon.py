@@ -12,7 +12,7 @@ import dataclasses
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -229,15 +229,14 @@ def next_fire_times(scheduler: AsyncIOScheduler) -> dict[str, datetime | None]:
     return {job.id: job.next_run_time for job in scheduler.get_jobs()}
 
 
-async def run_until_stopped(
-    daemon: Daemon,
-    *,
-    until_idle: bool,
-    on_tick: Callable[[], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run the engine; SIGTERM and SIGINT stop creating, persist and return within seconds."""
-    stop = stop or asyncio.Event()
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event SIGTERM and SIGINT set; install it before opening the daemon.
+
+    Installed first, a signal that arrives while the daemon is still importing campaigns is a
+    clean stop too, not the default handler's abrupt death.
+    """
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -245,12 +244,23 @@ async def run_until_stopped(
             loop.add_signal_handler(sig, _stopper(stop, sig))
             installed.append(sig)
     try:
-        # Give APScheduler's first due fires a turn before deciding anything is idle.
-        await asyncio.sleep(0)
-        await daemon.engine.run(stop, until_idle=until_idle, on_tick=on_tick)
+        yield stop
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def run_until_stopped(
+    daemon: Daemon,
+    *,
+    until_idle: bool,
+    stop: asyncio.Event,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Run the engine until `stop` is set (or, with `until_idle`, nothing is left to do)."""
+    # Give APScheduler's first due fires a turn before deciding anything is idle.
+    await asyncio.sleep(0)
+    await daemon.engine.run(stop, until_idle=until_idle, on_tick=on_tick)
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dialer.daemon import engine_settings, open_daemon, run_until_stopped
+from dialer.daemon import engine_settings, open_daemon, run_until_stopped, stop_on_signals
 from dialer.progress import live_progress, outcome_tables
 from dialer.simulator import Simulator, SimulatorConfig, serve
 
@@ -105,8 +105,8 @@ async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
             f"database {db}"
         )
         async with open_daemon(config, campaigns, settings=settings, api_key=DEMO_KEY) as daemon:
-            with live_progress(daemon.store, console) as refresh:
-                await run_until_stopped(daemon, until_idle=True, on_tick=refresh)
+            with stop_on_signals() as stop, live_progress(daemon.store, console) as refresh:
+                await run_until_stopped(daemon, until_idle=True, stop=stop, on_tick=refresh)
             console.print()
             for campaign in campaigns:
                 for table in outcome_tables(daemon.store, campaign.name):
