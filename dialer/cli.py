@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dialer.campaign import Campaign, load_campaign, validate_paths
-from dialer.config import Config, load_config
+from dialer.config import DEFAULT_KEY, Config, load_config
 from dialer.errors import (
     CampaignError,
     DialerError,
@@ -38,6 +38,7 @@ from dialer.errors import (
 )
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
 from dialer.store import CampaignRow, Store
+from dialer.tomlsource import TomlSource
 
 app = typer.Typer(
     add_completion=False,
@@ -116,7 +117,26 @@ def load_all(config: Config) -> list[Campaign]:
                 if c.name in dupes
             ]
         )
+    unknown_keys = [c for c in campaigns if c.api_key_name not in config.voicedock.key_names]
+    if unknown_keys:
+        raise CampaignError([_unknown_key(c, config) for c in unknown_keys])
     return campaigns
+
+
+def _unknown_key(campaign: Campaign, config: Config) -> Problem:
+    message = f"no API key {campaign.api_key_name!r} in the config"
+    accepted = "one of " + ", ".join(sorted(config.voicedock.key_names)) + (
+        f" (add [voicedock.keys.{campaign.api_key_name}] to {config.source or 'the config'})"
+    )
+    source = TomlSource.read(campaign.source)
+    if isinstance(source, Problem):  # the file changed under us since it was loaded
+        return Problem(file=campaign.source, field="key", message=message, accepted=accepted)
+    return source.problem(("key",), message, accepted=accepted)
+
+
+def keys_in_use(campaigns: Sequence[Campaign]) -> list[str]:
+    """The API key names the campaigns use ("default" when there are none)."""
+    return sorted({c.api_key_name for c in campaigns}) or [DEFAULT_KEY]
 
 
 @app.command()
@@ -136,7 +156,8 @@ def run(
     try:
         cfg = load_config(_config_path(config))
         campaigns = load_all(cfg)
-        cfg.api_key()  # fail before anything starts when the key is missing
+        for key_name in keys_in_use(campaigns):
+            cfg.api_key(key_name)  # fail before anything starts when a key is missing
     except InputError as exc:
         raise _fail_input(exc) from None
     attached = sys.stdout.isatty()

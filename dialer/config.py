@@ -47,10 +47,13 @@ from dialer.suppression import read_suppression_files
 from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
 
 __all__ = [
+    "DEFAULT_KEY",
+    "ApiKeySettings",
     "CallCapSettings",
     "Config",
     "DatabaseSettings",
     "DialerSettings",
+    "KeyLimits",
     "OutcomeRuleSettings",
     "OutcomesSettings",
     "VoiceDockSettings",
@@ -122,6 +125,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: the key of ``[voicedock]`` itself; a campaign without ``key = ...`` uses it
+DEFAULT_KEY = "default"
+
+
+class ApiKeySettings(_Section):
+    """``[voicedock.keys.NAME]``: a further API key (e.g. a child organization's), own budget."""
+
+    api_key_env: EnvName
+    requests_per_minute: int | None = Field(
+        None, gt=0, description="a whole number > 0; default: [voicedock] requests_per_minute"
+    )
+    budget_margin: float | None = Field(
+        None, ge=0, lt=1, description="a fraction 0 <= x < 1; default: [voicedock] budget_margin"
+    )
+
+
+class KeyLimits(BaseModel):
+    """What one named API key may spend: its environment variable and its budget."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    api_key_env: str
+    requests_per_minute: int
+    budget_margin: float
+
+
 class VoiceDockSettings(_Section):
     """``[voicedock]``: where the API is and how hard we may use it."""
 
@@ -139,6 +170,43 @@ class VoiceDockSettings(_Section):
     connect_timeout: Duration = timedelta(seconds=5)
     read_timeout: Duration = timedelta(seconds=15)
     create_timeout: Duration = timedelta(seconds=30)
+    #: further keys by name; ``[voicedock]`` itself is the key named "default"
+    keys: dict[str, ApiKeySettings] = Field(default_factory=dict)
+
+    @field_validator("keys")
+    @classmethod
+    def _key_names(cls, value: dict[str, ApiKeySettings]) -> dict[str, ApiKeySettings]:
+        for name in value:
+            if name == DEFAULT_KEY:
+                raise ValueError(
+                    f"{DEFAULT_KEY!r} is the [voicedock] key itself; pick another name"
+                )
+            if not KEY_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a key name (letters, digits, '_' or '-')")
+        return value
+
+    def key(self, name: str) -> KeyLimits:
+        """The named key's settings, the unset ones inherited from ``[voicedock]``."""
+        if name == DEFAULT_KEY:
+            return KeyLimits(
+                name=name,
+                api_key_env=self.api_key_env,
+                requests_per_minute=self.requests_per_minute,
+                budget_margin=self.budget_margin,
+            )
+        own = self.keys[name]
+        return KeyLimits(
+            name=name,
+            api_key_env=own.api_key_env,
+            requests_per_minute=own.requests_per_minute or self.requests_per_minute,
+            budget_margin=(
+                own.budget_margin if own.budget_margin is not None else self.budget_margin
+            ),
+        )
+
+    @property
+    def key_names(self) -> frozenset[str]:
+        return frozenset({DEFAULT_KEY, *self.keys})
 
     @field_validator("base_url")
     @classmethod
@@ -323,12 +391,15 @@ class Config(_Section):
             return self.database.url  # as written: rendering would re-quote the password
         return url.render_as_string(hide_password=False)
 
-    def api_key(self) -> str:
-        """The VoiceDock API key from the environment; ConfigError naming the variable if unset."""
+    def api_key(self, name: str = DEFAULT_KEY) -> str:
+        """The named VoiceDock API key from the environment; ConfigError naming the variable."""
+        field = (
+            "voicedock.api_key_env" if name == DEFAULT_KEY else f"voicedock.keys.{name}.api_key_env"
+        )
         return _from_env(
-            self.voicedock.api_key_env,
-            "voicedock.api_key_env",
-            "the VoiceDock API key",
+            self.voicedock.key(name).api_key_env,
+            field,
+            "the VoiceDock API key" if name == DEFAULT_KEY else f"the VoiceDock API key {name!r}",
             file=self._where(),
         )
 

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +26,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from dialer.campaign import Campaign
-from dialer.config import Config
+from dialer.config import DEFAULT_KEY, Config, KeyLimits
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
@@ -82,7 +82,8 @@ def engine_settings(
 class Daemon:
     config: Config
     store: Store
-    client: VoiceDockClient
+    #: API key name -> its client (one budget each)
+    clients: Mapping[str, VoiceDockClient]
     engine: Engine
     scheduler: AsyncIOScheduler
 
@@ -98,30 +99,52 @@ async def open_daemon(
     api_key: str | None = None,
     webhook_secret: str | None = None,
 ) -> AsyncIterator[Daemon]:
-    """Open the store, the client and the engine; import campaigns; start the schedules."""
+    """Open the store, one client per API key in use and the engine; import campaigns; start
+    the schedules. ``api_key`` stands in for the default key's environment variable (demo,
+    tests); the other keys always come from theirs."""
     store = Store(config.database_url)
     try:
         store.open_schema()
-        budget = _budget(config, store)
-        log.info(
-            "dialer.daemon.started",
-            worker=worker_id(),
-            database=store.dialect,
-            budget=type(budget).__name__,
-            requests_per_minute=budget.rate_per_minute,
-        )
-        async with VoiceDockClient(
-            base_url=config.voicedock.base_url,
-            api_key=api_key if api_key is not None else config.api_key(),
-            budget=budget,
-            transport=transport,
-            connect_timeout_s=config.voicedock.connect_timeout.total_seconds(),
-            read_timeout_s=config.voicedock.read_timeout.total_seconds(),
-            create_timeout_s=config.voicedock.create_timeout.total_seconds(),
-        ) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients: dict[str, VoiceDockClient] = {}
+            for key_name in sorted({c.api_key_name for c in campaigns} | {DEFAULT_KEY}):
+                limits = config.voicedock.key(key_name)
+                if key_name == DEFAULT_KEY and api_key is not None:
+                    secret = api_key
+                elif key_name == DEFAULT_KEY and not any(
+                    c.api_key_name == DEFAULT_KEY for c in campaigns
+                ):
+                    # No campaign of ours uses [voicedock]'s own key: it need not be set.
+                    continue
+                else:
+                    secret = config.api_key(key_name)
+                budget = _budget(limits, store)
+                log.info(
+                    "dialer.daemon.key",
+                    key=key_name,
+                    budget=type(budget).__name__,
+                    requests_per_minute=budget.rate_per_minute,
+                )
+                clients[key_name] = await stack.enter_async_context(
+                    VoiceDockClient(
+                        base_url=config.voicedock.base_url,
+                        api_key=secret,
+                        budget=budget,
+                        transport=transport,
+                        connect_timeout_s=config.voicedock.connect_timeout.total_seconds(),
+                        read_timeout_s=config.voicedock.read_timeout.total_seconds(),
+                        create_timeout_s=config.voicedock.create_timeout.total_seconds(),
+                    )
+                )
+            log.info(
+                "dialer.daemon.started",
+                worker=worker_id(),
+                database=store.dialect,
+                keys=sorted(clients),
+            )
             engine = Engine(
                 store=store,
-                client=client,
+                clients=clients,
                 campaigns=campaigns,
                 settings=settings or engine_settings(config),
                 clock=clock,
@@ -135,7 +158,7 @@ async def open_daemon(
                     yield Daemon(
                         config=config,
                         store=store,
-                        client=client,
+                        clients=clients,
                         engine=engine,
                         scheduler=scheduler,
                     )
@@ -173,11 +196,11 @@ async def _webhook_receiver(
             await asyncio.wait_for(task, timeout=5)
 
 
-def _budget(config: Config, store: Store) -> RequestBudget:
+def _budget(key: KeyLimits, store: Store) -> RequestBudget:
     """On PostgreSQL several daemons may share the key: its budget lives in the database."""
-    rpm, margin = config.voicedock.requests_per_minute, config.voicedock.budget_margin
+    rpm, margin = key.requests_per_minute, key.budget_margin
     if store.dialect == "postgresql":
-        return SharedBudget(rpm, margin=margin, slots=store, key_name="default")
+        return SharedBudget(rpm, margin=margin, slots=store, key_name=key.name)
     return RequestBudget(rpm, margin=margin)
 
 

@@ -111,7 +111,7 @@ async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
             for campaign in campaigns:
                 for table in outcome_tables(daemon.store, campaign.name):
                     console.print(table)
-            requests = sum(daemon.client.requests_sent.values())
+            requests = sum(daemon.engine.requests_sent().values())
             ended = daemon.engine.stats["ended"]
     wall = time.monotonic() - started
     double = sum(1 for calls in sim.created_by_destination().values() if len(calls) > 1)

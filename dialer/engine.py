@@ -21,6 +21,7 @@ import contextlib
 import os
 import random
 import socket
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -92,19 +93,20 @@ class EngineSettings:
 
 
 class Engine:
-    """One daemon's worth of loops over one store and one VoiceDock client."""
+    """One daemon's worth of loops over one store and its VoiceDock clients (one per API key)."""
 
     def __init__(
         self,
         *,
         store: Store,
-        client: VoiceDockClient,
+        clients: Mapping[str, VoiceDockClient],
         campaigns: Sequence[Campaign],
         settings: EngineSettings | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.store = store
-        self.client = client
+        #: API key name -> its client; a call is created and followed with its campaign's key
+        self.clients = dict(clients)
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.campaigns: dict[str, Campaign] = {c.name: c for c in campaigns}
@@ -114,12 +116,13 @@ class Engine:
         self._dialing_now: set[int] = set()
         self._dial_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._account_hold_until: datetime | None = None
-        self._account_problem: str | None = None
+        #: API key name -> (held until, what is wrong): a 401/402 stops that key's creates only
+        self._account_holds: dict[str, tuple[datetime, str]] = {}
         self._campaign_hold: dict[str, datetime] = {}
         self._last_reconcile: datetime | None = None
         self._last_list: datetime | None = None
         self._missing_from_list: set[int] = set()
+        self._unserved_keys: set[str] = set()
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
         self.stats: dict[str, int] = {
@@ -176,7 +179,8 @@ class Engine:
     async def dispatch_once(self) -> int:
         """Start every dial that is due and fits the caps; returns how many POSTs were started."""
         now = self.clock()
-        if self._account_hold_until is not None and now < self._account_hold_until:
+        held = {key for key, (until, _) in self._account_holds.items() if now < until}
+        if held >= self.clients.keys():
             return 0
         live = self.store.live_counts()
         capacity = self.settings.max_concurrent_calls - sum(live.values())
@@ -191,6 +195,8 @@ class Engine:
             campaign = self.campaigns.get(attempt.campaign_name)
             if campaign is None:
                 continue  # its file is gone from the config: leave it planned, untouched
+            if campaign.api_key_name in held or campaign.api_key_name not in self.clients:
+                continue
             hold = self._campaign_hold.get(campaign.name)
             if hold is not None and now < hold:
                 continue
@@ -338,7 +344,7 @@ class Engine:
     async def _dial(self, attempt: AttemptView, body: Mapping[str, Any]) -> None:
         try:
             try:
-                created = await self.client.create_call(body)
+                created = await self.clients[attempt.api_key_name].create_call(body)
             except AmbiguousCreate as exc:
                 self.store.note_ambiguous(attempt.id, error=str(exc), now=self.clock())
                 self.stats["ambiguous"] += 1
@@ -351,7 +357,7 @@ class Engine:
                 self._release(attempt, "unreachable", delay=self.settings.account_recheck / 4)
                 return
             except AccountError as exc:
-                self._hold_account(exc)
+                self._hold_account(attempt.api_key_name, exc)
                 self._release(
                     attempt, f"account:{type(exc).__name__}", delay=self.settings.account_recheck
                 )
@@ -378,7 +384,7 @@ class Engine:
                 log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
                 return
             now = self.clock()
-            self._account_clear()
+            self._account_clear(attempt.api_key_name)
             self.store.mark_in_flight(
                 attempt.id,
                 call_id=created.call_id,
@@ -401,27 +407,40 @@ class Engine:
         self.store.release_unplaced(attempt.id, due_at=now + delay, reason=reason, now=now)
         self.stats["released"] += 1
 
-    def _hold_account(self, exc: AccountError) -> None:
+    def _hold_account(self, key_name: str, exc: AccountError) -> None:
         now = self.clock()
-        if self._account_problem is None:
+        if key_name not in self._account_holds:
             log.error(
                 "dialer.account.blocked",
+                key=key_name,
                 error=str(exc),
                 kind=type(exc).__name__,
                 recheck_in_s=self.settings.account_recheck.total_seconds(),
             )
-        self._account_problem = f"{type(exc).__name__}: {exc}"
-        self._account_hold_until = now + self.settings.account_recheck
+        problem = f"{type(exc).__name__}: {exc}"
+        self._account_holds[key_name] = (now + self.settings.account_recheck, problem)
 
-    def _account_clear(self) -> None:
-        if self._account_problem is not None:
-            log.info("dialer.account.cleared", was=self._account_problem)
-        self._account_problem = None
-        self._account_hold_until = None
+    def _account_clear(self, key_name: str) -> None:
+        cleared = self._account_holds.pop(key_name, None)
+        if cleared is not None:
+            log.info("dialer.account.cleared", key=key_name, was=cleared[1])
 
     @property
     def account_problem(self) -> str | None:
-        return self._account_problem
+        """What is wrong with our account(s), or None; a key other than "default" is named."""
+        if not self._account_holds:
+            return None
+        return "; ".join(
+            problem if key == "default" else f"key {key}: {problem}"
+            for key, (_, problem) in sorted(self._account_holds.items())
+        )
+
+    def requests_sent(self) -> Counter[tuple[str, str, int | str]]:
+        """Every request sent so far, by (method, endpoint, status), summed over the keys."""
+        total: Counter[tuple[str, str, int | str]] = Counter()
+        for client in self.clients.values():
+            total.update(client.requests_sent)
+        return total
 
     # ------------------------------------------------------------------ follow
     async def follow_once(self, *, limit: int = 200) -> int:
@@ -455,42 +474,64 @@ class Engine:
         return observed + len(due)
 
     async def _follow_by_list(self, now: datetime) -> int:
-        followed = {
-            a.call_id: a
-            for a in self.store.attempts(states=[AttemptState.IN_FLIGHT])
-            if a.call_id is not None
-        }
-        if not followed:
-            return 0
-        oldest = min(a.dialing_at or now for a in followed.values())
-        try:
-            calls = await self.client.list_calls(start_date=oldest - self.settings.reconcile_margin)
-        except AccountError as exc:
-            self._hold_account(exc)
-            return 0
-        except ProviderError as exc:
-            log.warning("dialer.poll.list_failed", error=str(exc), in_flight=len(followed))
-            return 0
+        """One list (all pages) per API key covers every call that key has in flight."""
+        by_key: dict[str, dict[str, AttemptView]] = defaultdict(dict)
+        for a in self.store.attempts(states=[AttemptState.IN_FLIGHT]):
+            if a.call_id is not None and self._client(a) is not None:
+                by_key[a.api_key_name][a.call_id] = a
         seen = 0
-        for call in calls:
-            attempt = followed.pop(call.id, None)
-            if attempt is not None:
-                self.observe_call(attempt, call)
-                seen += 1
-        # Not listed (a clock skew beyond the margin, or an id the list spells differently):
-        # fall back to a GET for each, on its own schedule.
-        self._missing_from_list = {a.id for a in followed.values()}
+        missing: set[int] = set()
+        for key_name, followed in by_key.items():
+            oldest = min(a.dialing_at or now for a in followed.values())
+            try:
+                calls = await self.clients[key_name].list_calls(
+                    start_date=oldest - self.settings.reconcile_margin
+                )
+            except AccountError as exc:
+                self._hold_account(key_name, exc)
+                continue
+            except ProviderError as exc:
+                log.warning(
+                    "dialer.poll.list_failed", key=key_name, error=str(exc), in_flight=len(followed)
+                )
+                continue
+            for call in calls:
+                attempt = followed.pop(call.id, None)
+                if attempt is not None:
+                    self.observe_call(attempt, call)
+                    seen += 1
+            # Not listed (a clock skew beyond the margin, or an id the list spells differently):
+            # fall back to a GET for each, on its own schedule.
+            missing.update(a.id for a in followed.values())
+        self._missing_from_list = missing
         return seen
+
+    def _client(self, attempt: AttemptView) -> VoiceDockClient | None:
+        """The client of the attempt's key; None (said once) when this daemon lacks that key."""
+        client = self.clients.get(attempt.api_key_name)
+        if client is None and attempt.api_key_name not in self._unserved_keys:
+            self._unserved_keys.add(attempt.api_key_name)
+            log.warning(
+                "dialer.key.not_configured",
+                key=attempt.api_key_name,
+                campaign=attempt.campaign_name,
+                hint="another daemon with this key follows these calls",
+            )
+        return client
 
     async def _follow(self, attempt: AttemptView) -> None:
         assert attempt.call_id is not None
+        client = self._client(attempt)
+        if client is None:
+            self._push_poll(attempt, self.settings.poll_lease)
+            return
         try:
-            call = await self.client.get_call(attempt.call_id)
+            call = await client.get_call(attempt.call_id)
         except NotFound:
             self._observe_missing(attempt)
             return
         except AccountError as exc:
-            self._hold_account(exc)
+            self._hold_account(attempt.api_key_name, exc)
             self._push_poll(attempt, self.settings.account_recheck)
             return
         except ProviderError as exc:
@@ -646,16 +687,34 @@ class Engine:
             if ((a.owner == me and a.id not in self._dialing_now) or a.owner not in alive)
             and a.dialing_at is not None
             and now - a.dialing_at >= self.settings.create_timeout
+            and self._client(a) is not None
         ]
-        if not candidates:
-            return 0
+        by_key: dict[str, list[AttemptView]] = defaultdict(list)
+        for attempt in candidates:
+            by_key[attempt.api_key_name].append(attempt)
+        resolved = 0
+        for key_name, waiting in by_key.items():
+            resolved += await self._reconcile_key(key_name, waiting, now)
+        if resolved:
+            self._wake.set()
+        return resolved
+
+    async def _reconcile_key(
+        self, key_name: str, candidates: Sequence[AttemptView], now: datetime
+    ) -> int:
+        """One list of the key's calls (all pages) settles every attempt it has waiting."""
         since = (
             min(a.dialing_at for a in candidates if a.dialing_at) - self.settings.reconcile_margin
         )
         try:
-            calls = await self.client.list_calls(start_date=since)
+            calls = await self.clients[key_name].list_calls(start_date=since)
         except ProviderError as exc:
-            log.warning("dialer.reconcile.list_failed", error=str(exc), waiting=len(candidates))
+            log.warning(
+                "dialer.reconcile.list_failed",
+                key=key_name,
+                error=str(exc),
+                waiting=len(candidates),
+            )
             return 0
         adopted_ids = self.store.known_call_ids([c.id for c in calls])
         resolved = 0
@@ -696,8 +755,6 @@ class Engine:
                 found=match is not None,
             )
             resolved += 1
-        if resolved:
-            self._wake.set()
         return resolved
 
     def _match(self, attempt: AttemptView, calls: Sequence[Call], taken: set[str]) -> Call | None:

@@ -114,7 +114,7 @@ class DialerMetrics:
             self.reconciliations.labels(result=result).inc(
                 self._delta(self._seen_stats, result, stats.get(result, 0))
             )
-        self.record_requests(engine.client.requests_sent)
+        self.record_requests(engine.requests_sent())
         now_mono = time.monotonic()
         if (
             force

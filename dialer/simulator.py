@@ -95,6 +95,8 @@ class SimulatorConfig(BaseModel):
     #: further keys the simulator accepts, each with its own rate limit (several child orgs)
     extra_api_keys: tuple[str, ...] = ()
     requests_per_minute: int = 100
+    #: a limit of its own for some keys (child organizations on other plans); others get the above
+    key_requests_per_minute: Mapping[str, int] = Field(default_factory=dict)
     #: count 429'd requests against the limit too (VoiceDock's behaviour is UNCONFIRMED)
     count_rejected: bool = False
     #: simulated seconds per real second
@@ -292,17 +294,20 @@ class Simulator:
     def _window_s(self) -> float:
         return 60.0 / self.config.time_scale if self.config.scale_rate_limit else 60.0
 
+    def limit_of(self, key: str | None) -> int:
+        """The requests per minute ``key`` is allowed."""
+        return self.config.key_requests_per_minute.get(key or "", self.config.requests_per_minute)
+
     def _limit_headers(self, key: str | None) -> dict[str, str]:
         window = self._windows[key or ""]
         now = self.now()
         self._expire(window, now)
         reset_at = (window.sent[0] if window.sent else now) + self._window_s()
         reset_wall = self.wall_now() + timedelta(seconds=reset_at - now)
+        limit = self.limit_of(key)
         return {
-            "X-RateLimit-Limit": str(self.config.requests_per_minute),
-            "X-RateLimit-Remaining": str(
-                max(0, self.config.requests_per_minute - len(window.sent))
-            ),
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - len(window.sent))),
             "X-RateLimit-Reset": str(math.ceil(reset_wall.timestamp())),
         }
 
@@ -339,7 +344,7 @@ class Simulator:
         window = self._windows[key]
         now = self.now()
         self._expire(window, now)
-        if len(window.sent) >= self.config.requests_per_minute:
+        if len(window.sent) >= self.limit_of(key):
             if self.config.count_rejected:
                 window.sent.append(now)
             retry = max(1, math.ceil(window.sent[0] + self._window_s() - now))

@@ -206,6 +206,8 @@ class AttemptView:
     owner: str | None = None
     duration_seconds: int | None = None
     summary: str | None = None
+    #: the campaign's API key name: which client (and budget) creates and follows the call
+    api_key_name: str = "default"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -605,13 +607,13 @@ class Store:
     # ----- attempts: reads
     def _views(self, session: Session, query: Any) -> list[AttemptView]:
         out: list[AttemptView] = []
-        for attempt, contact, campaign_name in session.execute(query).all():
-            out.append(_view(attempt, contact, campaign_name))
+        for attempt, contact, campaign_name, key_name in session.execute(query).all():
+            out.append(_view(attempt, contact, campaign_name, key_name))
         return out
 
     def _joined(self) -> Any:
         return (
-            select(AttemptRow, ContactRow, CampaignRow.name)
+            select(AttemptRow, ContactRow, CampaignRow.name, CampaignRow.api_key_name)
             .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
             .join(CampaignRow, col(CampaignRow.id) == col(AttemptRow.campaign_id))
         )
@@ -1232,8 +1234,11 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _view(attempt: AttemptRow, contact: ContactRow, campaign_name: str) -> AttemptView:
+def _view(
+    attempt: AttemptRow, contact: ContactRow, campaign_name: str, key_name: str
+) -> AttemptView:
     return AttemptView(
+        api_key_name=key_name,
         id=_id(attempt.id),
         run_id=attempt.run_id,
         campaign_id=attempt.campaign_id,

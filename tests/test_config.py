@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dialer.config import Config, load_config
+from dialer.config import Config, KeyLimits, load_config
 from dialer.errors import ConfigError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
@@ -94,7 +94,8 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
         stripped = line.lstrip("# ")
         if re.match(
             r"(default_region|max_calls_per_contact|\[\[outcomes\.rules\]\]|outcome|"
-            r"status|error|\[webhooks\]|listen|secret_env) ",
+            r"status|error|\[webhooks\]|listen|secret_env|\[voicedock\.keys\.clinic_north\]|"
+            r"api_key_env|requests_per_minute|budget_margin) ",
             stripped + " ",
         ):
             opened.append(stripped)
@@ -117,6 +118,12 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
     )
     assert config.webhooks is not None
     assert (config.webhooks.host, config.webhooks.port) == ("127.0.0.1", 8787)
+    assert config.voicedock.key("clinic_north") == KeyLimits(
+        name="clinic_north",
+        api_key_env="VOICEDOCK_KEY_CLINIC_NORTH",
+        requests_per_minute=100,
+        budget_margin=0.05,
+    )
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
@@ -233,6 +240,58 @@ def test_api_key_comes_from_the_named_variable(
     monkeypatch.setenv("CLINIC_KEY", "  ")
     with pytest.raises(ConfigError):
         config.api_key()
+
+
+def test_named_keys_have_their_own_variable_and_inherit_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "[voicedock]\nrequests_per_minute = 90\nbudget_margin = 0.1\n"
+            '[voicedock.keys.north]\napi_key_env = "NORTH_KEY"\n'
+            '[voicedock.keys.south-2]\napi_key_env = "SOUTH_KEY"\nrequests_per_minute = 40\n'
+            "budget_margin = 0.0\n",
+        )
+    )
+    assert config.voicedock.key_names == {"default", "north", "south-2"}
+    assert config.voicedock.key("default") == KeyLimits(
+        name="default", api_key_env="VOICEDOCK_API_KEY", requests_per_minute=90, budget_margin=0.1
+    )
+    assert config.voicedock.key("north") == KeyLimits(
+        name="north", api_key_env="NORTH_KEY", requests_per_minute=90, budget_margin=0.1
+    )
+    assert config.voicedock.key("south-2") == KeyLimits(
+        name="south-2", api_key_env="SOUTH_KEY", requests_per_minute=40, budget_margin=0.0
+    )
+    monkeypatch.setenv("NORTH_KEY", "fl_live_north")
+    assert config.api_key("north") == "fl_live_north"
+    monkeypatch.delenv("SOUTH_KEY", raising=False)
+    with pytest.raises(ConfigError) as info:
+        config.api_key("south-2")
+    (problem,) = info.value.problems
+    assert problem.field == "voicedock.keys.south-2.api_key_env"
+    assert "SOUTH_KEY is not set" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ('[voicedock.keys.default]\napi_key_env = "X"\n', "voicedock.keys"),
+        ('[voicedock.keys."a b"]\napi_key_env = "X"\n', "voicedock.keys"),
+        ("[voicedock.keys.north]\nrequests_per_minute = 10\n", "voicedock.keys.north.api_key_env"),
+        (
+            '[voicedock.keys.north]\napi_key_env = "fl_live_PASTED"\n',
+            "voicedock.keys.north.api_key_env",
+        ),
+        ('[voicedock.keys.north]\napi_key_env = "K"\nrpm = 10\n', "voicedock.keys.north.rpm"),
+    ],
+)
+def test_bad_named_keys_are_located(tmp_path: Path, table: str, field: str) -> None:
+    problems = problems_of(write(tmp_path, table))
+    assert [p.field for p in problems] == [field]
+    assert problems[0].line is not None
+    assert "PASTED" not in str(problems[0])
 
 
 def test_webhook_secret_comes_from_the_environment(

@@ -64,7 +64,7 @@ async def test_a_campaign_shows_up_in_a_scrape(tmp_path: Path, sqlite_url: str) 
     sent = Counter(
         {
             (method, path, str(status)): n
-            for (method, path, status), n in daemon.client.requests_sent.items()
+            for (method, path, status), n in daemon.engine.requests_sent().items()
         }
     )
     scraped = {

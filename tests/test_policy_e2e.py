@@ -242,7 +242,7 @@ async def run_world(folder: Path) -> World:
         ) as client:
             engine = Engine(
                 store=store,
-                client=client,
+                clients={"default": client},
                 campaigns=[campaign],
                 settings=engine_settings(config, poll=PollPlan(), worker_id="policy-e2e"),
                 clock=fake,
