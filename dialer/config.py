@@ -54,6 +54,7 @@ __all__ = [
     "DatabaseSettings",
     "DialerSettings",
     "KeyLimits",
+    "MetricsSettings",
     "OutcomeRuleSettings",
     "OutcomesSettings",
     "VoiceDockSettings",
@@ -317,11 +318,10 @@ class OutcomesSettings(_Section):
     rules: list[OutcomeRuleSettings] = Field(default_factory=list)
 
 
-class WebhookSettings(_Section):
-    """``[webhooks]``: the optional receiver for signed VoiceDock webhooks."""
+class _Listener(_Section):
+    """A section with ``listen = "host:port"``: something the daemon serves over HTTP."""
 
-    listen: str = Field("127.0.0.1:8787", description='"host:port", e.g. "127.0.0.1:8787"')
-    secret_env: EnvName = "VOICEDOCK_WEBHOOK_SECRET"  # noqa: S105 - a variable's name, not a secret
+    listen: str = Field(description='"host:port", e.g. "127.0.0.1:8787"')
 
     @field_validator("listen")
     @classmethod
@@ -339,9 +339,22 @@ class WebhookSettings(_Section):
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
+
+class WebhookSettings(_Listener):
+    """``[webhooks]``: the optional receiver for signed VoiceDock webhooks."""
+
+    listen: str = Field("127.0.0.1:8787", description='"host:port", e.g. "127.0.0.1:8787"')
+    secret_env: EnvName = "VOICEDOCK_WEBHOOK_SECRET"  # noqa: S105 - a variable's name, not a secret
+
     def secret(self) -> str:
         """The shared webhook secret, from the environment variable named by ``secret_env``."""
         return _from_env(self.secret_env, "webhooks.secret_env", "the webhook signing secret")
+
+
+class MetricsSettings(_Listener):
+    """``[metrics]``: the optional Prometheus endpoint (GET /metrics)."""
+
+    listen: str = Field("127.0.0.1:9464", description='"host:port", e.g. "127.0.0.1:9464"')
 
 
 class Config(_Section):
@@ -352,6 +365,7 @@ class Config(_Section):
     dialer: DialerSettings = Field(default_factory=DialerSettings)
     outcomes: OutcomesSettings = Field(default_factory=OutcomesSettings)
     webhooks: WebhookSettings | None = None
+    metrics: MetricsSettings | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)

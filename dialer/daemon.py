@@ -28,6 +28,7 @@ from apscheduler.triggers.date import DateTrigger
 from dialer.campaign import Campaign
 from dialer.config import DEFAULT_KEY, Config, KeyLimits
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
+from dialer.metrics import DialerMetrics
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
 from dialer.store import Store
@@ -86,6 +87,8 @@ class Daemon:
     clients: Mapping[str, VoiceDockClient]
     engine: Engine
     scheduler: AsyncIOScheduler
+    #: the Prometheus series, when ``[metrics]`` is configured
+    metrics: DialerMetrics | None = None
 
 
 @asynccontextmanager
@@ -154,13 +157,17 @@ async def open_daemon(
             engine.upcoming_fire = lambda: _earliest_fire(scheduler)
             scheduler.start()
             try:
-                async with _webhook_receiver(config, engine, webhook_secret):
+                async with (
+                    _webhook_receiver(config, engine, webhook_secret),
+                    _metrics_endpoint(config) as metrics,
+                ):
                     yield Daemon(
                         config=config,
                         store=store,
                         clients=clients,
                         engine=engine,
                         scheduler=scheduler,
+                        metrics=metrics,
                     )
             finally:
                 scheduler.shutdown(wait=False)
@@ -194,6 +201,21 @@ async def _webhook_receiver(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, timeout=5)
+
+
+@asynccontextmanager
+async def _metrics_endpoint(config: Config) -> AsyncIterator[DialerMetrics | None]:
+    """Serve /metrics when ``[metrics]`` is configured; the series are recorded each tick."""
+    if config.metrics is None:
+        yield None
+        return
+    metrics = DialerMetrics()
+    server = metrics.start_server(config.metrics.host, config.metrics.port)
+    log.info("dialer.metrics.serving", listen=f"{config.metrics.host}:{server.port}")
+    try:
+        yield metrics
+    finally:
+        server.shutdown()
 
 
 def _budget(key: KeyLimits, store: Store) -> RequestBudget:
@@ -281,9 +303,19 @@ async def run_until_stopped(
     on_tick: Callable[[], None] | None = None,
 ) -> None:
     """Run the engine until `stop` is set (or, with `until_idle`, nothing is left to do)."""
+    metrics = daemon.metrics
+
+    def tick() -> None:
+        if metrics is not None:
+            metrics.record_engine_stats(daemon.engine)
+        if on_tick is not None:
+            on_tick()
+
     # Give APScheduler's first due fires a turn before deciding anything is idle.
     await asyncio.sleep(0)
-    await daemon.engine.run(stop, until_idle=until_idle, on_tick=on_tick)
+    await daemon.engine.run(stop, until_idle=until_idle, on_tick=tick)
+    if metrics is not None:
+        metrics.record_engine_stats(daemon.engine, force=True)  # the last outcomes too
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

@@ -92,6 +92,12 @@ class DialerMetrics:
             ["campaign"],
             registry=r,
         )
+        self.budget_remaining = Gauge(
+            "dialer_budget_remaining",
+            "Requests the API key still has in this minute (VoiceDock's count when it gave one).",
+            ["key"],
+            registry=r,
+        )
         self.contacts_due = Gauge(
             "dialer_contacts_due",
             f"Planned attempts of active campaigns that are due now (at most {DUE_COUNT_LIMIT}).",
@@ -115,6 +121,8 @@ class DialerMetrics:
                 self._delta(self._seen_stats, result, stats.get(result, 0))
             )
         self.record_requests(engine.requests_sent())
+        for key_name, client in engine.clients.items():
+            self.budget_remaining.labels(key=key_name).set(client.budget.remaining())
         now_mono = time.monotonic()
         if (
             force

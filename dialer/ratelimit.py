@@ -151,6 +151,7 @@ class RequestBudget:
         self._waiting: Counter[Priority] = Counter()
         self._paused_until: float | None = None
         self._sent_total = 0
+        self._server_remaining: int | None = None
         self._dispatcher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -181,6 +182,14 @@ class RequestBudget:
         """Unix seconds by the budget's wall clock, to read ``X-RateLimit-Reset`` against."""
         return self._wall_clock()
 
+    def remaining(self) -> int:
+        """Requests this window still has: VoiceDock's own count when its last answer gave
+        one (it sees every user of the key), else what our own grants leave of the rate."""
+        if self._server_remaining is not None:
+            return self._server_remaining
+        now = self._clock()
+        return max(0, self._rate - sum(1 for t in self._granted if t + WINDOW_S > now))
+
     def waiting(self, priority: Priority | None = None) -> int:
         """How many acquirers wait (of one priority, or all)."""
         if priority is None:
@@ -202,6 +211,7 @@ class RequestBudget:
             remaining = int(float(remaining_text.strip()))
         except ValueError:
             return
+        self._server_remaining = remaining
         reserve = self._reserve
         limit_text = _header(headers, "X-RateLimit-Limit")
         if limit_text is not None and self._margin_reserve:

@@ -94,7 +94,7 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
         stripped = line.lstrip("# ")
         if re.match(
             r"(default_region|max_calls_per_contact|\[\[outcomes\.rules\]\]|outcome|"
-            r"status|error|\[webhooks\]|listen|secret_env|\[voicedock\.keys\.clinic_north\]|"
+            r"status|error|\[webhooks\]|\[metrics\]|listen|secret_env|\[voicedock\.keys\.clinic_north\]|"
             r"api_key_env|requests_per_minute|budget_margin) ",
             stripped + " ",
         ):
@@ -118,6 +118,8 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
     )
     assert config.webhooks is not None
     assert (config.webhooks.host, config.webhooks.port) == ("127.0.0.1", 8787)
+    assert config.metrics is not None
+    assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9464)
     assert config.voicedock.key("clinic_north") == KeyLimits(
         name="clinic_north",
         api_key_env="VOICEDOCK_KEY_CLINIC_NORTH",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.daemon import Daemon
@@ -89,3 +91,39 @@ def test_counters_follow_totals_and_count_429s() -> None:
     assert values[("dialer_api_requests_total", (*labels, ("status", "200")))] == 5
     assert values[("dialer_api_requests_total", (*labels, ("status", "429")))] == 4
     assert values[("dialer_api_rate_limited_total", ())] == 4
+
+
+async def test_the_daemon_serves_metrics_when_configured(tmp_path: Path, sqlite_url: str) -> None:
+    """`[metrics] listen` makes `dialer run` serve /metrics, recorded on every engine tick."""
+    with socket.socket() as probe:  # a free port on loopback for the daemon to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    phones = nl_numbers(6)
+    campaign = load(write_campaign(tmp_path, phones))
+    config = write_config(
+        tmp_path, db_url=sqlite_url, extra=f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    )
+    simulator = Simulator(
+        SimulatorConfig(api_key=KEY, time_scale=SCALE, seed=4, requests_per_minute=6000)
+    )
+    scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
+
+    def scrape(daemon: Daemon) -> None:
+        # The endpoint is a thread of the daemon: a blocking GET from the loop is answered.
+        if daemon.engine.stats["created"] and not scrapes:
+            scrapes.append(samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text))
+
+    daemon = await run_daemon(
+        config, [campaign], simulator, fast_settings(config, SCALE), watch=scrape
+    )
+    assert daemon.metrics is not None
+    (during,) = scrapes
+    assert during[("dialer_calls_created_total", ())] >= 1
+    assert 0 < during[("dialer_budget_remaining", (("key", "default"),))] <= 6000
+    final = samples(daemon.metrics.exposition().decode())
+    assert final[("dialer_calls_created_total", ())] == len(phones)
+    finished = sum(v for (name, _), v in final.items() if name == "dialer_calls_finished_total")
+    assert finished == len(phones)
+    async with httpx.AsyncClient(timeout=2) as http:
+        with pytest.raises(httpx.TransportError):  # the endpoint closed with the daemon
+            await http.get(f"http://127.0.0.1:{port}/metrics")
