@@ -125,9 +125,9 @@ def load_all(config: Config) -> list[Campaign]:
 
 def _unknown_key(campaign: Campaign, config: Config) -> Problem:
     message = f"no API key {campaign.api_key_name!r} in the config"
-    accepted = "one of " + ", ".join(sorted(config.voicedock.key_names)) + (
-        f" (add [voicedock.keys.{campaign.api_key_name}] to {config.source or 'the config'})"
-    )
+    known = ", ".join(sorted(config.voicedock.key_names))
+    where = config.source or "the config"
+    accepted = f"one of {known} (add [voicedock.keys.{campaign.api_key_name}] to {where})"
     source = TomlSource.read(campaign.source)
     if isinstance(source, Problem):  # the file changed under us since it was loaded
         return Problem(file=campaign.source, field="key", message=message, accepted=accepted)
@@ -450,6 +450,30 @@ def export(
 ) -> None:
     """`report --format json`: every attempt as one JSON object a line."""
     _write_report(campaign, "json", output, config)
+
+
+@app.command()
+def audit(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    output: OutputOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """The campaign's append-only audit log as JSON Lines: every decision and transition; for
+    each dial the rules that allowed it, the request and the status VoiceDock answered."""
+    with _open_store(config) as store:
+        row = store.campaign(campaign)
+        if row is None or row.id is None:
+            raise _unknown_campaign(campaign)
+        with _open_out(output) as stream:
+            for event in store.iter_events(row.id):
+                record = {
+                    "id": event.id,
+                    "at": _iso(event.at),
+                    "kind": event.kind,
+                    "attempt_id": event.attempt_id,
+                    **event.data,
+                }
+                stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
 class _open_out:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import random
 import socket
@@ -224,7 +226,7 @@ class Engine:
                 owner=self.settings.worker_id,
                 body=body,
                 now=now,
-                evidence=self._evidence(campaign, attempt, now),
+                evidence=self._evidence(campaign, attempt, now, body),
             ):
                 continue  # another worker claimed it between our read and our write
             if pacer is not None:
@@ -256,14 +258,37 @@ class Engine:
     def _zone(self, campaign: Campaign, attempt: AttemptView) -> ZoneInfo | None:
         return self._resolution(campaign, attempt).zone
 
-    def _evidence(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> dict[str, Any]:
+    def _evidence(
+        self, campaign: Campaign, attempt: AttemptView, now: datetime, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What the audit log keeps of a dial: the rules that allowed it, and the request."""
         zone = self._zone(campaign, attempt)
-        return {
+        not_before, deadline = _bounds(campaign, attempt)
+        cap = self.settings.frequency_cap
+        evidence: dict[str, Any] = {
             "rule": "window",
+            "window": campaign.window.describe(),
             "zone": str(zone),
-            "attempt_no": attempt.attempt_no,
             "local_time": now.astimezone(zone).isoformat() if zone else None,
+            "attempt_no": attempt.attempt_no,
+            "max_attempts": campaign.retry.max_attempts,
+            "not_before": not_before.isoformat() if not_before else None,
+            "deadline": deadline.isoformat() if deadline else None,
+            "key": attempt.api_key_name,
+            "request": {
+                "method": "POST",
+                "path": "/calls/outbound",
+                "destination": attempt.phone,
+                # The body itself is on the attempt row; the digest ties the two together.
+                "body_sha256": hashlib.sha256(
+                    json.dumps(body, sort_keys=True, default=str).encode()
+                ).hexdigest(),
+            },
         }
+        if cap is not None:
+            calls = len(self.store.calls_since(attempt.phone, now - cap.period))
+            evidence["cap"] = {"calls": calls, "count": cap.count, "days": cap.period.days}
+        return evidence
 
     def _check_policy(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
         """Apply every rule that may stop a dial now. Returns the reason it was stopped, or None.
@@ -346,20 +371,29 @@ class Engine:
             try:
                 created = await self.clients[attempt.api_key_name].create_call(body)
             except AmbiguousCreate as exc:
-                self.store.note_ambiguous(attempt.id, error=str(exc), now=self.clock())
+                self.store.note_ambiguous(
+                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
+                )
                 self.stats["ambiguous"] += 1
                 log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
                 return
             except RateLimited as exc:
-                self._release(attempt, "rate_limited", delay=timedelta(seconds=exc.retry_after))
+                self._release(
+                    attempt, "rate_limited", delay=timedelta(seconds=exc.retry_after), exc=exc
+                )
                 return
-            except TransportFailure:
-                self._release(attempt, "unreachable", delay=self.settings.account_recheck / 4)
+            except TransportFailure as exc:
+                self._release(
+                    attempt, "unreachable", delay=self.settings.account_recheck / 4, exc=exc
+                )
                 return
             except AccountError as exc:
                 self._hold_account(attempt.api_key_name, exc)
                 self._release(
-                    attempt, f"account:{type(exc).__name__}", delay=self.settings.account_recheck
+                    attempt,
+                    f"account:{type(exc).__name__}",
+                    delay=self.settings.account_recheck,
+                    exc=exc,
                 )
                 return
             except NotFound as exc:
@@ -369,17 +403,23 @@ class Engine:
                     self.clock() + self.settings.account_recheck
                 )
                 log.error("dialer.campaign.held", campaign=attempt.campaign_name, error=str(exc))
-                self._release(attempt, "campaign_config", delay=self.settings.account_recheck)
+                self._release(
+                    attempt, "campaign_config", delay=self.settings.account_recheck, exc=exc
+                )
                 return
             except InvalidRequest as exc:
-                self.store.mark_create_failed(attempt.id, error=str(exc), now=self.clock())
+                self.store.mark_create_failed(
+                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
+                )
                 log.warning("dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc))
                 self._after_final(attempt)
                 return
             except ProviderError as exc:
                 # Anything else (an unreadable 2xx, say) leaves us unsure whether a call
                 # exists: treat it as ambiguous, so reconciliation decides, never a re-dial.
-                self.store.note_ambiguous(attempt.id, error=str(exc), now=self.clock())
+                self.store.note_ambiguous(
+                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
+                )
                 self.stats["ambiguous"] += 1
                 log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
                 return
@@ -390,6 +430,7 @@ class Engine:
                 call_id=created.call_id,
                 now=now,
                 next_poll_at=next_poll_at(self.settings.poll, status=None, now=now, dialed_at=now),
+                response_status=created.http_status,
             )
             self.stats["created"] += 1
             log.info(
@@ -402,9 +443,18 @@ class Engine:
             self._dialing_now.discard(attempt.id)
             self._wake.set()
 
-    def _release(self, attempt: AttemptView, reason: str, *, delay: timedelta) -> None:
+    def _release(
+        self, attempt: AttemptView, reason: str, *, delay: timedelta, exc: ProviderError
+    ) -> None:
+        """The POST was answered (or never sent) so that we KNOW no call exists."""
         now = self.clock()
-        self.store.release_unplaced(attempt.id, due_at=now + delay, reason=reason, now=now)
+        self.store.release_unplaced(
+            attempt.id,
+            due_at=now + delay,
+            reason=reason,
+            now=now,
+            response_status=exc.status_code,
+        )
         self.stats["released"] += 1
 
     def _hold_account(self, key_name: str, exc: AccountError) -> None:

@@ -928,6 +928,7 @@ class Store:
         next_poll_at: datetime,
         adopted: bool = False,
         dialed_at: datetime | None = None,
+        response_status: int | None = None,
     ) -> None:
         self._move(
             attempt_id,
@@ -937,11 +938,13 @@ class Store:
             expect=[AttemptState.DIALING],
             call_id=call_id,
             next_poll_at=next_poll_at,
-            event_data={"call_id": call_id},
+            event_data=_audit({"call_id": call_id}, response_status),
             dialed_at=dialed_at,
         )
 
-    def mark_create_failed(self, attempt_id: int, *, error: str, now: datetime) -> None:
+    def mark_create_failed(
+        self, attempt_id: int, *, error: str, now: datetime, response_status: int | None = None
+    ) -> None:
         """The POST was refused definitively: no call exists."""
         self._move(
             attempt_id,
@@ -951,7 +954,7 @@ class Store:
             expect=[AttemptState.DIALING],
             error=error[:2000],
             outcome="failed_permanent",
-            event_data={"error": error[:500]},
+            event_data=_audit({"error": error[:500]}, response_status),
         )
 
     def release_unplaced(
@@ -962,6 +965,7 @@ class Store:
         reason: str,
         now: datetime,
         dialed_at: datetime | None = None,
+        response_status: int | None = None,
     ) -> None:
         """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone)."""
         self._move(
@@ -974,11 +978,13 @@ class Store:
             reason=reason,
             owner=None,
             dialing_at=None,
-            event_data={"reason": reason},
+            event_data=_audit({"reason": reason}, response_status),
             dialed_at=dialed_at,
         )
 
-    def note_ambiguous(self, attempt_id: int, *, error: str, now: datetime) -> None:
+    def note_ambiguous(
+        self, attempt_id: int, *, error: str, now: datetime, response_status: int | None = None
+    ) -> None:
         """The POST may have placed a call: stay in dialing until reconciliation decides."""
         self._move(
             attempt_id,
@@ -988,7 +994,7 @@ class Store:
             expect=[AttemptState.DIALING],
             reason="ambiguous_create",
             error=error[:2000],
-            event_data={"error": error[:500]},
+            event_data=_audit({"error": error[:500]}, response_status),
         )
 
     def defer(
@@ -1204,6 +1210,22 @@ class Store:
                 .order_by(col(AttemptRow.contact_id)),
             )
 
+    def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
+        """The campaign's audit trail (every event of it and its attempts), streamed in order."""
+        last = 0
+        while True:
+            with self.session() as session:
+                rows = session.exec(
+                    select(EventRow)
+                    .where(EventRow.campaign_id == campaign_id, col(EventRow.id) > last)
+                    .order_by(col(EventRow.id))
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield from rows
+            last = _id(rows[-1].id)
+
     def iter_attempt_rows(
         self, campaign_id: int, *, batch: int = 1000
     ) -> Iterator[tuple[AttemptRow, ContactRow]]:
@@ -1222,6 +1244,11 @@ class Store:
                 return
             yield from ((attempt, contact) for attempt, contact in rows)
             last = _id(rows[-1][0].id)
+
+
+def _audit(data: dict[str, Any], response_status: int | None) -> dict[str, Any]:
+    """An event's data with the HTTP status of the answer that caused it, when there was one."""
+    return data if response_status is None else {**data, "response_status": response_status}
 
 
 def _id(value: int | None) -> int:

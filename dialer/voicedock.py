@@ -172,6 +172,8 @@ class CreatedCall(BaseModel):
 
     call_id: str
     status: str | None = None
+    #: the HTTP status of the answer (201 as documented), kept for the audit log
+    http_status: int = 201
     raw: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
 
 
@@ -415,7 +417,10 @@ class VoiceDockClient:
             )
         status = data.get("status")
         return CreatedCall(
-            call_id=data["call_id"], status=status if isinstance(status, str) else None, raw=data
+            call_id=data["call_id"],
+            status=status if isinstance(status, str) else None,
+            http_status=response.status_code,
+            raw=data,
         )
 
     async def get_call(self, call_id: str) -> Call:

@@ -119,6 +119,20 @@ class CallingWindow:
         """09:00-20:00 local, Monday to Saturday: inside the US TCPA 08:00-21:00 rule."""
         return cls(days=frozenset(range(6)), ranges=(TimeRange(start=time(9), end=time(20)),))
 
+    def describe(self) -> str:
+        """One line for the audit log, e.g. "mon,tue,wed,thu,fri,sat 09:00-20:00 holidays NL"."""
+        parts = [
+            ",".join(DAY_NAMES[d] for d in sorted(self.days)),
+            " ".join(str(r) for r in self.ranges),
+        ]
+        if self.holiday_regions:
+            parts.append("holidays " + ",".join(self.holiday_regions))
+        if self.skip_dates:
+            parts.append(f"{len(self.skip_dates)} skip dates")
+        if self.min_time_before_close:
+            parts.append(f"last start {self.min_time_before_close} before close")
+        return " ".join(parts)
+
     # ------------------------------------------------------------------ days
     def closed_reason(self, day: date) -> str | None:
         """Why ranges starting on local ``day`` are closed: window, skip_date, holiday; or None."""
