@@ -19,6 +19,7 @@ import asyncio
 import math
 import multiprocessing
 import resource
+import socket
 import sys
 import tempfile
 import time
@@ -31,8 +32,10 @@ from typing import Literal
 
 from rich.table import Table
 
-Variant = Literal["naive", "dialer"]
-VARIANTS: tuple[Variant, ...] = ("naive", "dialer")
+Variant = Literal["naive", "dialer", "dialer+webhooks"]
+VARIANTS: tuple[Variant, ...] = ("naive", "dialer", "dialer+webhooks")
+#: the secret the simulator signs its webhooks with, and the dialer checks them with
+WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 - a throwaway secret of the benchmark
 KEY = "sim_bench_key"
 ASSISTANT = "7d1e5b2a-4c3f-4e8a-9b6d-0a1b2c3d4e5f"
 NUMBER = "c0ffee00-1d2e-4f3a-8b4c-5d6e7f8a9b0c"
@@ -151,9 +154,13 @@ def write_campaign(folder: Path, n: int, *, name: str = "bench") -> Path:
     return toml
 
 
-def simulator_config(params: BenchParams) -> dict[str, object]:
+def simulator_config(params: BenchParams, webhook_port: int | None = None) -> dict[str, object]:
     """Every call answered, talk time lognormal with mean ``TALK_MEAN_S`` (not median)."""
     return dict(
+        webhook_url=(
+            f"http://127.0.0.1:{webhook_port}/webhooks/voicedock" if webhook_port else None
+        ),
+        webhook_secret=WEBHOOK_SECRET,
         api_key=KEY,
         time_scale=params.time_scale,
         requests_per_minute=LIMIT_PER_MINUTE,
@@ -181,14 +188,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _simulator_process(conn: Connection, params: BenchParams) -> None:
-    asyncio.run(_serve_simulator(conn, params))
+def _simulator_process(conn: Connection, params: BenchParams, webhook_port: int | None) -> None:
+    asyncio.run(_serve_simulator(conn, params, webhook_port))
 
 
-async def _serve_simulator(conn: Connection, params: BenchParams) -> None:
+async def _serve_simulator(conn: Connection, params: BenchParams, webhook_port: int | None) -> None:
     from dialer.simulator import Simulator, SimulatorConfig, serve
 
-    sim = Simulator(SimulatorConfig.model_validate(simulator_config(params)))
+    sim = Simulator(SimulatorConfig.model_validate(simulator_config(params, webhook_port)))
     async with serve(sim) as base_url:
         conn.send(base_url)
         await asyncio.to_thread(conn.recv)  # the variant is done
@@ -217,10 +224,17 @@ async def _serve_simulator(conn: Connection, params: BenchParams) -> None:
 
 
 def _variant_process(
-    conn: Connection, variant: Variant, base_url: str, params: BenchParams, workdir: Path
+    conn: Connection,
+    variant: Variant,
+    base_url: str,
+    params: BenchParams,
+    workdir: Path,
+    webhook_port: int | None,
 ) -> None:
-    runner = _run_naive if variant == "naive" else _run_dialer
-    conn.send(asyncio.run(runner(base_url, params, workdir)))
+    if variant == "naive":
+        conn.send(asyncio.run(_run_naive(base_url, params, workdir)))
+    else:
+        conn.send(asyncio.run(_run_dialer(base_url, params, workdir, webhook_port)))
 
 
 async def _run_naive(base_url: str, params: BenchParams, workdir: Path) -> VariantRun:
@@ -249,10 +263,12 @@ async def _run_naive(base_url: str, params: BenchParams, workdir: Path) -> Varia
     )
 
 
-async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> VariantRun:
+async def _run_dialer(
+    base_url: str, params: BenchParams, workdir: Path, webhook_port: int | None
+) -> VariantRun:
     from dialer.cli import configure_logging, load_all
     from dialer.config import load_config
-    from dialer.daemon import engine_settings, open_daemon, run_until_stopped
+    from dialer.daemon import engine_settings, open_daemon, run_until_stopped, with_webhooks
     from dialer.policy.polling import PollPlan
 
     # The budget keeps `requests_per_minute x budget_margin` requests in reserve and holds all
@@ -275,7 +291,8 @@ async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> Vari
         f"budget_margin = {RESERVE / (LIMIT_PER_MINUTE * s)!r}\n\n"
         f'[database]\nurl = "sqlite:///{db}"\n\n'
         f'[dialer]\ncampaigns = ["{campaign_path}"]\n'
-        f"max_concurrent_calls = {params.concurrency}\n",
+        f"max_concurrent_calls = {params.concurrency}\n"
+        + (f'\n[webhooks]\nlisten = "127.0.0.1:{webhook_port}"\n' if webhook_port else ""),
         encoding="utf-8",
     )
     config = load_config(config_path)
@@ -284,6 +301,8 @@ async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> Vari
         plan = replace(plan, list_interval=timedelta(seconds=params.list_interval_s))
     # Every duration of the engine is scaled like the simulator's clock, so each one means
     # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
+    if webhook_port is not None:
+        plan = with_webhooks(plan)
     settings = engine_settings(
         config,
         poll=plan.scaled(s),
@@ -300,7 +319,13 @@ async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> Vari
     cpu0 = time.process_time()
     t0 = time.monotonic()
     last_end = t0
-    async with open_daemon(config, load_all(config), settings=settings, api_key=KEY) as daemon:
+    async with open_daemon(
+        config,
+        load_all(config),
+        settings=settings,
+        api_key=KEY,
+        webhook_secret=WEBHOOK_SECRET if webhook_port else None,
+    ) as daemon:
         ended = 0
 
         def on_tick() -> None:
@@ -310,9 +335,7 @@ async def _run_dialer(base_url: str, params: BenchParams, workdir: Path) -> Vari
                 last_end = time.monotonic()
 
         async with asyncio.timeout(params.timeout_real_s):
-            await run_until_stopped(
-                daemon, until_idle=True, stop=asyncio.Event(), on_tick=on_tick
-            )
+            await run_until_stopped(daemon, until_idle=True, stop=asyncio.Event(), on_tick=on_tick)
         on_tick()
         stats = dict(daemon.engine.stats)
     return VariantRun(
@@ -369,12 +392,22 @@ def _spawn() -> multiprocessing.context.SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
+def _free_port() -> int:
+    """A loopback port for the dialer's webhook receiver, known before both processes start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def run_variant(variant: Variant, params: BenchParams) -> VariantRow:
     """One variant against a fresh simulator, each in its own process."""
     ctx = _spawn()
-    with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as tmp:
+    webhook_port = _free_port() if variant == "dialer+webhooks" else None
+    with tempfile.TemporaryDirectory(prefix=f"bench-{variant.replace('+', '-')}-") as tmp:
         sim_conn, sim_child = ctx.Pipe()
-        sim_proc = ctx.Process(target=_simulator_process, args=(sim_child, params), daemon=True)
+        sim_proc = ctx.Process(
+            target=_simulator_process, args=(sim_child, params, webhook_port), daemon=True
+        )
         sim_proc.start()
         try:
             if not sim_conn.poll(60):
@@ -383,7 +416,7 @@ def run_variant(variant: Variant, params: BenchParams) -> VariantRow:
             var_conn, var_child = ctx.Pipe()
             var_proc = ctx.Process(
                 target=_variant_process,
-                args=(var_child, variant, base_url, params, Path(tmp)),
+                args=(var_child, variant, base_url, params, Path(tmp), webhook_port),
                 daemon=True,
             )
             var_proc.start()

@@ -71,12 +71,16 @@ def engine_settings(
     if config.webhooks is not None and poll is None:
         plan = values["poll"]
         assert isinstance(plan, PollPlan)
-        # Webhooks report ends; polls only catch the ones that never arrive.
-        values["poll"] = dataclasses.replace(
-            plan, expected_talk=plan.expected_talk * 2, list_interval=plan.list_interval * 3
-        )
+        values["poll"] = with_webhooks(plan)
     values.update(overrides)
     return EngineSettings(**values)  # type: ignore[arg-type]
+
+
+def with_webhooks(plan: PollPlan) -> PollPlan:
+    """Webhooks report ends; polls only catch the ones that never arrive, so they thin out."""
+    return dataclasses.replace(
+        plan, expected_talk=plan.expected_talk * 2, list_interval=plan.list_interval * 3
+    )
 
 
 @dataclass

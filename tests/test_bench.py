@@ -1,4 +1,4 @@
-"""Smoke run of the bench: both variants on 20 contacts, and a small import. Only the shape of
+"""Smoke run of the bench: every variant on 20 contacts, and a small import. Only the shape of
 the output is checked (every column, every call completed); timings are the bench's business."""
 
 from __future__ import annotations
