@@ -315,6 +315,7 @@ async def _run_dialer(
         reconcile_settle=config.dialer.reconcile_settle / s,
         reconcile_interval=timedelta(seconds=15) / s,
         stuck_after=config.dialer.stuck_after / s,
+        poll_lease=timedelta(seconds=30) / s,
     )
     cpu0 = time.process_time()
     t0 = time.monotonic()

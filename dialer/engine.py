@@ -49,7 +49,7 @@ from dialer.policy.caps import FrequencyCap, cap_next_allowed
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule, classify
 from dialer.policy.polling import PollPlan, next_poll_at
 from dialer.policy.reminders import ContactTiming, timing_bounds
-from dialer.policy.retries import decide_retry, next_attempt_at
+from dialer.policy.retries import decide_retry, may_retry, next_attempt_at
 from dialer.policy.timezones import ZoneResolution, resolve_zone
 from dialer.store import AttemptView, CallResult, ContactRecord, Store, TransitionRefused
 from dialer.voicedock import Call, VoiceDockClient
@@ -122,8 +122,14 @@ class Engine:
         self._account_holds: dict[str, tuple[datetime, str]] = {}
         self._campaign_hold: dict[str, datetime] = {}
         self._last_reconcile: datetime | None = None
-        self._last_list: datetime | None = None
+        #: the last dispatch found every line taken: only an ending call (or a tick) changes that
+        self._full = False
+        #: while listing (enough calls in flight), when the next list is due
+        self._next_list: datetime | None = None
         self._missing_from_list: set[int] = set()
+        #: an attempt became final since finish_runs last looked (or it never looked)
+        self._runs_dirty = True
+        self._last_finish_runs: datetime | None = None
         self._unserved_keys: set[str] = set()
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
@@ -186,7 +192,8 @@ class Engine:
             return 0
         live = self.store.live_counts()
         capacity = self.settings.max_concurrent_calls - sum(live.values())
-        if capacity <= 0:
+        self._full = capacity <= 0
+        if self._full:
             return 0
         started = 0
         live_by_name = {name: live.get(cid, 0) for name, cid in self._campaign_ids.items()}
@@ -352,6 +359,7 @@ class Engine:
         self, attempt: AttemptView, state: AttemptState, reason: str, now: datetime, **detail: Any
     ) -> str:
         self.store.close_unplaced(attempt.id, state=state, reason=reason, now=now, **detail)
+        self._runs_dirty = True
         self.stats["skipped"] += 1
         log.info("dialer.attempt.closed", attempt_id=attempt.id, state=state.value, reason=reason)
         return reason
@@ -367,6 +375,7 @@ class Engine:
         return reason
 
     async def _dial(self, attempt: AttemptView, body: Mapping[str, Any]) -> None:
+        placed = False  # a placed call keeps its line: nothing new for the dispatcher
         try:
             try:
                 created = await self.clients[attempt.api_key_name].create_call(body)
@@ -439,9 +448,11 @@ class Engine:
                 call_id=created.call_id,
                 campaign=attempt.campaign_name,
             )
+            placed = True
         finally:
             self._dialing_now.discard(attempt.id)
-            self._wake.set()
+            if not placed:  # released, failed or ambiguous: the dispatcher may act again
+                self._wake.set()
 
     def _release(
         self, attempt: AttemptView, reason: str, *, delay: timedelta, exc: ProviderError
@@ -503,21 +514,23 @@ class Engine:
         """
         now = self.clock()
         plan = self.settings.poll
+        if self._next_list is not None and now < self._next_list:
+            # Listing: nothing is looked at (nor read from the store) between two lists.
+            return 0
         in_flight = self.store.count_attempts(states=[AttemptState.IN_FLIGHT])
         observed = 0
         if in_flight >= plan.list_threshold:
-            if self._last_list is None or now - self._last_list >= plan.list_interval:
-                self._last_list = now
-                observed += await self._follow_by_list(now)
+            self._next_list = now + plan.list_interval
+            observed += await self._follow_by_list(now)
             # Only stragglers (unknown calls, calls missing from the list) are looked at one by one.
-            due = [
-                a
-                for a in self.store.claim_polls(
-                    now=now, limit=limit, lease=self.settings.poll_lease
-                )
-                if a.state is AttemptState.UNKNOWN or a.id in self._missing_from_list
-            ]
+            due = self.store.claim_polls(
+                now=now,
+                limit=limit,
+                lease=self.settings.poll_lease,
+                stragglers=self._missing_from_list,
+            )
         else:
+            self._next_list = None
             due = self.store.claim_polls(now=now, limit=limit, lease=self.settings.poll_lease)
         if due:
             await asyncio.gather(*(self._follow(attempt) for attempt in due))
@@ -548,7 +561,7 @@ class Engine:
             for call in calls:
                 attempt = followed.pop(call.id, None)
                 if attempt is not None:
-                    self.observe_call(attempt, call)
+                    self.observe_call(attempt, call, listed=True)
                     seen += 1
             # Not listed (a clock skew beyond the margin, or an id the list spells differently):
             # fall back to a GET for each, on its own schedule.
@@ -590,8 +603,12 @@ class Engine:
             return
         self.observe_call(attempt, call)
 
-    def observe_call(self, attempt: AttemptView, call: Call) -> None:
-        """Record what a poll, a list page or a webhook showed about a followed call."""
+    def observe_call(self, attempt: AttemptView, call: Call, *, listed: bool = False) -> None:
+        """Record what a poll, a list page or a webhook showed about a followed call.
+
+        ``listed``: seen in a list, which looks at every call anyway; an unchanged status then
+        writes nothing (the next look is the next list, not a time stored on the attempt).
+        """
         now = self.clock()
         if call.terminal:
             outcome = classify(call.raw, self.settings.outcome_rules)
@@ -622,6 +639,9 @@ class Engine:
                 "dialer.call.stuck", attempt_id=attempt.id, call_id=call.id, status=call.status
             )
             self._after_final(attempt)
+            return
+        unchanged = call.status == attempt.call_status
+        if listed and unchanged and attempt.state is AttemptState.IN_FLIGHT:
             return
         if attempt.state is AttemptState.UNKNOWN:
             late = now - dialed < self.settings.late_result_horizon
@@ -684,7 +704,9 @@ class Engine:
 
     def _plan_retry(self, attempt: AttemptView, outcome: Outcome, ended_at: datetime) -> None:
         campaign = self.campaigns.get(attempt.campaign_name)
-        if campaign is None:
+        if campaign is None or not may_retry(
+            campaign.retry, outcome=outcome, attempts_made=attempt.attempt_no
+        ):
             return
         history = self.store.attempt_history(attempt.run_id, attempt.contact_id)
         same = sum(1 for a in history if a.outcome == outcome.value) or 1
@@ -716,6 +738,7 @@ class Engine:
         self.store.plan_retry(attempt, due_at=due, reason=f"retry:{outcome.value}", now=now)
 
     def _after_final(self, attempt: AttemptView) -> None:
+        self._runs_dirty = True
         self._wake.set()
 
     # ------------------------------------------------------------------ reconcile
@@ -835,6 +858,8 @@ class Engine:
     # ------------------------------------------------------------------ the daemon
     def is_idle(self) -> bool:
         """Nothing in flight and nothing due within the idle horizon."""
+        if self._next_list is not None:
+            return False  # listing: calls were in flight at the last list
         if self._dial_tasks or self.store.count_attempts(
             states=[AttemptState.DIALING, AttemptState.IN_FLIGHT]
         ):
@@ -887,13 +912,13 @@ class Engine:
         while not stop.is_set():
             self._wake.clear()
             await self.dispatch_once()
-            nxt = self.store.next_due_at()
+            nxt = None if self._full else self.store.next_due_at()
             await _wait_any(stop, self._wake, seconds=self._until(nxt))
 
     async def _follow_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.follow_once()
-            nxt = self.store.next_poll_at()
+            nxt = self._next_list if self._next_list is not None else self.store.next_poll_at()
             await _wait_any(stop, seconds=self._until(nxt))
 
     async def _housekeeping_loop(
@@ -911,7 +936,16 @@ class Engine:
             ):
                 self._last_reconcile = now
                 await self.reconcile_once()
-            self.store.finish_runs(now=now)
+            # Runs end when their last attempt does; another daemon's attempts end unseen by
+            # us, hence the periodic look besides the one after each of ours.
+            if (
+                self._runs_dirty
+                or self._last_finish_runs is None
+                or now - self._last_finish_runs >= self.settings.reconcile_interval
+            ):
+                self._runs_dirty = False
+                self._last_finish_runs = now
+                self.store.finish_runs(now=now)
             if on_tick is not None:
                 on_tick()
             if until_idle and self.is_idle():

@@ -14,7 +14,7 @@ event loop; a slow database shows up as loop latency, which the metrics make vis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -208,6 +208,8 @@ class AttemptView:
     summary: str | None = None
     #: the campaign's API key name: which client (and budget) creates and follows the call
     api_key_name: str = "default"
+    #: VoiceDock's status at the last recorded look (None: never looked at)
+    call_status: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,8 +327,9 @@ class Store:
         attempt_id: int | None = None,
         **data: Any,
     ) -> None:
-        session.add(
-            EventRow(
+        # A Core insert: events are only ever appended, never read back through the session.
+        session.execute(
+            sa.insert(EventRow).values(
                 at=at,
                 kind=kind,
                 campaign_id=campaign_id,
@@ -677,20 +680,38 @@ class Store:
             ).all()
             return {cid: n for cid, n in rows}
 
-    def claim_polls(self, *, now: datetime, limit: int, lease: timedelta) -> list[AttemptView]:
+    def claim_polls(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        stragglers: Collection[int] | None = None,
+    ) -> list[AttemptView]:
         """Take the calls whose next look is due, pushing that look ``lease`` ahead.
 
         With several daemons each due call is looked at by one of them: PostgreSQL skips rows
         another daemon is claiming (SKIP LOCKED), and the pushed-ahead time hides the claim until
         the claimer writes the real next look, or dies and the lease runs out.
+        ``stragglers`` (while a list observes every call in flight): take only `unknown` calls
+        and these attempts, so the listed calls keep their own next look.
         """
+        which = col(AttemptRow.state).in_(
+            [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
+        )
+        if stragglers is not None:
+            which = sa.or_(
+                AttemptRow.state == AttemptState.UNKNOWN.value,
+                sa.and_(
+                    AttemptRow.state == AttemptState.IN_FLIGHT.value,
+                    col(AttemptRow.id).in_(list(stragglers)),
+                ),
+            )
         with self.session() as session:
             ids_query = (
                 select(AttemptRow.id)
                 .where(
-                    col(AttemptRow.state).in_(
-                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
-                    ),
+                    which,
                     col(AttemptRow.next_poll_at).is_not(None),
                     col(AttemptRow.next_poll_at) <= now,
                 )
@@ -860,18 +881,17 @@ class Store:
         if campaign_active:
             active = select(CampaignRow.id).where(CampaignRow.state == "active")
             conditions.append(col(AttemptRow.campaign_id).in_(active))
-        result = session.execute(
+        moved = session.execute(
             sa.update(AttemptRow)
             .where(*conditions)
             .values(state=target.value, updated_at=now, **values)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+            .returning(AttemptRow.campaign_id)
+        ).all()
+        if len(moved) != 1:
             raise TransitionRefused(
                 f"attempt {attempt_id} cannot move to {target} from its current state"
             )
-        campaign_id = session.execute(
-            select(AttemptRow.campaign_id).where(col(AttemptRow.id) == attempt_id)
-        ).scalar()
+        (campaign_id,) = moved[0]
         self._event(
             session,
             at=now,
@@ -1266,6 +1286,7 @@ def _view(
 ) -> AttemptView:
     return AttemptView(
         api_key_name=key_name,
+        call_status=attempt.call_status,
         id=_id(attempt.id),
         run_id=attempt.run_id,
         campaign_id=attempt.campaign_id,

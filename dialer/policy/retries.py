@@ -24,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "RetryRule",
     "decide_retry",
+    "may_retry",
     "next_attempt_at",
 ]
 
@@ -111,19 +112,31 @@ def decide_retry(
         raise ValueError("attempts_made and same_outcome_count count this attempt: at least 1")
     if ended_at.utcoffset() is None:
         raise ValueError("policy decisions need aware datetimes")
-    if outcome in PERMANENT_OUTCOMES:
-        return RetryDecision(False, None, f"{outcome.value} is permanent")
-    rule = policy.rules.get(outcome)
-    if rule is None:
-        return RetryDecision(False, None, f"no retry rule for {outcome.value}")
-    if attempts_made >= policy.max_attempts:
-        return RetryDecision(False, None, f"max_attempts {policy.max_attempts} reached")
+    refusal = _refusal(policy, outcome, attempts_made)
+    if refusal is not None:
+        return RetryDecision(False, None, refusal)
+    rule = policy.rules[outcome]
     if same_outcome_count > rule.max:
         return RetryDecision(False, None, f"{outcome.value} retried {rule.max} times already")
     delay = _backoff_delay(rule, same_outcome_count)
     if rule.jitter > timedelta(0):
         delay += timedelta(seconds=rng.uniform(0.0, rule.jitter.total_seconds()))
     return RetryDecision(True, ended_at + delay, f"retry after {outcome.value}")
+
+
+def may_retry(policy: RetryPolicy, *, outcome: Outcome, attempts_made: int) -> bool:
+    """Whether any retry is possible before counting earlier outcomes (which costs a read)."""
+    return _refusal(policy, outcome, attempts_made) is None
+
+
+def _refusal(policy: RetryPolicy, outcome: Outcome, attempts_made: int) -> str | None:
+    if outcome in PERMANENT_OUTCOMES:
+        return f"{outcome.value} is permanent"
+    if outcome not in policy.rules:
+        return f"no retry rule for {outcome.value}"
+    if attempts_made >= policy.max_attempts:
+        return f"max_attempts {policy.max_attempts} reached"
+    return None
 
 
 def _backoff_delay(rule: RetryRule, n: int) -> timedelta:

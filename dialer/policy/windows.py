@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 
+from dialer.policy.durations import format_duration
+
 __all__ = [
     "DAYS_ACCEPTED",
     "RANGE_ACCEPTED",
@@ -130,7 +132,7 @@ class CallingWindow:
         if self.skip_dates:
             parts.append(f"{len(self.skip_dates)} skip dates")
         if self.min_time_before_close:
-            parts.append(f"last start {self.min_time_before_close} before close")
+            parts.append(f"last start {format_duration(self.min_time_before_close)} before close")
         return " ".join(parts)
 
     # ------------------------------------------------------------------ days
