@@ -3,7 +3,8 @@
 The model mirrors the dispatcher without its I/O: contacts are taken in the order of the first
 instant the policy allows them (their local calling window, ``call_at`` / ``appointment_at``),
 and a dial starts at the earliest instant that is allowed for the contact and fits three
-limits: at most ``max_concurrent`` calls at once (each assumed to last ``call_duration``),
+limits: at most ``max_concurrent`` calls at once (each assumed to hold its line for
+``call_duration``: the call itself and the time until the dialer sees it end),
 ``calls_per_minute`` and the share of ``requests_per_minute`` a call needs
 (``requests_per_call``: the create plus its polls). It is a forecast, not a promise: real calls
 end early or late, retries and other campaigns compete for the same budget.
