@@ -580,7 +580,12 @@ def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
     return Capacity(
         max_concurrent=max_concurrent,
         calls_per_minute=campaign.calls_per_minute,
-        requests_per_minute=cfg.voicedock.requests_per_minute,
+        # the budget of the key the campaign dials with (an unknown key is refused elsewhere)
+        requests_per_minute=(
+            cfg.voicedock.key(campaign.api_key_name).requests_per_minute
+            if campaign.api_key_name in cfg.voicedock.key_names
+            else cfg.voicedock.requests_per_minute
+        ),
         call_duration=d.expected_call_length + seen_late,
     )
 
