@@ -267,7 +267,7 @@ async def _run_dialer(
     base_url: str, params: BenchParams, workdir: Path, webhook_port: int | None
 ) -> VariantRun:
     from dialer.cli import configure_logging, load_all
-    from dialer.config import load_config
+    from dialer.config import WebhookSettings, load_config
     from dialer.daemon import engine_settings, open_daemon, run_until_stopped, with_webhooks
     from dialer.policy.polling import PollPlan
 
@@ -302,7 +302,7 @@ async def _run_dialer(
     # Every duration of the engine is scaled like the simulator's clock, so each one means
     # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
     if webhook_port is not None:
-        plan = with_webhooks(plan)
+        plan = with_webhooks(plan, WebhookSettings().fallback_interval)
     settings = engine_settings(
         config,
         poll=plan.scaled(s),

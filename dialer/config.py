@@ -345,6 +345,8 @@ class WebhookSettings(_Listener):
 
     listen: str = Field("127.0.0.1:8787", description='"host:port", e.g. "127.0.0.1:8787"')
     secret_env: EnvName = "VOICEDOCK_WEBHOOK_SECRET"  # noqa: S105 - a variable's name, not a secret
+    #: how often a list still looks for ends whose webhook never came (polling is the fallback)
+    fallback_interval: Duration = timedelta(minutes=5)
 
     def secret(self) -> str:
         """The shared webhook secret, from the environment variable named by ``secret_env``."""

@@ -15,7 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
@@ -71,15 +71,18 @@ def engine_settings(
     if config.webhooks is not None and poll is None:
         plan = values["poll"]
         assert isinstance(plan, PollPlan)
-        values["poll"] = with_webhooks(plan)
+        values["poll"] = with_webhooks(plan, config.webhooks.fallback_interval)
     values.update(overrides)
     return EngineSettings(**values)  # type: ignore[arg-type]
 
 
-def with_webhooks(plan: PollPlan) -> PollPlan:
-    """Webhooks report ends; polls only catch the ones that never arrive, so they thin out."""
+def with_webhooks(plan: PollPlan, fallback_interval: timedelta) -> PollPlan:
+    """Webhooks report ends; polls only catch the ones that never arrive, so they thin out:
+    a list every ``fallback_interval`` (a lost webhook holds its line that long at most)."""
     return dataclasses.replace(
-        plan, expected_talk=plan.expected_talk * 2, list_interval=plan.list_interval * 3
+        plan,
+        expected_talk=plan.expected_talk * 2,
+        list_interval=max(plan.list_interval, fallback_interval),
     )
 
 
