@@ -677,7 +677,9 @@ class Engine:
         if event.terminal:
             self.observe_call(attempt, Call.from_api(event.call))
             self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
-        elif event.call.get("status") == "in-progress":
+        elif event.call.get("status") == "in-progress" and self._next_list is None:
+            # Polled one by one: the call is talking, so its next look can wait. (While
+            # listing, the list looks at it anyway and the write would buy nothing.)
             now = self.clock()
             self.store.reschedule_poll(
                 attempt.id, next_poll_at=now + self.settings.poll.expected_talk, now=now
