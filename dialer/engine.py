@@ -59,6 +59,9 @@ log = structlog.get_logger("dialer.engine")
 
 Clock = Callable[[], datetime]
 
+#: how many webhook-ended call ids are remembered to skip duplicate end reports cheaply
+ENDED_MEMORY = 10_000
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -127,6 +130,8 @@ class Engine:
         #: while listing (enough calls in flight), when the next list is due
         self._next_list: datetime | None = None
         self._missing_from_list: set[int] = set()
+        #: call ids whose end a webhook already brought (oldest first), to skip duplicates
+        self._ended_by_webhook: dict[str, None] = {}
         #: an attempt became final since finish_runs last looked (or it never looked)
         self._runs_dirty = True
         self._last_finish_runs: datetime | None = None
@@ -665,6 +670,11 @@ class Engine:
     async def on_webhook(self, event: WebhookEvent) -> None:
         """A verified webhook: record a terminal call at once (no GET spent), or push back the
         next look at a call that is known to be talking. Polling remains the fallback."""
+        talking = event.call.get("status") == "in-progress"
+        if not event.terminal and not (talking and self._next_list is None):
+            return  # nothing to do with it: while listing, the list looks at the call anyway
+        if event.terminal and event.call_id and event.call_id in self._ended_by_webhook:
+            return  # the same end again (VoiceDock sends it as status-update and as report)
         attempt = self.store.attempt_by_call_id(event.call_id) if event.call_id else None
         if attempt is None and event.attempt_id is not None:
             with contextlib.suppress(StoreError):
@@ -677,9 +687,12 @@ class Engine:
         if event.terminal:
             self.observe_call(attempt, Call.from_api(event.call))
             self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
-        elif event.call.get("status") == "in-progress" and self._next_list is None:
-            # Polled one by one: the call is talking, so its next look can wait. (While
-            # listing, the list looks at it anyway and the write would buy nothing.)
+            if event.call_id:
+                self._ended_by_webhook[event.call_id] = None
+            if len(self._ended_by_webhook) > ENDED_MEMORY:
+                del self._ended_by_webhook[next(iter(self._ended_by_webhook))]
+        else:
+            # Polled one by one: the call is talking, so its next look can wait.
             now = self.clock()
             self.store.reschedule_poll(
                 attempt.id, next_poll_at=now + self.settings.poll.expected_talk, now=now
