@@ -202,53 +202,62 @@ class Engine:
             return 0
         started = 0
         live_by_name = {name: live.get(cid, 0) for name, cid in self._campaign_ids.items()}
-        # Over-fetch: some due attempts are deferred or skipped rather than dialled.
-        for attempt in self.store.due_attempts(now=now, limit=capacity * 4 + 20):
-            if started >= capacity:
-                break
-            campaign = self.campaigns.get(attempt.campaign_name)
-            if campaign is None:
-                continue  # its file is gone from the config: leave it planned, untouched
-            if campaign.api_key_name in held or campaign.api_key_name not in self.clients:
-                continue
-            hold = self._campaign_hold.get(campaign.name)
-            if hold is not None and now < hold:
-                continue
-            if (
-                campaign.max_concurrent_calls is not None
-                and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
-            ):
-                continue
-            verdict = self._check_policy(campaign, attempt, now)
-            if verdict is not None:
-                continue
-            pacer = self._pacer(campaign)
-            if pacer is not None and not pacer.has_capacity():
-                continue
-            body = campaign.call_body(
-                _contact(attempt, campaign),
-                metadata={
-                    "dialer_attempt_id": attempt.id,
-                    "dialer_campaign": campaign.name,
-                    "dialer_run_id": attempt.run_id,
-                },
-            )
-            if not self.store.begin_dialing(
-                attempt.id,
-                owner=self.settings.worker_id,
-                body=body,
-                now=now,
-                evidence=self._evidence(campaign, attempt, now, body),
-            ):
-                continue  # another worker claimed it between our read and our write
-            if pacer is not None:
-                await pacer.acquire()
-            live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
-            self._dialing_now.add(attempt.id)
-            task = asyncio.create_task(self._dial(attempt, body), name=f"dial-{attempt.id}")
-            self._dial_tasks.add(task)
-            task.add_done_callback(self._dial_tasks.discard)
-            started += 1
+        # Pages a little larger than the free lines: some due attempts are deferred or closed
+        # rather than dialled, and those leave the due set, so the next page holds new ones.
+        while started < capacity:
+            page = (capacity - started) * 2 + 4
+            batch = self.store.due_attempts(now=now, limit=page)
+            moved = False
+            for attempt in batch:
+                if started >= capacity:
+                    break
+                campaign = self.campaigns.get(attempt.campaign_name)
+                if campaign is None:
+                    continue  # its file is gone from the config: leave it planned, untouched
+                if campaign.api_key_name in held or campaign.api_key_name not in self.clients:
+                    continue
+                hold = self._campaign_hold.get(campaign.name)
+                if hold is not None and now < hold:
+                    continue
+                if (
+                    campaign.max_concurrent_calls is not None
+                    and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
+                ):
+                    continue
+                verdict = self._check_policy(campaign, attempt, now)
+                if verdict is not None:
+                    moved = True  # deferred or closed: it left the due set
+                    continue
+                pacer = self._pacer(campaign)
+                if pacer is not None and not pacer.has_capacity():
+                    continue
+                body = campaign.call_body(
+                    _contact(attempt, campaign),
+                    metadata={
+                        "dialer_attempt_id": attempt.id,
+                        "dialer_campaign": campaign.name,
+                        "dialer_run_id": attempt.run_id,
+                    },
+                )
+                moved = True  # dialled now, or by the worker that claimed it first
+                if not self.store.begin_dialing(
+                    attempt.id,
+                    owner=self.settings.worker_id,
+                    body=body,
+                    now=now,
+                    evidence=self._evidence(campaign, attempt, now, body),
+                ):
+                    continue  # another worker claimed it between our read and our write
+                if pacer is not None:
+                    await pacer.acquire()
+                live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
+                self._dialing_now.add(attempt.id)
+                task = asyncio.create_task(self._dial(attempt, body), name=f"dial-{attempt.id}")
+                self._dial_tasks.add(task)
+                task.add_done_callback(self._dial_tasks.discard)
+                started += 1
+            if len(batch) < page or not moved:
+                break  # nothing more is due, or what is due waits on holds and caps
         return started
 
     def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:
