@@ -451,6 +451,9 @@ def run_import(rows: int) -> ImportRun:
             target=_import_process, args=(child, campaign, folder / "import.db"), daemon=True
         )
         proc.start()
+        # the child's end stays open in this process too unless closed: a child that dies
+        # would then leave recv() waiting forever instead of raising EOFError
+        child.close()
         try:
             contacts, load_s, sync_s, rss = conn.recv()
         except EOFError as exc:

@@ -44,6 +44,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--import-rows", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--no-import", action="store_true", help="skip the import measurement")
+    parser.add_argument(
+        "--import-only", action="store_true", help="only the import measurement (no variants)"
+    )
     parser.add_argument("--quick", action="store_true", help="200 contacts, 100,000-row import")
     return parser.parse_args(argv)
 
@@ -60,12 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     console = Console(width=max(150, Console().width))
     rows = []
-    for variant in args.variants:
+    for variant in [] if args.import_only else args.variants:
         with console.status(f"running {variant} on {params.contacts} contacts…"):
             rows.append(run_variant(variant, params))
-    console.print(variant_table(rows))
-    for line in details(rows):
-        console.print(line, highlight=False)
+    if rows:
+        console.print(variant_table(rows))
+        for line in details(rows):
+            console.print(line, highlight=False)
     if not args.no_import:
         import_rows = args.import_rows or (QUICK_IMPORT_ROWS if args.quick else 1_000_000)
         with console.status(f"importing {import_rows:,} contacts…"):

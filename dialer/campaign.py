@@ -12,7 +12,10 @@ the line, the dotted field, what is wrong and what is accepted. Nothing is writt
 Every key is documented in ``campaigns/README.md``.
 
 The records here are plain frozen dataclasses; the store has its own tables
-(:class:`dialer.store.ContactRecord`) and the engine maps between them.
+(:class:`dialer.store.ContactRecord`) and the engine maps between them. A contacts CSV is read
+row by row and its contacts are not all kept as objects: ``Campaign.contacts`` is then a
+sequence that rebuilds each contact from its checked row (a million-row file costs ~70 MB, not
+~600; issue 6).
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
-import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import holidays
@@ -42,7 +45,7 @@ from dialer.policy.durations import parse_duration
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import RetryPolicy, RetryRule
-from dialer.policy.timezones import resolve_zone
+from dialer.policy.timezones import zone_or_none
 from dialer.policy.windows import CallingWindow, parse_days, parse_range
 from dialer.suppression import read_suppression_file
 from dialer.templating import TemplateIssue, TemplateTree
@@ -87,14 +90,18 @@ NAME = "letters, digits, spaces, '.', '_' and '-', starting with a letter or dig
 # records
 
 
-@dataclass(frozen=True, kw_only=True)
+#: the one ContactTiming of every contact without timing values (it is immutable)
+_NO_TIMING = ContactTiming()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Contact:
     """One person to call, as read from the campaign (inline table or CSV row)."""
 
     phone: str  # E.164, via dialer.phones.normalize
     name: str | None = None
     timezone: str | None = None
-    timing: ContactTiming = field(default_factory=ContactTiming)
+    timing: ContactTiming = _NO_TIMING
     #: every key/column of the contact, ``name`` and ``phone`` included, for templates
     variables: Mapping[str, str] = field(default_factory=dict, hash=False)
     source: Path = Path("<memory>")
@@ -121,7 +128,9 @@ class Campaign:
     retry: RetryPolicy = field(default_factory=RetryPolicy.default, hash=False)
     call_before: timedelta | None = None
     expires_at: datetime | None = None
-    contacts: tuple[Contact, ...] = ()
+    #: a tuple, or for a contacts CSV a sequence that rebuilds each contact from its row
+    #: (see _CsvContacts): index, iterate and len() it, never rely on it being a tuple
+    contacts: Sequence[Contact] = ()
     suppressed: frozenset[str] = frozenset()  # E.164, from the campaign's own DNC files
     api_key_name: str = "default"
     definition_hash: str = ""
@@ -341,7 +350,11 @@ def parse_when(value: Any, *, zone: ZoneInfo | None) -> datetime:
     return when.astimezone(UTC)
 
 
-@dataclass
+#: the key_lines of every CSV row (shared: a dict per row of a million-row file adds up)
+_NO_KEY_LINES: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(slots=True)
 class _RawContact:
     """One contact before checking: where it is and its values."""
 
@@ -351,7 +364,9 @@ class _RawContact:
     #: the TOML key path of this contact (inline contacts), for per-key lines and field names
     path: KeyPath | None
     #: the line of each key (inline contacts); a CSV row is all on its own line
-    key_lines: Mapping[str, int] = field(default_factory=dict)
+    key_lines: Mapping[str, int] = field(default_factory=lambda: _NO_KEY_LINES)
+    #: a CSV row's bytes in the file: [start, end)
+    span: tuple[int, int] | None = None
 
 
 class _Loader:
@@ -362,6 +377,8 @@ class _Loader:
         self.warnings: list[Problem] = []
         self.source: TomlSource | None = None
         self.csv_bytes = b""
+        #: set once a contacts CSV's header has been read
+        self.csv_layout: _CsvLayout | None = None
 
     # -- reporting -----------------------------------------------------------------------
     def bad(self, path: KeyPath, message: str, accepted: str | None = None) -> None:
@@ -608,7 +625,7 @@ class _Loader:
             retry=retry,
             call_before=call_before,
             expires_at=expires_at,
-            contacts=tuple(contacts),
+            contacts=contacts,
             suppressed=suppressed,
             api_key_name=api_key_name,
             definition_hash=digest.hexdigest(),
@@ -916,7 +933,7 @@ class _Loader:
         return frozenset(numbers)
 
     # -- contacts ------------------------------------------------------------------------
-    def raw_contacts(self, data: Mapping[str, Any]) -> list[_RawContact]:
+    def raw_contacts(self, data: Mapping[str, Any]) -> Iterable[_RawContact]:
         assert self.source is not None
         source = self.source
         accepted = '[[contacts]] tables, or contacts_file = "contacts.csv" (one of the two)'
@@ -950,25 +967,35 @@ class _Loader:
             )
         return raw
 
-    def csv_contacts(self, value: Any) -> list[_RawContact]:
+    def csv_contacts(self, value: Any) -> Iterator[_RawContact]:
+        """The rows of the contacts CSV, read as they are checked (never all held at once).
+
+        Each row carries its byte span in the file: the campaign keeps the file's bytes and
+        rebuilds a contact from its row when asked (see :class:`_CsvContacts`).
+        """
         accepted = 'a CSV file relative to this file, e.g. contacts_file = "contacts.csv"'
         name = self.get_str(("contacts_file",), value, accepted)
         if name is None:
-            return []
+            return
         path = self.path.parent / name
         data = read_bytes(path, field="contacts_file")
         if isinstance(data, Problem):
             self.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
-            return []
+            return
         self.csv_bytes = data
+        # Decoding the whole file first keeps the encoding problem the only one reported for
+        # a non-UTF-8 file; the text itself is dropped at once (the rows are decoded again,
+        # one at a time, below).
         text = decode_utf8(data, path)
         if isinstance(text, Problem):
             self.problems.append(text)
-            return []
+            return
         header_line = text.split("\n", 1)[0]
+        del text
         # Excel in much of Europe writes ";" (the comma is the decimal separator there)
         delimiter = max((",", ";", "\t"), key=header_line.count)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        feed = _LineFeed(data, len(_BOM) if data.startswith(_BOM) else 0)
+        reader = csv.reader(feed, delimiter=delimiter)
         csv_accepted = "a header row naming the columns, with a phone column: phone,name,…"
         try:
             header = next(reader, None)
@@ -982,7 +1009,7 @@ class _Loader:
                     accepted=csv_accepted,
                 )
             )
-            return []
+            return
         if header is None:
             self.problems.append(
                 Problem(
@@ -993,7 +1020,7 @@ class _Loader:
                     accepted=csv_accepted,
                 )
             )
-            return []
+            return
         columns = [h.strip() for h in header]
         for i, column in enumerate(columns):
             if column.lower() in SPECIAL_COLUMNS:
@@ -1027,12 +1054,30 @@ class _Loader:
                 ok = False
             seen.add(column)
         if not ok:
-            return []
-        raw: list[_RawContact] = []
+            return
+        for column in columns:
+            special = _misspelt_special(column)
+            if special:
+                self.warnings.append(
+                    Problem(
+                        file=path,
+                        field=column,
+                        line=1,
+                        message=f"column {column!r} is only a template variable "
+                        f"(did you mean {special!r}?)",
+                    )
+                )
+        self.csv_layout = _CsvLayout(
+            data=data, source=path, columns=tuple(columns), delimiter=delimiter
+        )
+        unnamed = "" in columns
+        rows = 0
         last = reader.line_num
+        start = feed.pos
         try:
             for row in reader:
                 line, last = last + 1, reader.line_num
+                span, start = (start, feed.pos), feed.pos
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(columns):
@@ -1047,10 +1092,11 @@ class _Loader:
                         )
                     )
                     continue
+                rows += 1
                 values: dict[str, Any] = {}
                 for column, cell in zip(columns, row, strict=True):
                     cell = cell.strip()
-                    if not column:
+                    if unnamed and not column:
                         if cell:
                             self.problems.append(
                                 Problem(
@@ -1064,7 +1110,7 @@ class _Loader:
                         continue
                     if cell:
                         values[column] = cell
-                raw.append(_RawContact(file=path, line=line, values=values, path=None))
+                yield _RawContact(file=path, line=line, values=values, path=None, span=span)
         except csv.Error as exc:
             self.problems.append(
                 Problem(
@@ -1075,7 +1121,7 @@ class _Loader:
                     accepted=csv_accepted,
                 )
             )
-        if not raw and ok:
+        if not rows:
             self.problems.append(
                 Problem(
                     file=path,
@@ -1085,19 +1131,6 @@ class _Loader:
                     accepted="one row per contact under the header",
                 )
             )
-        for column in columns:
-            special = _misspelt_special(column)
-            if special:
-                self.warnings.append(
-                    Problem(
-                        file=path,
-                        field=column,
-                        line=1,
-                        message=f"column {column!r} is only a template variable "
-                        f"(did you mean {special!r}?)",
-                    )
-                )
-        return raw
 
     def contacts(
         self,
@@ -1109,9 +1142,21 @@ class _Loader:
         templates: TemplateTree | None,
         call_before: timedelta | None,
         expires_at: datetime | None,
-    ) -> list[Contact]:
-        contacts: list[Contact] = []
-        first_line: dict[str, tuple[Path, int]] = {}
+    ) -> Sequence[Contact]:
+        """Check every contact; the kept ones (first of each number) in file order.
+
+        Runs once per row of a CSV of any size, so it keeps per contact only what
+        :class:`_CsvContacts` needs (numbers in arrays) and resolves each number's time zone
+        from a cache keyed by what the resolution depends on.
+        """
+        inline: list[Contact] = []
+        kept = _Kept()
+        seen: set[int] = set()
+        # (index in self.warnings, phone, line) of each duplicate: its message names the line
+        # of the first contact with the number, looked up once at the end
+        duplicates: list[tuple[int, int, _RawContact]] = []
+        zones: dict[tuple[tuple[str, ...], str | None], ZoneInfo | None] = {}
+        utc = ZoneInfo("UTC")
         for item in raw:
 
             def report(
@@ -1144,6 +1189,7 @@ class _Loader:
                         )
 
             phone: str | None = None
+            candidates: tuple[str, ...] = ()
             if "phone" not in values:
                 report("phone", "is required", phones.ACCEPTED)
             elif not isinstance(values["phone"], str):
@@ -1154,22 +1200,27 @@ class _Loader:
                 )
             else:
                 try:
-                    phone = phones.normalize(values["phone"], region=region)
+                    phone, candidates = phones.normalize_with_zones(values["phone"], region=region)
                 except ValueError as exc:
                     report("phone", f"number {exc}", phones.ACCEPTED)
 
-            variables: dict[str, str] = {}
-            for key, value in values.items():
-                if isinstance(value, dict | list):
-                    report(
-                        key,
-                        f"must be a single value (got {_shown(value)})",
-                        "text, a number, a boolean or a date",
-                    )
-                    continue
-                text = _text(value).strip() if not isinstance(value, str) else value.strip()
-                if text:
-                    variables[key] = text
+            variables: dict[str, str]
+            if item.span is not None:
+                # a CSV row: already stripped, non-empty strings
+                variables = values
+            else:
+                variables = {}
+                for key, value in values.items():
+                    if isinstance(value, dict | list):
+                        report(
+                            key,
+                            f"must be a single value (got {_shown(value)})",
+                            "text, a number, a boolean or a date",
+                        )
+                        continue
+                    text = _text(value).strip() if not isinstance(value, str) else value.strip()
+                    if text:
+                        variables[key] = text
 
             name = variables.get("name")
             zone_name: str | None = None
@@ -1181,13 +1232,16 @@ class _Loader:
 
             zone: ZoneInfo | None = None
             if phone is not None:
-                resolution = resolve_zone(
-                    phone,
-                    explicit=zone_name,
-                    campaign_zone=timezone,
-                    unknown_policy=unknown_timezone,
-                )
-                zone = resolution.zone
+                zone_key = (candidates, zone_name)
+                if zone_key in zones:
+                    zone = zones[zone_key]
+                else:
+                    zone = zones[zone_key] = _resolve(
+                        candidates,
+                        explicit=zone_name,
+                        campaign_zone=timezone,
+                        unknown_policy=unknown_timezone,
+                    )
                 if zone is None:
                     report(
                         "phone",
@@ -1198,35 +1252,21 @@ class _Loader:
                         warning=True,
                     )
 
-            timing: dict[str, datetime | None] = dict.fromkeys(TIMING_COLUMNS)
-            for key in TIMING_COLUMNS:
-                if key in values and values[key] != "":
-                    try:
-                        # with a bad number the zone is unknowable; still check the format
-                        read_in = zone if phone is not None else ZoneInfo("UTC")
-                        timing[key] = parse_when(values[key], zone=read_in)
-                    except ValueError as exc:
-                        report(key, reason(exc), DATETIME)
-            contact_timing = ContactTiming(**timing)
-            not_before, deadline = timing_bounds(
-                contact_timing, call_before=call_before, expires_at=expires_at
-            )
-            if not_before is not None and deadline is not None and not_before >= deadline:
-                report(
-                    next(k for k in TIMING_COLUMNS if timing[k] is not None),
-                    "the contact would be called no earlier than "
-                    f"{not_before.isoformat()} but must be called before "
-                    f"{deadline.isoformat()}: it will expire without a call",
-                    None,
-                    warning=True,
+            contact_timing = _NO_TIMING
+            if not values.keys().isdisjoint(TIMING_COLUMNS):
+                contact_timing = self.timing(
+                    values,
+                    report,
+                    zone=zone if phone is not None else utc,
+                    call_before=call_before,
+                    expires_at=expires_at,
                 )
 
             if phone is None:
                 continue
             variables["phone"] = phone
             if templates is not None:
-                _, issues = templates.render(variables)
-                for issue in issues:
+                for issue in templates.check(variables):
                     self.problems.append(
                         Problem(
                             file=item.file,
@@ -1236,29 +1276,260 @@ class _Loader:
                             accepted="every {{ variable }} of the templates in each contact",
                         )
                     )
-            if phone in first_line:
-                file, line = first_line[phone]
-                report(
-                    "phone",
-                    f"{phone} is already a contact (line {line} of {file.name}); "
-                    "this one is ignored",
-                    None,
-                    warning=True,
-                )
+            number = int(phone[1:])  # E.164 digits never start with 0: the int is exact
+            if number in seen:
+                duplicates.append((len(self.warnings), number, item))
+                report("phone", "", None, warning=True)  # the message is written below
                 continue
-            first_line[phone] = (item.file, item.line)
-            contacts.append(
-                Contact(
-                    phone=phone,
-                    name=name,
-                    timezone=zone_name,
-                    timing=contact_timing,
-                    variables=MappingProxyType(variables),
-                    source=item.file,
-                    line=item.line,
+            seen.add(number)
+            kept.add(number, item, zone)
+            if item.span is None:
+                inline.append(
+                    Contact(
+                        phone=phone,
+                        name=name,
+                        timezone=zone_name,
+                        timing=contact_timing,
+                        variables=MappingProxyType(variables),
+                        source=item.file,
+                        line=item.line,
+                    )
                 )
+        if duplicates:
+            first = kept.first_lines({number for _, number, _ in duplicates})
+            for index, number, item in duplicates:
+                self.warnings[index] = replace(
+                    self.warnings[index],
+                    message=f"+{number} is already a contact (line {first[number]} of "
+                    f"{item.file.name}); this one is ignored",
+                )
+        if self.csv_layout is None or self.problems:
+            return tuple(inline)
+        return _CsvContacts(self.csv_layout, kept)
+
+    def timing(
+        self,
+        values: Mapping[str, Any],
+        report: Callable[..., None],
+        *,
+        zone: ZoneInfo | None,
+        call_before: timedelta | None,
+        expires_at: datetime | None,
+    ) -> ContactTiming:
+        """The contact's call_at / appointment_at / deadline, and a warning if it must expire."""
+        timing: dict[str, datetime | None] = dict.fromkeys(TIMING_COLUMNS)
+        for key in TIMING_COLUMNS:
+            if key in values and values[key] != "":
+                try:
+                    # with a bad number the zone is unknowable (UTC is passed): still check
+                    # the format
+                    timing[key] = parse_when(values[key], zone=zone)
+                except ValueError as exc:
+                    report(key, reason(exc), DATETIME)
+        contact_timing = ContactTiming(**timing)
+        not_before, deadline = timing_bounds(
+            contact_timing, call_before=call_before, expires_at=expires_at
+        )
+        if not_before is not None and deadline is not None and not_before >= deadline:
+            report(
+                next(k for k in TIMING_COLUMNS if timing[k] is not None),
+                "the contact would be called no earlier than "
+                f"{not_before.isoformat()} but must be called before "
+                f"{deadline.isoformat()}: it will expire without a call",
+                None,
+                warning=True,
             )
-        return contacts
+        return contact_timing
+
+
+# ------------------------------------------------------------------------------------------
+# contacts kept compactly
+
+_BOM = b"\xef\xbb\xbf"
+#: the line ends of io's newline="" mode, which csv wants: \r\n, \r or \n
+_EOL = re.compile(rb"\r\n?|\n")
+
+
+def _resolve(
+    candidates: tuple[str, ...],
+    *,
+    explicit: str | None,
+    campaign_zone: str | None,
+    unknown_policy: UnknownTimezone,
+) -> ZoneInfo | None:
+    """``resolve_zone(phone, ...).zone`` for a number whose candidate zones are known.
+
+    The same rules as :func:`dialer.policy.timezones.resolve_zone` (the engine's, at call
+    time; a test holds the two equal), without parsing the number again.
+    """
+    if explicit:
+        return zone_or_none(explicit)
+    if len(candidates) == 1 and (only := zone_or_none(candidates[0])) is not None:
+        return only
+    campaign = zone_or_none(campaign_zone)
+    if campaign is not None and campaign_zone in candidates:
+        return campaign
+    if unknown_policy == "campaign" and campaign is not None:
+        return campaign
+    return None
+
+
+class _LineFeed:
+    """The lines of a CSV's bytes for csv.reader, decoded one at a time; ``pos`` is where the
+    next line starts, so the reader's caller knows each record's byte span."""
+
+    def __init__(self, data: bytes, start: int) -> None:
+        self.data = data
+        self.pos = start
+        # a file without a lone \r (nearly all) is split by bytes.find, the faster way
+        self._plain = data.count(b"\r") == data.count(b"\r\n")
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        data, pos = self.data, self.pos
+        if pos >= len(data):
+            raise StopIteration
+        if self._plain:
+            end = data.find(b"\n", pos) + 1 or len(data)
+        else:
+            found = _EOL.search(data, pos)
+            end = found.end() if found else len(data)
+        self.pos = end
+        return data[pos:end].decode("utf-8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CsvLayout:
+    """What every row of one contacts CSV shares."""
+
+    data: bytes  # the whole file (also what the campaign's definition hash covers)
+    source: Path
+    columns: tuple[str, ...]
+    delimiter: str
+
+
+class _Kept:
+    """The kept contacts as numbers: E.164 digits, line, byte span and zone of each."""
+
+    def __init__(self) -> None:
+        self.phones = array("q")
+        self.lines = array("q")
+        self.starts = array("q")
+        self.ends = array("q")
+        self.zone_index = array("H")
+        self.zones: list[ZoneInfo | None] = []
+        self._zone_ids: dict[ZoneInfo | None, int] = {}
+
+    def add(self, number: int, item: _RawContact, zone: ZoneInfo | None) -> None:
+        self.phones.append(number)
+        self.lines.append(item.line)
+        if item.span is not None:
+            self.starts.append(item.span[0])
+            self.ends.append(item.span[1])
+            index = self._zone_ids.get(zone)
+            if index is None:
+                index = self._zone_ids[zone] = len(self.zones)
+                self.zones.append(zone)
+            self.zone_index.append(index)
+
+    def first_lines(self, numbers: set[int]) -> dict[int, int]:
+        """The line of the kept contact of each of ``numbers``."""
+        return {n: line for n, line in zip(self.phones, self.lines, strict=True) if n in numbers}
+
+
+class _CsvContacts(Sequence[Contact]):
+    """The contacts of a CSV file: its bytes and a few numbers per contact.
+
+    A :class:`Contact` object per row (strings, a variables dict, the dataclass) costs ~500
+    bytes, 0.5 GB for a million rows. This keeps ~40 bytes per contact (E.164 digits, line,
+    byte span, zone: arrays) plus the file, and builds a contact from its already-checked row
+    each time one is asked for: iterating a million costs a few seconds, which the store
+    import, the only full pass, spends anyway.
+    """
+
+    __slots__ = ("_kept", "_layout", "_timed")
+
+    def __init__(self, layout: _CsvLayout, kept: _Kept) -> None:
+        self._layout = layout
+        self._kept = kept
+        #: whether the file has a call_at / appointment_at / deadline column at all
+        self._timed = not set(layout.columns).isdisjoint(TIMING_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(self._kept.phones)
+
+    @overload
+    def __getitem__(self, index: int) -> Contact: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Contact]: ...
+    def __getitem__(self, index: int | slice) -> Contact | Sequence[Contact]:
+        if isinstance(index, slice):
+            return tuple(self._contact(i) for i in range(*index.indices(len(self))))
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("contact index out of range")
+        return self._contact(index)
+
+    def __iter__(self) -> Iterator[Contact]:
+        for index in range(len(self)):
+            yield self._contact(index)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _CsvContacts):
+            return (
+                self._layout == other._layout
+                and self._kept.phones == other._kept.phones
+                and self._kept.starts == other._kept.starts
+            )
+        if isinstance(other, Sequence):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self._layout.data, len(self)))
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} contacts of {self._layout.source}>"
+
+    def _contact(self, index: int) -> Contact:
+        layout, kept = self._layout, self._kept
+        text = layout.data[kept.starts[index] : kept.ends[index]].decode("utf-8")
+        if '"' in text:
+            row = next(csv.reader((text,), delimiter=layout.delimiter))
+        else:
+            # without quotes a record is one line and csv would split it just like this
+            row = text.rstrip("\r\n").split(layout.delimiter)
+        # the loader refused a value under an unnamed column, so `if cell` also skips those
+        variables = {
+            column: cell
+            for column, cell in zip(layout.columns, map(str.strip, row), strict=True)
+            if cell
+        }
+        phone = variables["phone"] = f"+{kept.phones[index]}"
+        timing = _NO_TIMING
+        if self._timed and not variables.keys().isdisjoint(TIMING_COLUMNS):
+            # checked at load, so each parses (in the zone the contact was checked with)
+            zone = kept.zones[kept.zone_index[index]]
+            timing = ContactTiming(
+                **{
+                    key: parse_when(variables[key], zone=zone)
+                    for key in TIMING_COLUMNS
+                    if key in variables
+                }
+            )
+        return Contact(
+            phone=phone,
+            name=variables.get("name"),
+            timezone=variables.get("timezone"),
+            timing=timing,
+            variables=MappingProxyType(variables),
+            source=layout.source,
+            line=kept.lines[index],
+        )
 
 
 # ------------------------------------------------------------------------------------------
