@@ -62,9 +62,13 @@ def next_poll_at(
     elif status == "in-progress":
         talking = now - (answered_at or dialed_at)
         remaining = plan.expected_talk - talking
-        # Before the expected end: wait most of what remains. After it: look at a rate that
-        # grows tighter, since the end is overdue.
-        delay = remaining * 0.8 if remaining > plan.minimum * 2 else plan.expected_talk / 6
+        if remaining > plan.minimum * 2:
+            delay = remaining * 0.8  # before the expected end: wait most of what remains
+        else:
+            # Past it, call lengths are long-tailed: the longer a call has overrun, the less
+            # likely it ends in the next few seconds, so the looks slow with the overrun.
+            overrun = max(talking - plan.expected_talk, timedelta(0))
+            delay = max(plan.expected_talk / 6, overrun / 2)
     else:
         delay = plan.ringing
     delay = max(plan.minimum, min(plan.maximum, delay))
