@@ -156,6 +156,8 @@ def write_campaign(folder: Path, n: int, *, name: str = "bench") -> Path:
 
 def simulator_config(params: BenchParams, webhook_port: int | None = None) -> dict[str, object]:
     """Every call answered, talk time lognormal with mean ``TALK_MEAN_S`` (not median)."""
+    from dialer.simulator import OutcomeMix
+
     return dict(
         webhook_url=(
             f"http://127.0.0.1:{webhook_port}/webhooks/voicedock" if webhook_port else None
@@ -169,15 +171,7 @@ def simulator_config(params: BenchParams, webhook_port: int | None = None) -> di
         # the simulator's parameter is the median of the lognormal; the mean is median x e^(s²/2)
         talk_seconds_mean=TALK_MEAN_S * math.exp(-(TALK_SIGMA**2) / 2),
         talk_seconds_sigma=TALK_SIGMA,
-        mix=dict(
-            answered=1.0,
-            voicemail=0.0,
-            no_answer=0.0,
-            busy=0.0,
-            invalid_number=0.0,
-            declined=0.0,
-            failed_transient=0.0,
-        ),
+        mix=OutcomeMix.only("answered").model_dump(),
     )
 
 
@@ -350,8 +344,8 @@ async def _run_dialer(
 
 def _import_process(conn: Connection, campaign_path: Path, db: Path) -> None:
     from dialer.campaign import load_campaign
-    from dialer.engine import utc_now
-    from dialer.store import ContactRecord, Store
+    from dialer.engine import import_campaign, utc_now
+    from dialer.store import Store
 
     t0 = time.perf_counter()
     campaign = load_campaign(campaign_path)
@@ -360,27 +354,7 @@ def _import_process(conn: Connection, campaign_path: Path, db: Path) -> None:
     try:
         store.create_schema()
         t1 = time.perf_counter()
-        # the mapping dialer.engine makes for Engine.sync_campaigns (its `_record`)
-        store.sync_campaign(
-            name=campaign.name,
-            source=str(campaign.source),
-            definition_hash=campaign.definition_hash,
-            api_key_name=campaign.api_key_name,
-            contacts=(
-                ContactRecord(
-                    phone=c.phone,
-                    name=c.name,
-                    timezone=c.timezone,
-                    variables=dict(c.variables),
-                    call_at=c.timing.call_at,
-                    appointment_at=c.timing.appointment_at,
-                    deadline=c.timing.deadline,
-                    source_line=c.line,
-                )
-                for c in campaign.contacts
-            ),
-            now=utc_now(),
-        )
+        import_campaign(store, campaign, now=utc_now())  # what Engine.sync_campaigns does
         sync_s = time.perf_counter() - t1
     finally:
         store.close()

@@ -24,7 +24,7 @@ import os
 import random
 import socket
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,14 +161,7 @@ class Engine:
         # name sees the winner's row on its next try.
         for attempt in range(3):
             try:
-                return self.store.sync_campaign(
-                    name=campaign.name,
-                    source=str(campaign.source),
-                    definition_hash=campaign.definition_hash,
-                    api_key_name=campaign.api_key_name,
-                    contacts=(_record(c) for c in campaign.contacts),
-                    now=now,
-                )
+                return import_campaign(self.store, campaign, now=now)
             except StoreError:
                 if attempt == 2:
                     raise
@@ -1032,7 +1025,32 @@ def _destinations(raw: Mapping[str, Any], fields: Sequence[str]) -> set[str]:
     return found
 
 
-def _record(contact: Contact) -> ContactRecord:
+def import_campaign(
+    store: Store,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    records: Callable[[Campaign], Iterable[ContactRecord]] | None = None,
+) -> int:
+    """A campaign's definition and contacts into the store, in one transaction; its id.
+
+    ``records`` replaces the contact mapping (tests use it to fail part-way)."""
+    return store.sync_campaign(
+        name=campaign.name,
+        source=str(campaign.source),
+        definition_hash=campaign.definition_hash,
+        api_key_name=campaign.api_key_name,
+        contacts=(
+            records(campaign)
+            if records is not None
+            else (contact_record(c) for c in campaign.contacts)
+        ),
+        now=now,
+    )
+
+
+def contact_record(contact: Contact) -> ContactRecord:
+    """What the store keeps of a campaign's contact."""
     return ContactRecord(
         phone=contact.phone,
         name=contact.name,

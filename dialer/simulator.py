@@ -71,6 +71,14 @@ class OutcomeMix(BaseModel):
     declined: float = 0.03
     failed_transient: float = 0.02
 
+    @classmethod
+    def only(cls, outcome: str) -> OutcomeMix:
+        """Every placed call ends the same way (benchmarks, forecasts)."""
+        weights = dict.fromkeys(cls.model_fields, 0.0)
+        if outcome not in weights:
+            raise ValueError(f"no outcome {outcome!r} in the mix")
+        return cls(**{**weights, outcome: 1.0})
+
 
 class Faults(BaseModel):
     """Probabilities (0..1) of injected faults, per request or per call."""

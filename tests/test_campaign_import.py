@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.campaign import Campaign, Contact, _resolve, load_campaign
+from dialer.campaign import Campaign, _resolve, load_campaign
+from dialer.engine import contact_record, import_campaign
 from dialer.policy.timezones import candidate_zones, resolve_zone
 from dialer.store import ContactRecord, Store
 
@@ -38,29 +39,8 @@ def rows(n: int, start: int = 0) -> str:
     return "".join(f"+3161{i:07d},Person {i},{9 + i % 8}:00\n" for i in range(start, start + n))
 
 
-def record(contact: Contact) -> ContactRecord:
-    """The engine's mapping (dialer.engine._record)."""
-    return ContactRecord(
-        phone=contact.phone,
-        name=contact.name,
-        timezone=contact.timezone,
-        variables=dict(contact.variables),
-        call_at=contact.timing.call_at,
-        appointment_at=contact.timing.appointment_at,
-        deadline=contact.timing.deadline,
-        source_line=contact.line,
-    )
-
-
 def sync(store: Store, campaign: Campaign) -> int:
-    return store.sync_campaign(
-        name=campaign.name,
-        source=str(campaign.source),
-        definition_hash=campaign.definition_hash,
-        api_key_name=campaign.api_key_name,
-        contacts=(record(c) for c in campaign.contacts),
-        now=T0,
-    )
+    return import_campaign(store, campaign, now=T0)
 
 
 def test_csv_contacts_behave_like_a_tuple(tmp_path: Path) -> None:
@@ -217,21 +197,14 @@ def test_an_import_that_fails_midway_leaves_nothing(
     monkeypatch.setattr("dialer.store._CHUNK", 4)  # several chunks are written before the failure
     campaign = load_campaign(campaign_with_csv(tmp_path, "phone,name,slot\n" + rows(20)))
 
-    def records() -> Iterator[ContactRecord]:
-        for i, contact in enumerate(campaign.contacts):
+    def records(failing: Campaign) -> Iterator[ContactRecord]:
+        for i, contact in enumerate(failing.contacts):
             if i == 15:
                 raise RuntimeError("the disk is full")
-            yield record(contact)
+            yield contact_record(contact)
 
     with pytest.raises(RuntimeError, match="disk is full"):
-        store.sync_campaign(
-            name=campaign.name,
-            source=str(campaign.source),
-            definition_hash=campaign.definition_hash,
-            api_key_name=campaign.api_key_name,
-            contacts=records(),
-            now=T0,
-        )
+        import_campaign(store, campaign, now=T0, records=records)
     assert store.campaign(campaign.name) is None
     cid = sync(store, campaign)
     assert len(store.contacts(cid)) == 20

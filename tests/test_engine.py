@@ -151,9 +151,9 @@ async def test_dialing_rows_are_reconciled_before_any_redial(
 
 
 def _record(contact):  # type: ignore[no-untyped-def]
-    from dialer.engine import _record as to_record
+    from dialer.engine import contact_record
 
-    return to_record(contact)
+    return contact_record(contact)
 
 
 async def test_out_of_credits_pauses_dispatch_and_resumes_by_itself(

@@ -94,15 +94,7 @@ class ScaledClock:
 
 def simulator(clock: ScaledClock) -> Simulator:
     # All answered: ring 3-7 s, then a talk of median 85 s (lognormal, sigma 0.15).
-    only_answered = OutcomeMix(
-        answered=1.0,
-        voicemail=0.0,
-        no_answer=0.0,
-        busy=0.0,
-        invalid_number=0.0,
-        declined=0.0,
-        failed_transient=0.0,
-    )
+    only_answered = OutcomeMix.only("answered")
     return Simulator(
         SimulatorConfig(
             api_key=KEY,
