@@ -25,6 +25,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from dialer.campaign import Campaign, load_campaign, validate_paths
 from dialer.config import DEFAULT_KEY, Config, load_config
@@ -217,6 +218,18 @@ def validate(
         )
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The path of a SQLite database file that does not exist, else None."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database:
+        return None
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
 @contextmanager
 def _open_store(config: Path | None) -> Iterator[Store]:
     """The store of the config, at exactly this code's schema revision (else exit 1)."""
@@ -224,6 +237,16 @@ def _open_store(config: Path | None) -> Iterator[Store]:
         cfg = load_config(_config_path(config))
     except InputError as exc:
         raise _fail_input(exc) from None
+    missing = _missing_sqlite_file(cfg.database_url)
+    if missing is not None:
+        # Opening it would create an empty file, which then looks like a database to the next
+        # command; a typo in the path must say so instead.
+        message = (
+            f"no database at {missing}: run `dialer db upgrade` to create it, "
+            "or check [database] url"
+        )
+        err.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
     try:
         with Store(cfg.database_url) as store:
             store.check_schema()

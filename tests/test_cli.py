@@ -157,6 +157,14 @@ def test_db_check_and_upgrade(runner: CliRunner, tmp_path: Path) -> None:
     write_campaign(tmp_path, nl_numbers(1))
     config = write_config(tmp_path, db_url=f"sqlite:///{tmp_path}/fresh.db")
     code, _, err = invoke(runner, config, "db", "check")
+    assert code == 1 and f"no database at {tmp_path / 'fresh.db'}" in err
+    assert not (tmp_path / "fresh.db").exists()  # a read-only command creates no file
+    for command in (("status",), ("report", "e2e"), ("audit", "e2e"), ("pause", "e2e")):
+        code, _, err = invoke(runner, config, *command)
+        assert code == 1 and "no database at" in err, command
+    assert not (tmp_path / "fresh.db").exists()
+    (tmp_path / "fresh.db").touch()
+    code, _, err = invoke(runner, config, "db", "check")
     assert code == 1 and "no dialer schema yet" in err
     code, out, _ = invoke(runner, config, "db", "upgrade")
     assert code == 0 and "up to date" in out
