@@ -117,17 +117,17 @@ async def open_daemon(
         store.open_schema()
         async with contextlib.AsyncExitStack() as stack:
             clients: dict[str, VoiceDockClient] = {}
-            for key_name in sorted({c.api_key_name for c in campaigns} | {DEFAULT_KEY}):
+            # Only the keys our campaigns use need to be set (plus a default key handed in).
+            in_use = {c.api_key_name for c in campaigns}
+            if api_key is not None:
+                in_use.add(DEFAULT_KEY)
+            for key_name in sorted(in_use):
                 limits = config.voicedock.key(key_name)
-                if key_name == DEFAULT_KEY and api_key is not None:
-                    secret = api_key
-                elif key_name == DEFAULT_KEY and not any(
-                    c.api_key_name == DEFAULT_KEY for c in campaigns
-                ):
-                    # No campaign of ours uses [voicedock]'s own key: it need not be set.
-                    continue
-                else:
-                    secret = config.api_key(key_name)
+                secret = (
+                    api_key
+                    if key_name == DEFAULT_KEY and api_key is not None
+                    else config.api_key(key_name)
+                )
                 budget = _budget(limits, store)
                 log.info(
                     "dialer.daemon.key",

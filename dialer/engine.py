@@ -97,6 +97,17 @@ class EngineSettings:
     seed: int | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Permit:
+    """What allowed a dial now: the contact's zone, its reminder bounds and its recent calls."""
+
+    zone: ZoneInfo
+    not_before: datetime | None
+    deadline: datetime | None
+    #: calls to the number within the frequency cap's period (0 without a cap)
+    cap_calls: int
+
+
 class Engine:
     """One daemon's worth of loops over one store and its VoiceDock clients (one per API key)."""
 
@@ -217,8 +228,8 @@ class Engine:
                     and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
                 ):
                     continue
-                verdict = self._check_policy(campaign, attempt, now)
-                if verdict is not None:
+                permit = self._check_policy(campaign, attempt, now)
+                if permit is None:
                     moved = True  # deferred or closed: it left the due set
                     continue
                 pacer = self._pacer(campaign)
@@ -238,7 +249,7 @@ class Engine:
                     owner=self.settings.worker_id,
                     body=body,
                     now=now,
-                    evidence=self._evidence(campaign, attempt, now, body),
+                    evidence=self._evidence(campaign, attempt, now, body, permit),
                 ):
                     continue  # another worker claimed it between our read and our write
                 if pacer is not None:
@@ -273,17 +284,21 @@ class Engine:
         return self._resolution(campaign, attempt).zone
 
     def _evidence(
-        self, campaign: Campaign, attempt: AttemptView, now: datetime, body: Mapping[str, Any]
+        self,
+        campaign: Campaign,
+        attempt: AttemptView,
+        now: datetime,
+        body: Mapping[str, Any],
+        permit: Permit,
     ) -> dict[str, Any]:
         """What the audit log keeps of a dial: the rules that allowed it, and the request."""
-        zone = self._zone(campaign, attempt)
-        not_before, deadline = _bounds(campaign, attempt)
+        zone, not_before, deadline = permit.zone, permit.not_before, permit.deadline
         cap = self.settings.frequency_cap
         evidence: dict[str, Any] = {
             "rule": "window",
             "window": campaign.window.describe(),
             "zone": str(zone),
-            "local_time": now.astimezone(zone).isoformat() if zone else None,
+            "local_time": now.astimezone(zone).isoformat(),
             "attempt_no": attempt.attempt_no,
             "max_attempts": campaign.retry.max_attempts,
             "not_before": not_before.isoformat() if not_before else None,
@@ -300,49 +315,61 @@ class Engine:
             },
         }
         if cap is not None:
-            calls = len(self.store.calls_since(attempt.phone, now - cap.period))
-            evidence["cap"] = {"calls": calls, "count": cap.count, "days": cap.period.days}
+            evidence["cap"] = {
+                "calls": permit.cap_calls,
+                "count": cap.count,
+                "days": cap.period.days,
+            }
         return evidence
 
-    def _check_policy(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
-        """Apply every rule that may stop a dial now. Returns the reason it was stopped, or None.
+    def _check_policy(
+        self, campaign: Campaign, attempt: AttemptView, now: datetime
+    ) -> Permit | None:
+        """Apply every rule that may stop a dial now: None when it was stopped (deferred or
+        closed), else what allowed it, which the audit log keeps.
 
         Order matters: permanent reasons (DNC, deadline, unknown zone) close the attempt before
         temporary ones (window, cap) defer it.
         """
         phone = attempt.phone
         if phone in self.settings.suppressed or phone in campaign.suppressed:
-            return self._close(attempt, AttemptState.SKIPPED, "dnc", now)
+            self._close(attempt, AttemptState.SKIPPED, "dnc", now)
+            return None
         not_before, deadline = _bounds(campaign, attempt)
         if deadline is not None and now >= deadline:
-            return self._close(attempt, AttemptState.EXPIRED, "deadline", now)
+            self._close(attempt, AttemptState.EXPIRED, "deadline", now)
+            return None
         resolution = self._resolution(campaign, attempt)
         if resolution.zone is None:
-            return self._close(
-                attempt, AttemptState.SKIPPED, resolution.reason or "unknown_timezone", now
-            )
+            reason = resolution.reason or "unknown_timezone"
+            self._close(attempt, AttemptState.SKIPPED, reason, now)
+            return None
         start = max(now, not_before) if not_before is not None else now
         if not campaign.window.allows(start, resolution.zone):
             opens = campaign.window.next_allowed(start, resolution.zone, deadline=deadline)
             if opens is None:
-                return self._close(
+                self._close(
                     attempt,
                     AttemptState.EXPIRED,
                     "deadline",
                     now,
                     detail="no window before deadline",
                 )
+                return None
             start = opens
+        cap_calls = 0
         if self.settings.frequency_cap is not None:
             cap = self.settings.frequency_cap
-            allowed = cap_next_allowed(
-                cap, self.store.calls_since(phone, start - cap.period), start
-            )
+            calls = self.store.calls_since(phone, start - cap.period)
+            cap_calls = len(calls)
+            allowed = cap_next_allowed(cap, calls, start)
             if allowed > start:
                 opens = campaign.window.next_allowed(allowed, resolution.zone, deadline=deadline)
                 if opens is None:
-                    return self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
-                return self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
+                    self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
+                else:
+                    self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
+                return None
         if start > now:
             if not_before is not None and start == not_before:
                 reason = "not_before"
@@ -352,7 +379,7 @@ class Engine:
                     resolution.zone
                 )
                 reason = campaign.window.closed_reason(today.date()) or "window"
-            return self._defer(
+            self._defer(
                 attempt,
                 start,
                 reason,
@@ -360,26 +387,27 @@ class Engine:
                 zone=str(resolution.zone),
                 local_time=start.astimezone(resolution.zone).isoformat(),
             )
-        return None
+            return None
+        return Permit(
+            zone=resolution.zone, not_before=not_before, deadline=deadline, cap_calls=cap_calls
+        )
 
     def _close(
         self, attempt: AttemptView, state: AttemptState, reason: str, now: datetime, **detail: Any
-    ) -> str:
+    ) -> None:
         self.store.close_unplaced(attempt.id, state=state, reason=reason, now=now, **detail)
         self._runs_dirty = True
         self.stats["skipped"] += 1
         log.info("dialer.attempt.closed", attempt_id=attempt.id, state=state.value, reason=reason)
-        return reason
 
     def _defer(
         self, attempt: AttemptView, until: datetime, reason: str, now: datetime, **detail: Any
-    ) -> str:
+    ) -> None:
         self.store.defer(attempt.id, due_at=until, reason=reason, now=now, **detail)
         self.stats["deferred"] += 1
         log.info(
             "dialer.attempt.deferred", attempt_id=attempt.id, reason=reason, until=until.isoformat()
         )
-        return reason
 
     async def _dial(self, attempt: AttemptView, body: Mapping[str, Any]) -> None:
         placed = False  # a placed call keeps its line: nothing new for the dispatcher
