@@ -583,7 +583,7 @@ class Engine:
             oldest = min(a.dialing_at or now for a in followed.values())
             try:
                 calls = await self.clients[key_name].list_calls(
-                    start_date=oldest - self.settings.reconcile_margin
+                    start_date=oldest - self.settings.reconcile_margin, only=followed.keys()
                 )
             except AccountError as exc:
                 self._hold_account(key_name, exc)

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from itertools import repeat
 from typing import Any
 
@@ -383,6 +384,16 @@ class Store:
             ) from exc
 
     @contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        """One Core transaction: for the statements that need no ORM (a call's hot path).
+
+        An ORM Session costs more CPU to open and commit than the one or two statements such
+        a transaction runs.
+        """
+        with self._wrap(), self._engine.begin() as connection:
+            yield connection
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         with self._wrap(), Session(self._engine, expire_on_commit=False) as session:
             try:
@@ -395,7 +406,7 @@ class Store:
     # ----- events
     @staticmethod
     def _event(
-        session: Session,
+        session: Session | sa.Connection,
         *,
         at: datetime,
         kind: str,
@@ -405,13 +416,14 @@ class Store:
     ) -> None:
         # A Core insert: events are only ever appended, never read back through the session.
         session.execute(
-            sa.insert(EventRow).values(
-                at=at,
-                kind=kind,
-                campaign_id=campaign_id,
-                attempt_id=attempt_id,
-                data=_jsonable(data),
-            )
+            _EVENT_INSERT,
+            {
+                "at": at,
+                "kind": kind,
+                "campaign_id": campaign_id,
+                "attempt_id": attempt_id,
+                "data": _jsonable(data),
+            },
         )
 
     def add_event(
@@ -779,13 +791,8 @@ class Store:
 
     def live_counts(self) -> dict[int, int]:
         """Calls that may exist right now (dialing or in flight), per campaign id."""
-        with self.session() as session:
-            rows = session.execute(
-                select(AttemptRow.campaign_id, sa.func.count())
-                .where(col(AttemptRow.state).in_([s.value for s in LIVE_STATES]))
-                .group_by(AttemptRow.campaign_id)
-            ).all()
-            return {cid: n for cid, n in rows}
+        with self._connection() as connection:
+            return {cid: n for cid, n in connection.execute(_LIVE_COUNTS).all()}
 
     def claim_polls(
         self,
@@ -957,7 +964,7 @@ class Store:
     # ----- attempts: transitions (the only writers of attempt state)
     def _transition(
         self,
-        session: Session,
+        session: Session | sa.Connection,
         attempt_id: int,
         target: AttemptState,
         *,
@@ -979,21 +986,19 @@ class Store:
         """
         allowed = sources_of(target) if expect is None else frozenset(expect)
         assert all(can_transition(s, target) for s in allowed), (allowed, target)
-        conditions = [
-            col(AttemptRow.id) == attempt_id,
-            col(AttemptRow.state).in_([s.value for s in allowed]),
-        ]
+        values["updated_at"] = now
+        statement = _transition_statement(
+            target,
+            allowed,
+            pinned=dialed_at is not None,
+            campaign_active=campaign_active,
+            columns=tuple(sorted(values)),
+        )
+        params = {f"_{name}": value for name, value in values.items()}
+        params["_attempt_id"] = attempt_id
         if dialed_at is not None:
-            conditions.append(col(AttemptRow.dialing_at) == dialed_at)
-        if campaign_active:
-            active = select(CampaignRow.id).where(CampaignRow.state == "active")
-            conditions.append(col(AttemptRow.campaign_id).in_(active))
-        moved = session.execute(
-            sa.update(AttemptRow)
-            .where(*conditions)
-            .values(state=target.value, updated_at=now, **values)
-            .returning(AttemptRow.campaign_id)
-        ).all()
+            params["_dialed_at"] = dialed_at
+        moved = session.execute(statement, params).all()
         if len(moved) != 1:
             raise TransitionRefused(
                 f"attempt {attempt_id} cannot move to {target} from its current state"
@@ -1011,8 +1016,8 @@ class Store:
 
     def _move(self, attempt_id: int, target: AttemptState, **kwargs: Any) -> None:
         """One transition in its own transaction (see ``_transition``)."""
-        with self.session() as session:
-            self._transition(session, attempt_id, target, **kwargs)
+        with self._connection() as connection:
+            self._transition(connection, attempt_id, target, **kwargs)
 
     def begin_dialing(
         self,
@@ -1163,22 +1168,16 @@ class Store:
         next_poll_at: datetime,
     ) -> None:
         """A non-terminal observation: keep the latest call object, schedule the next look."""
-        with self.session() as session:
-            session.execute(
-                sa.update(AttemptRow)
-                .where(
-                    col(AttemptRow.id) == attempt_id,
-                    col(AttemptRow.state).in_(
-                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
-                    ),
-                )
-                .values(
-                    call_status=call_status,
-                    raw=_jsonable(dict(raw)),
-                    next_poll_at=next_poll_at,
-                    polls=AttemptRow.polls + 1,
-                    updated_at=now,
-                )
+        with self._connection() as connection:
+            connection.execute(
+                _RECORD_POLL,
+                {
+                    "_attempt_id": attempt_id,
+                    "_call_status": call_status,
+                    "_raw": _jsonable(dict(raw)),
+                    "_next_poll_at": next_poll_at,
+                    "_updated_at": now,
+                },
             )
 
     def reschedule_poll(self, attempt_id: int, *, next_poll_at: datetime, now: datetime) -> None:
@@ -1422,6 +1421,66 @@ def _view(
             deadline=contact.deadline,
             source_line=contact.source_line,
         ),
+    )
+
+
+# Statements of a call's hot path, built once: SQLAlchemy spends more CPU building and
+# cache-keying a statement than SQLite spends running it; a statement object reused is
+# compiled once and its cache key memoized.
+_ATTEMPTS: sa.Table = AttemptRow.__table__  # type: ignore[assignment]
+_EVENT_INSERT = sa.insert(EventRow.__table__)  # type: ignore[arg-type]
+_LIVE_COUNTS = (
+    sa.select(_ATTEMPTS.c.campaign_id, sa.func.count())
+    .where(_ATTEMPTS.c.state.in_(sorted(s.value for s in LIVE_STATES)))
+    .group_by(_ATTEMPTS.c.campaign_id)
+)
+_RECORD_POLL = (
+    sa.update(_ATTEMPTS)
+    .where(
+        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        _ATTEMPTS.c.state.in_([AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]),
+    )
+    .values(
+        call_status=sa.bindparam("_call_status"),
+        raw=sa.bindparam("_raw", type_=_ATTEMPTS.c.raw.type),
+        next_poll_at=sa.bindparam("_next_poll_at", type_=_ATTEMPTS.c.next_poll_at.type),
+        polls=_ATTEMPTS.c.polls + 1,
+        updated_at=sa.bindparam("_updated_at", type_=_ATTEMPTS.c.updated_at.type),
+    )
+)
+
+
+@cache
+def _transition_statement(
+    target: AttemptState,
+    allowed: frozenset[AttemptState],
+    *,
+    pinned: bool,
+    campaign_active: bool,
+    columns: tuple[str, ...],
+) -> sa.Update:
+    """The compare-and-set UPDATE of one kind of transition (see ``Store._transition``).
+
+    Parameters: ``_attempt_id``, ``_dialed_at`` when ``pinned``, and ``_<column>`` for each
+    of ``columns`` (a bound name may not be a column's own name in an UPDATE).
+    """
+    conditions = [
+        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        _ATTEMPTS.c.state.in_(sorted(s.value for s in allowed)),
+    ]
+    if pinned:
+        conditions.append(
+            _ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=_ATTEMPTS.c.dialing_at.type)
+        )
+    if campaign_active:
+        active = sa.select(CampaignRow.id).where(CampaignRow.state == "active")
+        conditions.append(_ATTEMPTS.c.campaign_id.in_(active))
+    values = {name: sa.bindparam(f"_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
+    return (
+        sa.update(_ATTEMPTS)
+        .where(*conditions)
+        .values(state=target.value, **values)
+        .returning(_ATTEMPTS.c.campaign_id)
     )
 
 

@@ -516,6 +516,26 @@ async def test_list_stops_on_a_short_answer_and_counts_each_call_once(server: Se
     assert len(server.seen) == 3
 
 
+async def test_list_of_only_some_calls_still_pages_by_every_item(server: Server) -> None:
+    server.on(
+        "GET",
+        "/api/v1/calls",
+        page_of([0, 1, 2], total=5, offset=0, limit=3),
+        page_of([3, 4], total=5, offset=3, limit=3),
+    )
+    async with client_for(server) as client:
+        calls = await client.list_calls(page_size=3, only={"call-1", "call-4", "call-9"})
+    assert [c.id for c in calls] == ["call-1", "call-4"]
+    assert [r.url.params["offset"] for _, r in server.seen] == ["0", "3"]
+
+
+async def test_list_of_only_some_calls_still_fails_on_an_item_without_id(server: Server) -> None:
+    server.on("GET", "/api/v1/calls", reply(200, {"calls": [CALL, {"status": "ended"}]}))
+    async with client_for(server) as client:
+        with pytest.raises(ServerError, match="unreadable"):
+            await client.list_calls(only={"call-elsewhere"})
+
+
 async def test_list_without_pagination_is_one_page(server: Server) -> None:
     server.on("GET", "/api/v1/calls", reply(200, {"calls": [CALL]}))
     async with client_for(server) as client:
