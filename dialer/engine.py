@@ -957,8 +957,13 @@ class Engine:
         while not stop.is_set():
             self._wake.clear()
             await self.dispatch_once()
-            nxt = None if self._full else self.store.next_due_at()
-            await _wait_any(stop, self._wake, seconds=self._until(nxt))
+            if self._full:
+                # Our own calls wake us when they end; a line another daemon's call frees is
+                # that daemon's to fill, so counting the lines on every tick would buy nothing.
+                seconds = self.settings.reconcile_interval.total_seconds()
+            else:
+                seconds = self._until(self.store.next_due_at())
+            await _wait_any(stop, self._wake, seconds=seconds)
 
     async def _follow_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

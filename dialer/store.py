@@ -727,67 +727,44 @@ class Store:
             )
 
     # ----- attempts: reads
-    def _views(self, session: Session, query: Any) -> list[AttemptView]:
-        out: list[AttemptView] = []
-        for attempt, contact, campaign_name, key_name in session.execute(query).all():
-            out.append(_view(attempt, contact, campaign_name, key_name))
-        return out
-
-    def _joined(self) -> Any:
-        return (
-            select(AttemptRow, ContactRow, CampaignRow.name, CampaignRow.api_key_name)
-            .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
-            .join(CampaignRow, col(CampaignRow.id) == col(AttemptRow.campaign_id))
-        )
+    @staticmethod
+    def _views(
+        session: Session | sa.Connection, query: Any, params: Mapping[str, Any] | None = None
+    ) -> list[AttemptView]:
+        """Run a query built on ``_JOINED``: one AttemptView per row."""
+        return [_view(row) for row in session.execute(query, params)]
 
     def attempt(self, attempt_id: int) -> AttemptView:
-        with self.session() as session:
-            views = self._views(session, self._joined().where(col(AttemptRow.id) == attempt_id))
+        with self._connection() as connection:
+            views = self._views(connection, _BY_ID, {"attempt_id": attempt_id})
             if not views:
                 raise StoreError(f"no attempt {attempt_id}")
             return views[0]
 
     def attempt_by_call_id(self, call_id: str) -> AttemptView | None:
-        with self.session() as session:
-            views = self._views(session, self._joined().where(AttemptRow.call_id == call_id))
+        with self._connection() as connection:
+            views = self._views(connection, _BY_CALL_ID, {"call_id": call_id})
             return views[0] if views else None
 
     def attempts(
         self, *, campaign_id: int | None = None, states: Iterable[AttemptState] | None = None
     ) -> list[AttemptView]:
-        with self.session() as session:
-            query = self._joined().order_by(col(AttemptRow.id))
+        with self._connection() as connection:
+            query = _JOINED.order_by(col(AttemptRow.id))
             if campaign_id is not None:
                 query = query.where(AttemptRow.campaign_id == campaign_id)
             if states is not None:
                 query = query.where(col(AttemptRow.state).in_([s.value for s in states]))
-            return self._views(session, query)
+            return self._views(connection, query)
 
     def due_attempts(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Planned attempts whose time has come, oldest first, of campaigns that are active."""
-        with self.session() as session:
-            query = (
-                self._joined()
-                .where(
-                    AttemptRow.state == AttemptState.PLANNED,
-                    col(AttemptRow.due_at) <= now,
-                    CampaignRow.state == "active",
-                )
-                .order_by(col(AttemptRow.due_at), col(AttemptRow.id))
-                .limit(limit)
-            )
-            return self._views(session, query)
+        with self._connection() as connection:
+            return self._views(connection, _DUE, {"now": now, "limit": limit})
 
     def next_due_at(self) -> datetime | None:
-        with self.session() as session:
-            value = session.execute(
-                select(sa.func.min(AttemptRow.due_at))
-                .join(CampaignRow, col(CampaignRow.id) == col(AttemptRow.campaign_id))
-                .where(AttemptRow.state == AttemptState.PLANNED, CampaignRow.state == "active")
-            ).scalar()
-            return (
-                UTCDateTime().process_result_value(value, self._engine.dialect) if value else None
-            )
+        with self._connection() as connection:
+            return connection.execute(_NEXT_DUE).scalar()
 
     def live_counts(self) -> dict[int, int]:
         """Calls that may exist right now (dialing or in flight), per campaign id."""
@@ -844,7 +821,7 @@ class Store:
             )
             return self._views(
                 session,
-                self._joined().where(col(AttemptRow.id).in_(ids)).order_by(col(AttemptRow.id)),
+                _JOINED.where(col(AttemptRow.id).in_(ids)).order_by(col(AttemptRow.id)),
             )
 
     # ----- the shared request budget
@@ -901,8 +878,7 @@ class Store:
         """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
         with self.session() as session:
             query = (
-                self._joined()
-                .where(
+                _JOINED.where(
                     col(AttemptRow.state).in_(
                         [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
                     ),
@@ -956,9 +932,9 @@ class Store:
         with self.session() as session:
             return self._views(
                 session,
-                self._joined()
-                .where(AttemptRow.run_id == run_id, AttemptRow.contact_id == contact_id)
-                .order_by(col(AttemptRow.attempt_no)),
+                _JOINED.where(
+                    AttemptRow.run_id == run_id, AttemptRow.contact_id == contact_id
+                ).order_by(col(AttemptRow.attempt_no)),
             )
 
     # ----- attempts: transitions (the only writers of attempt state)
@@ -1331,9 +1307,7 @@ class Store:
             )
             return self._views(
                 session,
-                self._joined()
-                .where(col(AttemptRow.id).in_(newest))
-                .order_by(col(AttemptRow.contact_id)),
+                _JOINED.where(col(AttemptRow.id).in_(newest)).order_by(col(AttemptRow.contact_id)),
             )
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
@@ -1387,39 +1361,38 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _view(
-    attempt: AttemptRow, contact: ContactRow, campaign_name: str, key_name: str
-) -> AttemptView:
+def _view(row: sa.Row[Any]) -> AttemptView:
+    """An AttemptView of one ``_JOINED`` row."""
     return AttemptView(
-        api_key_name=key_name,
-        call_status=attempt.call_status,
-        id=_id(attempt.id),
-        run_id=attempt.run_id,
-        campaign_id=attempt.campaign_id,
-        campaign_name=campaign_name,
-        contact_id=attempt.contact_id,
-        phone=attempt.phone,
-        attempt_no=attempt.attempt_no,
-        state=AttemptState(attempt.state),
-        due_at=attempt.due_at,
-        reason=attempt.reason,
-        dialing_at=attempt.dialing_at,
-        call_id=attempt.call_id,
-        next_poll_at=attempt.next_poll_at,
-        polls=attempt.polls,
-        outcome=attempt.outcome,
-        owner=attempt.owner,
-        duration_seconds=attempt.duration_seconds,
-        summary=attempt.summary,
+        api_key_name=row.api_key_name,
+        call_status=row.call_status,
+        id=row.id,
+        run_id=row.run_id,
+        campaign_id=row.campaign_id,
+        campaign_name=row.campaign_name,
+        contact_id=row.contact_id,
+        phone=row.phone,
+        attempt_no=row.attempt_no,
+        state=AttemptState(row.state),
+        due_at=row.due_at,
+        reason=row.reason,
+        dialing_at=row.dialing_at,
+        call_id=row.call_id,
+        next_poll_at=row.next_poll_at,
+        polls=row.polls,
+        outcome=row.outcome,
+        owner=row.owner,
+        duration_seconds=row.duration_seconds,
+        summary=row.summary,
         contact=ContactRecord(
-            phone=contact.phone,
-            name=contact.name,
-            timezone=contact.timezone,
-            variables=contact.variables,
-            call_at=contact.call_at,
-            appointment_at=contact.appointment_at,
-            deadline=contact.deadline,
-            source_line=contact.source_line,
+            phone=row.contact_phone,
+            name=row.contact_name,
+            timezone=row.contact_timezone,
+            variables=row.contact_variables,
+            call_at=row.contact_call_at,
+            appointment_at=row.contact_appointment_at,
+            deadline=row.contact_deadline,
+            source_line=row.contact_source_line,
         ),
     )
 
@@ -1429,16 +1402,70 @@ def _view(
 # compiled once and its cache key memoized.
 _ATTEMPTS: sa.Table = AttemptRow.__table__  # type: ignore[assignment]
 _EVENT_INSERT = sa.insert(EventRow.__table__)  # type: ignore[arg-type]
+
+
+def _state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
+    """``state = ? OR state = ?``: an ``IN`` list is expanded anew on every execution, which
+    costs more than the rest of these statements' parameters."""
+    return sa.or_(*(_ATTEMPTS.c.state == state.value for state in sorted(states)))
+
+
+_CONTACTS: sa.Table = ContactRow.__table__  # type: ignore[assignment]
+_CAMPAIGNS: sa.Table = CampaignRow.__table__  # type: ignore[assignment]
+#: every attempt with what an AttemptView shows of its contact and campaign (rows, not ORM
+#: objects: loading two ORM objects per row cost more than the query itself)
+_JOINED = (
+    sa.select(
+        *(
+            _ATTEMPTS.c[name]
+            for name in (
+                "id", "run_id", "campaign_id", "contact_id", "phone", "attempt_no", "state",
+                "due_at", "reason", "dialing_at", "call_id", "next_poll_at", "polls", "outcome",
+                "owner", "duration_seconds", "summary", "call_status",
+            )
+        ),
+        *(
+            _CONTACTS.c[name].label(f"contact_{name}")
+            for name in (
+                "phone", "name", "timezone", "variables", "call_at", "appointment_at",
+                "deadline", "source_line",
+            )
+        ),
+        _CAMPAIGNS.c.name.label("campaign_name"),
+        _CAMPAIGNS.c.api_key_name,
+    )
+    .join_from(_ATTEMPTS, _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id)
+    .join(_CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
+)  # fmt: skip
+_BY_ID = _JOINED.where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+_BY_CALL_ID = _JOINED.where(_ATTEMPTS.c.call_id == sa.bindparam("call_id"))
+_PLANNED_AND_ACTIVE = (
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    _CAMPAIGNS.c.state == "active",
+)
+_DUE = (
+    _JOINED.where(
+        *_PLANNED_AND_ACTIVE,
+        _ATTEMPTS.c.due_at <= sa.bindparam("now", type_=_ATTEMPTS.c.due_at.type),
+    )
+    .order_by(_ATTEMPTS.c.due_at, _ATTEMPTS.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
+_NEXT_DUE = (
+    sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
+    .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
+    .where(*_PLANNED_AND_ACTIVE)
+)
 _LIVE_COUNTS = (
     sa.select(_ATTEMPTS.c.campaign_id, sa.func.count())
-    .where(_ATTEMPTS.c.state.in_(sorted(s.value for s in LIVE_STATES)))
+    .where(_state_in(LIVE_STATES))
     .group_by(_ATTEMPTS.c.campaign_id)
 )
 _RECORD_POLL = (
     sa.update(_ATTEMPTS)
     .where(
         _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _ATTEMPTS.c.state.in_([AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]),
+        _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
     )
     .values(
         call_status=sa.bindparam("_call_status"),
@@ -1466,7 +1493,7 @@ def _transition_statement(
     """
     conditions = [
         _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _ATTEMPTS.c.state.in_(sorted(s.value for s in allowed)),
+        _state_in(allowed),
     ]
     if pinned:
         conditions.append(

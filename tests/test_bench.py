@@ -3,6 +3,9 @@ the output is checked (every column, every call completed); timings are the benc
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 from bench import (
@@ -10,6 +13,7 @@ from bench import (
     VARIANTS,
     BenchParams,
     details,
+    ideal_makespan,
     import_table,
     run_import,
     run_variant,
@@ -39,3 +43,28 @@ def test_the_import_counts_every_row() -> None:
     result = run_import(50)
     assert result.contacts == 50
     assert [column.header for column in import_table(result).columns][-1] == "peak RSS MB"
+
+
+UNLIMITED = 1e12  # creates per minute: the rate never binds
+
+
+def test_the_ideal_schedule_redials_each_line_the_instant_it_frees() -> None:
+    four_of_ten = ideal_makespan([10, 10, 10, 10], concurrency=2, per_minute=UNLIMITED)
+    assert four_of_ten == pytest.approx(20)
+    # the third call waits for the first free line; order is kept, not optimised
+    assert ideal_makespan([1, 1, 10], concurrency=2, per_minute=UNLIMITED) == pytest.approx(11)
+    # lines to spare: the create rate (one a second) is what spaces the calls
+    assert ideal_makespan([1, 1, 1], concurrency=10, per_minute=60) == pytest.approx(3)
+    assert ideal_makespan([], concurrency=3, per_minute=60) == 0
+
+
+@given(
+    st.lists(st.floats(min_value=0.1, max_value=1000), min_size=1, max_size=200),
+    st.integers(min_value=1, max_value=60),
+)
+def test_the_ideal_schedule_lies_between_the_bound_and_grahams_bound(
+    lengths: list[float], lines: int
+) -> None:
+    ideal = ideal_makespan(lengths, concurrency=lines, per_minute=UNLIMITED)
+    bound = max(sum(lengths) / lines, max(lengths))
+    assert bound - 1e-6 <= ideal <= sum(lengths) / lines + max(lengths) + 1e-6
