@@ -84,9 +84,10 @@ class SimStats:
     peak_window: int  # requests in the busiest simulated minute
     calls_created: int
     mean_call_s: float  # creation to end, simulated seconds, over every created call
-    #: the same calls, in the same order, each line re-dialled the instant it frees (at most
-    #: LIMIT_PER_MINUTE creates a minute): what no dialer that cannot foresee a call's length
-    #: can beat; the bound leaves out the tail of the calls still running after the last dial
+    #: the same calls, in the same order, each line re-dialled the instant it frees, creates
+    #: spaced evenly at LIMIT_PER_MINUTE: a dialer without delays that cannot foresee a call's
+    #: length (the bound leaves out the calls still running after the last dial; a dialer
+    #: that bursts its first creates can come in slightly under this)
     ideal_makespan_s: float
 
 

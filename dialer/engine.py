@@ -61,6 +61,9 @@ Clock = Callable[[], datetime]
 
 #: how many webhook-ended call ids are remembered to skip duplicate end reports cheaply
 ENDED_MEMORY = 10_000
+#: while every line is taken, the dispatcher re-counts them this often (in ticks) besides
+#: being woken by the ends it sees
+FULL_RECOUNT_TICKS = 5
 
 
 def utc_now() -> datetime:
@@ -198,6 +201,7 @@ class Engine:
         now = self.clock()
         held = {key for key, (until, _) in self._account_holds.items() if now < until}
         if held >= self.clients.keys():
+            self._full = False  # not counted: look again on the next tick
             return 0
         live = self.store.live_counts()
         capacity = self.settings.max_concurrent_calls - sum(live.values())
@@ -958,9 +962,9 @@ class Engine:
             self._wake.clear()
             await self.dispatch_once()
             if self._full:
-                # Our own calls wake us when they end; a line another daemon's call frees is
-                # that daemon's to fill, so counting the lines on every tick would buy nothing.
-                seconds = self.settings.reconcile_interval.total_seconds()
+                # The ends this daemon sees wake it; an end another daemon sees (its poll, its
+                # webhook) wakes that one, which may not serve the campaign that is due.
+                seconds = self.settings.tick * FULL_RECOUNT_TICKS
             else:
                 seconds = self._until(self.store.next_due_at())
             await _wait_any(stop, self._wake, seconds=seconds)

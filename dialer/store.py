@@ -1500,7 +1500,7 @@ def _transition_statement(
             _ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=_ATTEMPTS.c.dialing_at.type)
         )
     if campaign_active:
-        active = sa.select(CampaignRow.id).where(CampaignRow.state == "active")
+        active = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "active")
         conditions.append(_ATTEMPTS.c.campaign_id.in_(active))
     values = {name: sa.bindparam(f"_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
     return (
