@@ -19,6 +19,7 @@ from bench import (
     run_variant,
     variant_table,
 )
+from bench.floor import measure as measure_floor
 
 # Fast clock: 20 calls of ~100 simulated seconds, 10 at a time, take a few real seconds.
 PARAMS = BenchParams(contacts=20, concurrency=10, time_scale=200.0, timeout_real_s=120.0)
@@ -68,3 +69,9 @@ def test_the_ideal_schedule_lies_between_the_bound_and_grahams_bound(
     ideal = ideal_makespan(lengths, concurrency=lines, per_minute=UNLIMITED)
     bound = max(sum(lengths) / lines, max(lengths))
     assert bound - 1e-6 <= ideal <= sum(lengths) / lines + max(lengths) + 1e-6
+
+
+def test_the_floor_measures_a_calls_store_work_and_its_post() -> None:
+    floor = measure_floor(20)
+    assert floor.calls == 20
+    assert floor.transitions_ms > 0 and floor.post_ms > 0 and floor.live_counts_ms > 0
