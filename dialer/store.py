@@ -104,6 +104,8 @@ class AttemptRow(SQLModel, table=True):
         sa.Index("ix_attempts_state_due", "state", "due_at"),
         sa.Index("ix_attempts_state_poll", "state", "next_poll_at"),
         sa.Index("ix_attempts_phone_dialing", "phone", "dialing_at"),
+        # "has this run an attempt still to finish": a seek, not a walk over the run's attempts
+        sa.Index("ix_attempts_run_state", "run_id", "state"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -690,30 +692,24 @@ class Store:
 
     def finish_runs(self, *, now: datetime) -> list[int]:
         """Mark every open run whose attempts are all final as finished; return their ids."""
-        with self.session() as session:
-            open_runs = session.exec(select(RunRow).where(col(RunRow.finished_at).is_(None))).all()
-            finished: list[int] = []
-            for run in open_runs:
-                pending = session.exec(
-                    select(sa.func.count())
-                    .select_from(AttemptRow)
-                    .where(
-                        AttemptRow.run_id == run.id,
-                        col(AttemptRow.state).not_in([s.value for s in FINAL_STATES]),
-                    )
-                ).one()
-                if pending == 0:
-                    run.finished_at = now
-                    session.add(run)
+        finished: list[int] = []
+        with self._connection() as connection:
+            for run_id, campaign_id in connection.execute(_OPEN_RUNS).all():
+                if connection.execute(_RUN_HAS_PENDING, {"run_id": run_id}).scalar():
+                    continue
+                closed = connection.execute(
+                    _FINISH_RUN, {"run_id": run_id, "finished_at": now}
+                ).rowcount
+                if closed:  # not finished by another daemon in between: one event per run
                     self._event(
-                        session,
+                        connection,
                         at=now,
                         kind="run.finished",
-                        campaign_id=run.campaign_id,
-                        run_id=run.id,
+                        campaign_id=campaign_id,
+                        run_id=run_id,
                     )
-                    finished.append(_id(run.id))
-            return finished
+                    finished.append(run_id)
+        return finished
 
     def has_open_runs(self) -> bool:
         with self.session() as session:
@@ -1455,6 +1451,19 @@ _NEXT_DUE = (
     sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
     .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
     .where(*_PLANNED_AND_ACTIVE)
+)
+_RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
+_OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
+_RUN_HAS_PENDING = sa.select(
+    sa.exists().where(
+        _ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+        _state_in(set(AttemptState) - FINAL_STATES),
+    )
+)
+_FINISH_RUN = (
+    sa.update(_RUNS)
+    .where(_RUNS.c.id == sa.bindparam("run_id"), _RUNS.c.finished_at.is_(None))
+    .values(finished_at=sa.bindparam("finished_at", type_=_RUNS.c.finished_at.type))
 )
 _LIVE_COUNTS = (
     sa.select(_ATTEMPTS.c.campaign_id, sa.func.count())

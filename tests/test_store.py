@@ -97,6 +97,24 @@ def test_dialing_is_a_claim_only_one_worker_wins(store: Store) -> None:
     assert store.due_attempts(now=T0, limit=10) == []
 
 
+def test_a_run_finishes_once_when_its_last_attempt_is_final(store: Store) -> None:
+    cid = sync(store, 2)
+    run_id = store.create_run(cid, fire_time=T0, now=T0)
+    first, second = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(first.id, owner="a", body={}, now=T0)
+    store.mark_in_flight(first.id, call_id="call-1", now=T0, next_poll_at=T0)
+    store.record_outcome(first.id, result=result(), now=T0)
+    assert store.finish_runs(now=T0) == []  # the second attempt is still planned
+    store.begin_dialing(second.id, owner="a", body={}, now=T0)
+    store.mark_in_flight(second.id, call_id="call-2", now=T0, next_poll_at=T0)
+    assert store.finish_runs(now=T0) == []  # in flight
+    store.mark_unknown(second.id, now=T0, next_poll_at=T0, reason="stuck")
+    assert store.finish_runs(now=T0 + timedelta(minutes=1)) == [run_id]  # unknown is final
+    assert store.finish_runs(now=T0 + timedelta(minutes=2)) == []
+    assert [e.kind for e in store.events(kind="run.finished")] == ["run.finished"]
+    assert not store.has_open_runs()
+
+
 def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
     cid = sync(store, 1)
     store.create_run(cid, fire_time=T0, now=T0)
