@@ -2,8 +2,8 @@
 
 What every call must cost whatever the engine around it does: its three store transitions
 (``dialing`` with the request body and the audit evidence, ``in_flight``, ``ended`` with the
-outcome, each with its event) on a fresh SQLite file, and one ``POST`` through httpx to a
-loopback server that answers at once (in its own process, so its CPU is not counted). The
+outcome, each with its event) on a fresh SQLite file, and one ``POST`` through httpx to the
+bench's simulator (in its own process, so its CPU is not counted). The
 difference between these and the bench's "CPU ms / call" is what the loops, the logging, the
 policy check and the rest of the engine cost per call (bench/README.md).
 """
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 T0 = datetime(2026, 11, 25, 9, tzinfo=UTC)
 #: a request body and a call object of the size the bench's campaign produces
@@ -97,59 +96,43 @@ def store_floor(calls: int, workdir: Path) -> tuple[float, float]:
     return transitions, live_counts
 
 
-def _answering_server(conn: Connection) -> None:
-    """An HTTP/1.1 server that answers every request with VoiceDock's create answer."""
-    answer = b'{"success": true, "call_id": "call-1", "status": "queued"}'
-    reply = (
-        b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(answer), answer)
-    )
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        await reader.readexactly(int(value))
-                writer.write(reply)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        conn.send(server.sockets[0].getsockname()[1])
-        async with server:
-            await asyncio.to_thread(conn.recv)  # until the client is done
-
-    asyncio.run(serve())
-
-
-async def _posts(port: int, requests: int) -> float:
+async def _posts(base_url: str, requests: int, body: Mapping[str, Any]) -> float:
     import httpx
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+    from bench import KEY
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
         for _ in range(20):  # connection set up, caches warm
-            await client.post("/calls/outbound", json=BODY)
+            (await client.post("/calls/outbound", json=body)).raise_for_status()
         cpu0 = time.process_time()
         for _ in range(requests):
-            (await client.post("/calls/outbound", json=BODY)).json()
+            (await client.post("/calls/outbound", json=body)).json()
         return (time.process_time() - cpu0) / requests
 
 
 def post_floor(requests: int) -> float:
-    ctx = multiprocessing.get_context("spawn")
+    """POSTs to the bench's simulator in its own process, its clock (and limit) sped up so
+    far that no request waits or is refused."""
+    from bench import BenchParams, _simulator_process, _spawn, write_campaign
+    from dialer.campaign import load_campaign
+
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        campaign = load_campaign(write_campaign(Path(tmp), 1))
+        body = campaign.call_body(campaign.contacts[0])  # the bench campaign's own request
+    ctx = _spawn()
     parent, child = ctx.Pipe()
-    server = ctx.Process(target=_answering_server, args=(child,), daemon=True)
-    server.start()
+    simulator = ctx.Process(
+        target=_simulator_process, args=(child, BenchParams(time_scale=10_000.0), None)
+    )
+    simulator.start()
     try:
-        port = parent.recv()
-        return asyncio.run(_posts(port, requests))
+        base_url = parent.recv()
+        return asyncio.run(_posts(base_url, requests, body))
     finally:
         parent.send("done")
-        server.join(10)
+        parent.recv()  # its statistics: not needed here
+        simulator.join(30)
 
 
 def measure(calls: int) -> Floor:

@@ -14,13 +14,13 @@ event loop; a slow database shows up as loop latency, which the metrics make vis
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -30,6 +30,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState, can_transition, sources_of
 from dialer.errors import StoreError
+
+T = TypeVar("T")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -1308,38 +1310,47 @@ class Store:
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
         """The campaign's audit trail (every event of it and its attempts), streamed in order."""
-        last = 0
-        while True:
-            with self.session() as session:
-                rows = session.exec(
-                    select(EventRow)
-                    .where(EventRow.campaign_id == campaign_id, col(EventRow.id) > last)
-                    .order_by(col(EventRow.id))
-                    .limit(batch)
-                ).all()
-            if not rows:
-                return
-            yield from rows
-            last = _id(rows[-1].id)
+
+        def page(session: Session, after: int) -> Sequence[EventRow]:
+            return session.exec(
+                select(EventRow)
+                .where(EventRow.campaign_id == campaign_id, col(EventRow.id) > after)
+                .order_by(col(EventRow.id))
+                .limit(batch)
+            ).all()
+
+        return self._in_id_order(page, lambda event: _id(event.id))
 
     def iter_attempt_rows(
         self, campaign_id: int, *, batch: int = 1000
     ) -> Iterator[tuple[AttemptRow, ContactRow]]:
         """Every attempt of a campaign with its contact, streamed in id order (bounded memory)."""
-        last = 0
+
+        def page(session: Session, after: int) -> Sequence[tuple[AttemptRow, ContactRow]]:
+            rows = session.execute(
+                select(AttemptRow, ContactRow)
+                .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
+                .where(AttemptRow.campaign_id == campaign_id, col(AttemptRow.id) > after)
+                .order_by(col(AttemptRow.id))
+                .limit(batch)
+            ).all()
+            return [(attempt, contact) for attempt, contact in rows]
+
+        return self._in_id_order(page, lambda pair: _id(pair[0].id))
+
+    def _in_id_order(
+        self, page: Callable[[Session, int], Sequence[T]], id_of: Callable[[T], int]
+    ) -> Iterator[T]:
+        """Rows a page at a time, each page read in its own short transaction after the last
+        id seen (keyset paging: memory stays bounded and no transaction stays open between)."""
+        after = 0
         while True:
             with self.session() as session:
-                rows = session.execute(
-                    select(AttemptRow, ContactRow)
-                    .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
-                    .where(AttemptRow.campaign_id == campaign_id, col(AttemptRow.id) > last)
-                    .order_by(col(AttemptRow.id))
-                    .limit(batch)
-                ).all()
+                rows = page(session, after)
             if not rows:
                 return
-            yield from ((attempt, contact) for attempt, contact in rows)
-            last = _id(rows[-1][0].id)
+            yield from rows
+            after = id_of(rows[-1])
 
 
 def _audit(data: dict[str, Any], response_status: int | None) -> dict[str, Any]:
