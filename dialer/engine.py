@@ -51,7 +51,14 @@ from dialer.policy.polling import PollPlan, next_poll_at
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import decide_retry, may_retry, next_attempt_at
 from dialer.policy.timezones import ZoneResolution, resolve_zone
-from dialer.store import AttemptView, CallResult, ContactRecord, Store, TransitionRefused
+from dialer.store import (
+    AttemptView,
+    CallResult,
+    ContactRecord,
+    Retry,
+    Store,
+    TransitionRefused,
+)
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
 
@@ -651,7 +658,15 @@ class Engine:
         now = self.clock()
         if call.terminal:
             outcome = classify(call.raw, self.settings.outcome_rules)
-            recorded = self.store.record_outcome(attempt.id, result=_result(call, outcome), now=now)
+            # Decided before the write, so the retry is written with the outcome (see Retry).
+            retry = (
+                self._retry_after(attempt, outcome, call.ended_at or now)
+                if attempt.state is AttemptState.IN_FLIGHT
+                else None
+            )
+            recorded = self.store.record_outcome(
+                attempt.id, result=_result(call, outcome), now=now, retry=retry
+            )
             if recorded:
                 self.stats["ended"] += 1
                 log.info(
@@ -661,8 +676,6 @@ class Engine:
                     outcome=outcome.value,
                     late=attempt.state is AttemptState.UNKNOWN,
                 )
-                if attempt.state is AttemptState.IN_FLIGHT:
-                    self._plan_retry(attempt, outcome, call.ended_at or now)
                 self._after_final(attempt)
             return
         dialed = attempt.dialing_at or now
@@ -751,14 +764,18 @@ class Engine:
         now = self.clock()
         self.store.reschedule_poll(attempt.id, next_poll_at=now + delay, now=now)
 
-    def _plan_retry(self, attempt: AttemptView, outcome: Outcome, ended_at: datetime) -> None:
+    def _retry_after(
+        self, attempt: AttemptView, outcome: Outcome, ended_at: datetime
+    ) -> Retry | None:
+        """The retry this outcome earns under the campaign's rules, or None."""
         campaign = self.campaigns.get(attempt.campaign_name)
         if campaign is None or not may_retry(
             campaign.retry, outcome=outcome, attempts_made=attempt.attempt_no
         ):
-            return
+            return None
         history = self.store.attempt_history(attempt.run_id, attempt.contact_id)
-        same = sum(1 for a in history if a.outcome == outcome.value) or 1
+        # the attempt being recorded is not ended yet in the store: it counts as the same outcome
+        same = 1 + sum(1 for a in history if a.id != attempt.id and a.outcome == outcome.value)
         decision = decide_retry(
             campaign.retry,
             outcome=outcome,
@@ -768,23 +785,16 @@ class Engine:
             rng=self._rng,
         )
         if not decision.retry or decision.not_before is None:
-            return
+            return None
         _, deadline = _bounds(campaign, attempt)
         zone = self._zone(campaign, attempt)
         if zone is None:
-            return
-        due = next_attempt_at(decision, campaign.window, zone, deadline)
-        now = self.clock()
-        if due is None:
-            self.store.add_event(
-                at=now,
-                kind="retry.expired",
-                campaign_id=attempt.campaign_id,
-                attempt_id=attempt.id,
-                outcome=outcome.value,
-            )
-            return
-        self.store.plan_retry(attempt, due_at=due, reason=f"retry:{outcome.value}", now=now)
+            return None
+        return Retry(
+            after=attempt,
+            outcome=outcome.value,
+            due_at=next_attempt_at(decision, campaign.window, zone, deadline),
+        )
 
     def _after_final(self, attempt: AttemptView) -> None:
         self._runs_dirty = True

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -233,6 +234,21 @@ class CallResult:
     analysis_result: dict[str, Any] | None
     messages: list[dict[str, Any]] | None
     raw: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retry:
+    """The attempt an outcome leads to, written in the same transaction as the outcome.
+
+    One transaction, so no moment exists (for a crash, or another daemon's ``finish_runs``)
+    where the outcome is recorded and the retry it earned is not. ``due_at`` None: the policy
+    would retry but the contact's deadline leaves no allowed moment (a ``retry.expired`` event
+    instead of an attempt).
+    """
+
+    after: AttemptView
+    outcome: str
+    due_at: datetime | None
 
 
 class TransitionRefused(StoreError):
@@ -1180,32 +1196,82 @@ class Store:
                 )
         return {c for c in found if c is not None}
 
-    def record_outcome(self, attempt_id: int, *, result: CallResult, now: datetime) -> bool:
-        """in_flight | unknown -> ended, with every outcome field. False on a duplicate."""
+    def record_outcome(
+        self, attempt_id: int, *, result: CallResult, now: datetime, retry: Retry | None = None
+    ) -> bool:
+        """in_flight | unknown -> ended, with every outcome field and the ``retry`` it leads to,
+        in one transaction. False on a duplicate (then no retry is written either)."""
+        assert retry is None or retry.after.id == attempt_id, (retry, attempt_id)
         try:
-            self._move(
-                attempt_id,
-                AttemptState.ENDED,
-                now=now,
-                kind="attempt.ended",
-                expect=[AttemptState.IN_FLIGHT, AttemptState.UNKNOWN],
-                call_status=result.call_status,
-                outcome=result.outcome,
-                error=result.error,
-                end_reason=result.end_reason,
-                started_at=result.started_at,
-                ended_at=result.ended_at,
-                duration_seconds=result.duration_seconds,
-                summary=result.summary,
-                analysis_result=_jsonable(result.analysis_result),
-                messages=_jsonable(result.messages),
-                raw=_jsonable(result.raw),
-                next_poll_at=None,
-                event_data={"outcome": result.outcome, "call_status": result.call_status},
-            )
+            with self._connection() as connection:
+                self._transition(
+                    connection,
+                    attempt_id,
+                    AttemptState.ENDED,
+                    now=now,
+                    kind="attempt.ended",
+                    expect=[AttemptState.IN_FLIGHT, AttemptState.UNKNOWN],
+                    call_status=result.call_status,
+                    outcome=result.outcome,
+                    error=result.error,
+                    end_reason=result.end_reason,
+                    started_at=result.started_at,
+                    ended_at=result.ended_at,
+                    duration_seconds=result.duration_seconds,
+                    summary=result.summary,
+                    analysis_result=_jsonable(result.analysis_result),
+                    messages=_jsonable(result.messages),
+                    raw=_jsonable(result.raw),
+                    next_poll_at=None,
+                    event_data={"outcome": result.outcome, "call_status": result.call_status},
+                )
+                if retry is not None:
+                    self._write_retry(connection, retry, now=now)
             return True
         except TransitionRefused:
             return False
+
+    def _write_retry(self, connection: sa.Connection, retry: Retry, *, now: datetime) -> None:
+        previous = retry.after
+        if retry.due_at is None:
+            self._event(
+                connection,
+                at=now,
+                kind="retry.expired",
+                campaign_id=previous.campaign_id,
+                attempt_id=previous.id,
+                outcome=retry.outcome,
+            )
+            return
+        reason = f"retry:{retry.outcome}"
+        # An attempt with that number already exists only if something else planned it: keep
+        # that one (DO NOTHING), rather than failing the outcome that is being recorded.
+        new_id = connection.execute(
+            _retry_insert(self.dialect),
+            {
+                "run_id": previous.run_id,
+                "campaign_id": previous.campaign_id,
+                "contact_id": previous.contact_id,
+                "phone": previous.phone,
+                "attempt_no": previous.attempt_no + 1,
+                "state": AttemptState.PLANNED.value,
+                "due_at": retry.due_at,
+                "reason": reason,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar()
+        if new_id is not None:
+            self._event(
+                connection,
+                at=now,
+                kind="attempt.retry_planned",
+                campaign_id=previous.campaign_id,
+                attempt_id=new_id,
+                previous_attempt_id=previous.id,
+                due_at=retry.due_at.isoformat(),
+                reason=reason,
+            )
 
     def mark_unknown(
         self, attempt_id: int, *, now: datetime, next_poll_at: datetime | None, reason: str
@@ -1222,42 +1288,6 @@ class Store:
             next_poll_at=next_poll_at,
             event_data={"reason": reason},
         )
-
-    def plan_retry(
-        self, previous: AttemptView, *, due_at: datetime, reason: str, now: datetime
-    ) -> int | None:
-        """A new planned attempt after ``previous`` (None if that retry already exists)."""
-        try:
-            with self.session() as session:
-                row = AttemptRow(
-                    run_id=previous.run_id,
-                    campaign_id=previous.campaign_id,
-                    contact_id=previous.contact_id,
-                    phone=previous.phone,
-                    attempt_no=previous.attempt_no + 1,
-                    state=AttemptState.PLANNED.value,
-                    due_at=due_at,
-                    reason=reason,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
-                session.flush()
-                self._event(
-                    session,
-                    at=now,
-                    kind="attempt.retry_planned",
-                    campaign_id=previous.campaign_id,
-                    attempt_id=row.id,
-                    previous_attempt_id=previous.id,
-                    due_at=due_at.isoformat(),
-                    reason=reason,
-                )
-                return _id(row.id)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                return None
-            raise
 
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
         with self.session() as session:
@@ -1495,6 +1525,20 @@ _RECORD_POLL = (
         updated_at=sa.bindparam("_updated_at", type_=_ATTEMPTS.c.updated_at.type),
     )
 )
+
+
+@cache
+def _retry_insert(dialect: str) -> sa.Insert:
+    """INSERT of a retry attempt, returning its id, or no row when that attempt number exists.
+
+    ON CONFLICT DO NOTHING rather than catching the IntegrityError: on PostgreSQL an error
+    aborts the whole transaction, and this one also holds the outcome it follows."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_ATTEMPTS)
+        .on_conflict_do_nothing(index_elements=["run_id", "contact_id", "attempt_no"])
+        .returning(_ATTEMPTS.c.id)
+    )
 
 
 @cache

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dialer.attempts import ALLOWED_TRANSITIONS, AttemptState
-from dialer.store import CallResult, ContactRecord, Store
+from dialer.store import AttemptRow, AttemptView, CallResult, ContactRecord, Retry, Store
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -188,14 +188,84 @@ def test_release_unplaced_and_retry(store: Store) -> None:
     assert again.id == due.id and again.reason == "rate_limited"
     store.begin_dialing(due.id, owner="a", body={}, now=T0)
     store.mark_in_flight(due.id, call_id="c", now=T0, next_poll_at=T0)
-    store.record_outcome(due.id, result=result(outcome="no_answer", call_status="failed"), now=T0)
-    retry = store.plan_retry(
-        store.attempt(due.id), due_at=T0 + timedelta(hours=2), reason="no_answer", now=T0
+    in_flight = store.attempt(due.id)
+    store.record_outcome(
+        due.id,
+        result=result(outcome="no_answer", call_status="failed"),
+        now=T0,
+        retry=Retry(after=in_flight, outcome="no_answer", due_at=T0 + timedelta(hours=2)),
     )
-    assert retry is not None
-    assert store.plan_retry(store.attempt(due.id), due_at=T0, reason="dup", now=T0) is None
-    assert store.attempt(retry).attempt_no == 2
+    (retry,) = store.due_attempts(now=T0 + timedelta(hours=2), limit=10)
+    assert (retry.attempt_no, retry.reason) == (2, "retry:no_answer")
     assert store.calls_since(due.phone, T0 - timedelta(days=7)) == [T0]
+
+
+def in_flight_attempt(store: Store) -> tuple[int, AttemptView]:
+    """One contact, one run, its attempt dialled and in flight."""
+    cid = sync(store, 1)
+    run_id = store.create_run(cid, fire_time=T0, now=T0)
+    assert run_id is not None
+    (due,) = store.due_attempts(now=T0, limit=10)
+    store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    store.mark_in_flight(due.id, call_id="c", now=T0, next_poll_at=T0)
+    return run_id, store.attempt(due.id)
+
+
+def test_an_outcome_and_its_retry_are_one_write(store: Store) -> None:
+    # No moment exists where the outcome is recorded and its retry is not: a run whose only
+    # attempt just ended with a retry to come is never seen as finished, by any daemon.
+    run_id, attempt = in_flight_attempt(store)
+    retry = Retry(after=attempt, outcome="busy", due_at=T0 + timedelta(minutes=10))
+    busy = result(outcome="busy", call_status="failed")
+    assert store.record_outcome(attempt.id, result=busy, now=T0, retry=retry)
+    assert store.finish_runs(now=T0) == []
+    # the same end seen again (a webhook after the list): neither the outcome nor the retry twice
+    assert not store.record_outcome(attempt.id, result=busy, now=T0, retry=retry)
+    history = store.attempt_history(run_id, attempt.contact_id)
+    assert [(a.attempt_no, a.state) for a in history] == [
+        (1, AttemptState.ENDED),
+        (2, AttemptState.PLANNED),
+    ]
+    assert len(store.events(kind="attempt.retry_planned")) == 1
+
+
+def test_a_retry_past_the_deadline_is_an_event_and_the_run_finishes(store: Store) -> None:
+    run_id, attempt = in_flight_attempt(store)
+    expired = Retry(after=attempt, outcome="no_answer", due_at=None)
+    assert store.record_outcome(
+        attempt.id, result=result(outcome="no_answer"), now=T0, retry=expired
+    )
+    assert [a.attempt_no for a in store.attempt_history(run_id, attempt.contact_id)] == [1]
+    (event,) = store.events(kind="retry.expired")
+    assert (event.attempt_id, event.data) == (attempt.id, {"outcome": "no_answer"})
+    assert store.finish_runs(now=T0) == [run_id]
+
+
+def test_a_retry_that_exists_already_does_not_fail_the_outcome(store: Store) -> None:
+    # On PostgreSQL a failed INSERT would abort the transaction that holds the outcome.
+    run_id, attempt = in_flight_attempt(store)
+    with store.session() as session:  # another writer got there first: attempt 2 exists
+        session.add(
+            AttemptRow(
+                run_id=run_id,
+                campaign_id=attempt.campaign_id,
+                contact_id=attempt.contact_id,
+                phone=attempt.phone,
+                attempt_no=2,
+                state=AttemptState.PLANNED.value,
+                due_at=T0 + timedelta(minutes=10),
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    later = Retry(after=attempt, outcome="busy", due_at=T0 + timedelta(hours=5))
+    assert store.record_outcome(attempt.id, result=result(outcome="busy"), now=T0, retry=later)
+    history = store.attempt_history(run_id, attempt.contact_id)
+    assert [(a.attempt_no, a.due_at) for a in history] == [
+        (1, T0),
+        (2, T0 + timedelta(minutes=10)),
+    ]
+    assert store.attempt(attempt.id).outcome == "busy"
 
 
 def test_aware_datetimes_round_trip(store: Store) -> None:
