@@ -811,14 +811,15 @@ class Engine:
         """
         now = self.clock()
         me = self.settings.worker_id
+        waiting_long = self.store.dialing_since(now - self.settings.create_timeout)
+        if not waiting_long:
+            return 0  # the usual case: every dial is younger than a create can take
         alive = self.store.live_workers(now=now, ttl=self.settings.worker_ttl) | {me}
         candidates = [
             a
-            for a in self.store.attempts(states=[AttemptState.DIALING])
+            for a in waiting_long
             # ours with no POST still waiting, or left behind by a daemon that died
             if ((a.owner == me and a.id not in self._dialing_now) or a.owner not in alive)
-            and a.dialing_at is not None
-            and now - a.dialing_at >= self.settings.create_timeout
             and self._client(a) is not None
         ]
         by_key: dict[str, list[AttemptView]] = defaultdict(list)

@@ -764,12 +764,16 @@ class Store:
         self, *, campaign_id: int | None = None, states: Iterable[AttemptState] | None = None
     ) -> list[AttemptView]:
         with self._connection() as connection:
-            query = _JOINED.order_by(col(AttemptRow.id))
-            if campaign_id is not None:
-                query = query.where(AttemptRow.campaign_id == campaign_id)
-            if states is not None:
-                query = query.where(col(AttemptRow.state).in_([s.value for s in states]))
-            return self._views(connection, query)
+            query = _attempts_query(
+                with_campaign=campaign_id is not None,
+                states=None if states is None else frozenset(states),
+            )
+            return self._views(connection, query, {"campaign_id": campaign_id})
+
+    def dialing_since(self, cutoff: datetime) -> list[AttemptView]:
+        """Attempts in `dialing` since ``cutoff`` or earlier: what reconciliation looks at."""
+        with self._connection() as connection:
+            return self._views(connection, _DIALING_SINCE, {"cutoff": cutoff})
 
     def due_attempts(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Planned attempts whose time has come, oldest first, of campaigns that are active."""
@@ -801,42 +805,20 @@ class Store:
         ``stragglers`` (while a list observes every call in flight): take only `unknown` calls
         and these attempts, so the listed calls keep their own next look.
         """
-        which = col(AttemptRow.state).in_(
-            [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
-        )
-        if stragglers is not None:
-            which = sa.or_(
-                AttemptRow.state == AttemptState.UNKNOWN.value,
-                sa.and_(
-                    AttemptRow.state == AttemptState.IN_FLIGHT.value,
-                    col(AttemptRow.id).in_(list(stragglers)),
-                ),
+        with self._connection() as connection:
+            ids = list(
+                connection.execute(
+                    _claim_query(
+                        stragglers=stragglers is not None,
+                        skip_locked=self.dialect == "postgresql",
+                    ),
+                    {"now": now, "limit": limit, "ids": list(stragglers or ())},
+                ).scalars()
             )
-        with self.session() as session:
-            ids_query = (
-                select(AttemptRow.id)
-                .where(
-                    which,
-                    col(AttemptRow.next_poll_at).is_not(None),
-                    col(AttemptRow.next_poll_at) <= now,
-                )
-                .order_by(col(AttemptRow.next_poll_at))
-                .limit(limit)
-            )
-            if self.dialect == "postgresql":
-                ids_query = ids_query.with_for_update(skip_locked=True)
-            ids = list(session.execute(ids_query).scalars().all())
             if not ids:
                 return []
-            session.execute(
-                sa.update(AttemptRow)
-                .where(col(AttemptRow.id).in_(ids))
-                .values(next_poll_at=now + lease)
-            )
-            return self._views(
-                session,
-                _JOINED.where(col(AttemptRow.id).in_(ids)).order_by(col(AttemptRow.id)),
-            )
+            connection.execute(_PUSH_POLLS, {"ids": ids, "until": now + lease})
+            return self._views(connection, _BY_IDS, {"ids": ids})
 
     # ----- the shared request budget
     def take_request_slot(
@@ -881,12 +863,8 @@ class Store:
                 session.add(row)
 
     def live_workers(self, *, now: datetime, ttl: timedelta) -> set[str]:
-        with self.session() as session:
-            return set(
-                session.execute(
-                    select(WorkerRow.id).where(col(WorkerRow.heartbeat_at) >= now - ttl)
-                ).scalars()
-            )
+        with self._connection() as connection:
+            return set(connection.execute(_LIVE_WORKERS, {"since": now - ttl}).scalars())
 
     def polls_due(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
@@ -905,27 +883,12 @@ class Store:
             return self._views(session, query)
 
     def next_poll_at(self) -> datetime | None:
-        with self.session() as session:
-            value = session.execute(
-                select(sa.func.min(AttemptRow.next_poll_at)).where(
-                    col(AttemptRow.state).in_(
-                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
-                    )
-                )
-            ).scalar()
-            return (
-                UTCDateTime().process_result_value(value, self._engine.dialect) if value else None
-            )
+        with self._connection() as connection:
+            return connection.execute(_NEXT_POLL).scalar()
 
     def count_attempts(self, *, states: Iterable[AttemptState]) -> int:
-        with self.session() as session:
-            return int(
-                session.exec(
-                    select(sa.func.count())
-                    .select_from(AttemptRow)
-                    .where(col(AttemptRow.state).in_([s.value for s in states]))
-                ).one()
-            )
+        with self._connection() as connection:
+            return int(connection.execute(_count_query(frozenset(states))).scalar_one())
 
     def calls_since(self, phone: str, since: datetime) -> list[datetime]:
         """When this number was dialled (any campaign) since ``since``: for frequency caps."""
@@ -1525,6 +1488,70 @@ _RECORD_POLL = (
         updated_at=sa.bindparam("_updated_at", type_=_ATTEMPTS.c.updated_at.type),
     )
 )
+
+_BY_IDS = _JOINED.where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
+    _ATTEMPTS.c.id
+)
+_DIALING_SINCE = _JOINED.where(
+    _ATTEMPTS.c.state == AttemptState.DIALING.value,
+    _ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=_ATTEMPTS.c.dialing_at.type),
+).order_by(_ATTEMPTS.c.id)
+_PUSH_POLLS = (
+    sa.update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(next_poll_at=sa.bindparam("until", type_=_ATTEMPTS.c.next_poll_at.type))
+)
+_NEXT_POLL = sa.select(
+    sa.func.min(_ATTEMPTS.c.next_poll_at, type_=_ATTEMPTS.c.next_poll_at.type)
+).where(_state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
+_WORKERS: sa.Table = WorkerRow.__table__  # type: ignore[assignment]
+_LIVE_WORKERS = sa.select(_WORKERS.c.id).where(
+    _WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=_WORKERS.c.heartbeat_at.type)
+)
+
+
+@cache
+def _count_query(states: frozenset[AttemptState]) -> sa.Select[tuple[int]]:
+    return sa.select(sa.func.count()).select_from(_ATTEMPTS).where(_state_in(states))
+
+
+@cache
+def _attempts_query(
+    *, with_campaign: bool, states: frozenset[AttemptState] | None
+) -> sa.Select[Any]:
+    query = _JOINED.order_by(_ATTEMPTS.c.id)
+    if with_campaign:
+        query = query.where(_ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    if states is not None:
+        query = query.where(_state_in(states))
+    return query
+
+
+@cache
+def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[tuple[int]]:
+    """The calls due a look, by next look. ``stragglers`` (while a list observes every call in
+    flight): only `unknown` calls and the in-flight attempts in the ``ids`` parameter."""
+    if stragglers:
+        which = sa.or_(
+            _ATTEMPTS.c.state == AttemptState.UNKNOWN.value,
+            sa.and_(
+                _ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
+                _ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+            ),
+        )
+    else:
+        which = _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
+    query = (
+        sa.select(_ATTEMPTS.c.id)
+        .where(
+            which,
+            _ATTEMPTS.c.next_poll_at.is_not(None),
+            _ATTEMPTS.c.next_poll_at <= sa.bindparam("now", type_=_ATTEMPTS.c.next_poll_at.type),
+        )
+        .order_by(_ATTEMPTS.c.next_poll_at)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    return query.with_for_update(skip_locked=True) if skip_locked else query
 
 
 @cache

@@ -89,6 +89,8 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_RETRY_AFTER_S = 1.0
 """A 429 with neither ``Retry-After`` nor ``X-RateLimit-Reset`` still pauses the key this long."""
 
+#: idle connections kept open per key (see VoiceDockClient.__init__)
+KEEPALIVE = 4
 _BODY_EXCERPT = 200  # characters of a non-JSON error body worth showing
 
 _SAFE_TO_REPEAT: tuple[type[ProviderError], ...] = (RateLimited, ServerError, TransportFailure)
@@ -370,6 +372,11 @@ class VoiceDockClient:
                 write=read_timeout_s,
                 pool=connect_timeout_s,
             ),
+            # A key's budget is under two requests a second: a few kept-alive connections carry
+            # it. httpcore checks every pooled connection (a poll(2) each) on every request, so
+            # the 20 idle ones httpx keeps by default after a burst of creates cost CPU on
+            # every request that follows.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=KEEPALIVE),
             transport=transport,
             follow_redirects=False,
         )
