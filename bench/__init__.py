@@ -285,6 +285,7 @@ async def _run_dialer(
     from dialer.cli import configure_logging, load_all
     from dialer.config import WebhookSettings, load_config
     from dialer.daemon import engine_settings, open_daemon, run_until_stopped, with_webhooks
+    from dialer.engine import EngineSettings
     from dialer.policy.polling import PollPlan
 
     # The budget keeps `requests_per_minute x budget_margin` requests in reserve and holds all
@@ -332,6 +333,8 @@ async def _run_dialer(
         reconcile_interval=timedelta(seconds=15) / s,
         stuck_after=config.dialer.stuck_after / s,
         poll_lease=timedelta(seconds=30) / s,
+        report_grace=WebhookSettings().report_grace / s,
+        send_recheck_after=EngineSettings().send_recheck_after / s,
     )
     cpu0 = time.process_time()
     t0 = time.monotonic()

@@ -347,6 +347,9 @@ class WebhookSettings(_Listener):
     secret_env: EnvName = "VOICEDOCK_WEBHOOK_SECRET"  # noqa: S105 - a variable's name, not a secret
     #: how often a list still looks for ends whose webhook never came (polling is the fallback)
     fallback_interval: Duration = timedelta(minutes=5)
+    #: after an `ended` status-update, how long the end-of-call-report may take before a GET
+    #: reads the call instead (the report carries the summary, transcript and analysis)
+    report_grace: Duration = timedelta(seconds=30)
 
     def secret(self) -> str:
         """The shared webhook secret, from the environment variable named by ``secret_env``."""

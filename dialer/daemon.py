@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -39,8 +40,11 @@ log = structlog.get_logger("dialer.daemon")
 
 
 def worker_id() -> str:
-    """A name for this process that other daemons and the audit log can tell apart."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A name for this process that other daemons and the audit log can tell apart.
+
+    Host and pid say where to look; the random part keeps two daemons apart that share both
+    (containers are all pid 1, often with one hostname), and a restart from its predecessor."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def engine_settings(
@@ -68,10 +72,12 @@ def engine_settings(
         suppressed=config.suppressed_numbers(),
         frequency_cap=config.frequency_cap(),
     )
-    if config.webhooks is not None and poll is None:
-        plan = values["poll"]
-        assert isinstance(plan, PollPlan)
-        values["poll"] = with_webhooks(plan, config.webhooks.fallback_interval)
+    if config.webhooks is not None:
+        values["report_grace"] = config.webhooks.report_grace
+        if poll is None:
+            plan = values["poll"]
+            assert isinstance(plan, PollPlan)
+            values["poll"] = with_webhooks(plan, config.webhooks.fallback_interval)
     values.update(overrides)
     return EngineSettings(**values)  # type: ignore[arg-type]
 

@@ -20,11 +20,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
-import socket
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +36,7 @@ from dialer.campaign import Campaign, Contact
 from dialer.errors import (
     AccountError,
     AmbiguousCreate,
+    CreateWithdrawn,
     InvalidRequest,
     NotFound,
     ProviderError,
@@ -89,6 +88,9 @@ class EngineSettings:
     late_result_horizon: timedelta = timedelta(hours=24)
     #: a dialing row older than this has no POST of ours still waiting for an answer
     create_timeout: timedelta = timedelta(seconds=30)
+    #: a create that waited longer than this for the budget is re-checked and re-stamped
+    #: before it is sent (see Engine._may_still_send)
+    send_recheck_after: timedelta = timedelta(seconds=5)
     reconcile_margin: timedelta = timedelta(minutes=2)
     reconcile_settle: timedelta = timedelta(seconds=30)
     reconcile_interval: timedelta = timedelta(seconds=15)
@@ -102,6 +104,9 @@ class EngineSettings:
     poll_lease: timedelta = timedelta(seconds=30)
     #: a daemon whose heartbeat is older than this is dead: its dialing rows get reconciled
     worker_ttl: timedelta = timedelta(seconds=30)
+    #: after a webhook's `ended` status-update, how long the end-of-call-report (the outcome's
+    #: data) may take before a GET reads the call instead
+    report_grace: timedelta = timedelta(seconds=30)
     tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
     idle_horizon: timedelta = timedelta(minutes=5)
     seed: int | None = None
@@ -153,6 +158,8 @@ class Engine:
         self._missing_from_list: set[int] = set()
         #: call ids whose end a webhook already brought (oldest first), to skip duplicates
         self._ended_by_webhook: dict[str, None] = {}
+        #: call id -> by when: an `ended` status-update came, its report has not (yet)
+        self._awaiting_report: dict[str, datetime] = {}
         #: an attempt became final since finish_runs last looked (or it never looked)
         self._runs_dirty = True
         self._last_finish_runs: datetime | None = None
@@ -267,7 +274,9 @@ class Engine:
                     await pacer.acquire()
                 live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
                 self._dialing_now.add(attempt.id)
-                task = asyncio.create_task(self._dial(attempt, body), name=f"dial-{attempt.id}")
+                task = asyncio.create_task(
+                    self._dial(attempt, body, dialed_at=now), name=f"dial-{attempt.id}"
+                )
                 self._dial_tasks.add(task)
                 task.add_done_callback(self._dial_tasks.discard)
                 started += 1
@@ -420,26 +429,50 @@ class Engine:
             "dialer.attempt.deferred", attempt_id=attempt.id, reason=reason, until=until.isoformat()
         )
 
-    async def _dial(self, attempt: AttemptView, body: Mapping[str, Any]) -> None:
+    async def _dial(
+        self, attempt: AttemptView, body: Mapping[str, Any], *, dialed_at: datetime
+    ) -> None:
+        """Send the create of an attempt this daemon moved to `dialing` at ``dialed_at``.
+
+        Every write that follows is pinned to that dial (``dialed_at``), so a row another
+        daemon took over meanwhile is never overwritten with this POST's answer.
+        """
         placed = False  # a placed call keeps its line: nothing new for the dispatcher
+
+        def before_send() -> bool:
+            nonlocal dialed_at
+            sending = self._may_still_send(attempt, dialed_at)
+            if sending is not None:
+                dialed_at = sending
+            return sending is not None
+
         try:
             try:
-                created = await self.clients[attempt.api_key_name].create_call(body)
-            except AmbiguousCreate as exc:
-                self.store.note_ambiguous(
-                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
+                created = await self.clients[attempt.api_key_name].create_call(
+                    body, before_send=before_send
                 )
-                self.stats["ambiguous"] += 1
-                log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+            except CreateWithdrawn:
+                self.stats["withdrawn"] = self.stats.get("withdrawn", 0) + 1
+                return
+            except AmbiguousCreate as exc:
+                self._note_ambiguous(attempt, exc, dialed_at)
                 return
             except RateLimited as exc:
                 self._release(
-                    attempt, "rate_limited", delay=timedelta(seconds=exc.retry_after), exc=exc
+                    attempt,
+                    "rate_limited",
+                    delay=timedelta(seconds=exc.retry_after),
+                    exc=exc,
+                    dialed_at=dialed_at,
                 )
                 return
             except TransportFailure as exc:
                 self._release(
-                    attempt, "unreachable", delay=self.settings.account_recheck / 4, exc=exc
+                    attempt,
+                    "unreachable",
+                    delay=self.settings.account_recheck / 4,
+                    exc=exc,
+                    dialed_at=dialed_at,
                 )
                 return
             except AccountError as exc:
@@ -449,6 +482,7 @@ class Engine:
                     f"account:{type(exc).__name__}",
                     delay=self.settings.account_recheck,
                     exc=exc,
+                    dialed_at=dialed_at,
                 )
                 return
             except NotFound as exc:
@@ -459,34 +493,50 @@ class Engine:
                 )
                 log.error("dialer.campaign.held", campaign=attempt.campaign_name, error=str(exc))
                 self._release(
-                    attempt, "campaign_config", delay=self.settings.account_recheck, exc=exc
+                    attempt,
+                    "campaign_config",
+                    delay=self.settings.account_recheck,
+                    exc=exc,
+                    dialed_at=dialed_at,
                 )
                 return
             except InvalidRequest as exc:
-                self.store.mark_create_failed(
-                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
-                )
-                log.warning("dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc))
+                with self._unless_taken_over(attempt, "create_failed"):
+                    self.store.mark_create_failed(
+                        attempt.id,
+                        error=str(exc),
+                        now=self.clock(),
+                        dialed_at=dialed_at,
+                        response_status=exc.status_code,
+                    )
+                    log.warning(
+                        "dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc)
+                    )
                 self._after_final(attempt)
                 return
             except ProviderError as exc:
                 # Anything else (an unreadable 2xx, say) leaves us unsure whether a call
                 # exists: treat it as ambiguous, so reconciliation decides, never a re-dial.
-                self.store.note_ambiguous(
-                    attempt.id, error=str(exc), now=self.clock(), response_status=exc.status_code
-                )
-                self.stats["ambiguous"] += 1
-                log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+                self._note_ambiguous(attempt, exc, dialed_at)
                 return
             now = self.clock()
             self._account_clear(attempt.api_key_name)
-            self.store.mark_in_flight(
-                attempt.id,
-                call_id=created.call_id,
-                now=now,
-                next_poll_at=next_poll_at(self.settings.poll, status=None, now=now, dialed_at=now),
-                response_status=created.http_status,
-            )
+            try:
+                self.store.mark_in_flight(
+                    attempt.id,
+                    call_id=created.call_id,
+                    now=now,
+                    next_poll_at=next_poll_at(
+                        self.settings.poll, status=None, now=now, dialed_at=now
+                    ),
+                    dialed_at=dialed_at,
+                    response_status=created.http_status,
+                )
+            except TransitionRefused:
+                # Someone resolved the attempt while our POST was out, which the re-stamp before
+                # sending should make impossible. The call exists: keep its id on record.
+                self._orphaned(attempt, created.call_id)
+                return
             self.stats["created"] += 1
             log.info(
                 "dialer.call.created",
@@ -500,19 +550,101 @@ class Engine:
             if not placed:  # released, failed or ambiguous: the dispatcher may act again
                 self._wake.set()
 
+    def _may_still_send(self, attempt: AttemptView, dialed_at: datetime) -> datetime | None:
+        """Asked just before a create goes out: the dial's new time, or None to withdraw it.
+
+        A create that waited long for the budget (a 429 pause, another daemon's share) is
+        looked at again: the window may have shut, the deadline passed or the number been
+        suppressed; and its row is re-stamped, which fails if a reconciler took it over.
+        """
+        now = self.clock()
+        if now - dialed_at < self.settings.send_recheck_after:
+            return dialed_at
+        campaign = self.campaigns.get(attempt.campaign_name)
+        lapsed = "campaign_gone" if campaign is None else self._lapsed(campaign, attempt, now)
+        if lapsed is None and self.store.confirm_sending(attempt.id, dialed_at=dialed_at, now=now):
+            return now
+        try:
+            # Back to planned: the dispatcher applies every rule anew (defers, closes).
+            self.store.release_unplaced(
+                attempt.id,
+                due_at=now,
+                reason=f"withdrawn:{lapsed or 'campaign_inactive'}",
+                now=now,
+                dialed_at=dialed_at,
+            )
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return None
+        log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
+        return None
+
+    def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
+        """Which rule that allowed a queued dial no longer holds now, if any."""
+        if attempt.phone in self.settings.suppressed or attempt.phone in campaign.suppressed:
+            return "dnc"
+        _, deadline = _bounds(campaign, attempt)
+        if deadline is not None and now >= deadline:
+            return "deadline"
+        zone = self._zone(campaign, attempt)
+        if zone is None or not campaign.window.allows(now, zone):
+            return "window"
+        return None
+
+    @contextlib.contextmanager
+    def _unless_taken_over(self, attempt: AttemptView, stage: str) -> Iterator[None]:
+        """A pinned write refused: another daemon resolved this dial first; theirs stands."""
+        try:
+            yield
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage=stage)
+
+    def _note_ambiguous(
+        self, attempt: AttemptView, exc: ProviderError, dialed_at: datetime
+    ) -> None:
+        with self._unless_taken_over(attempt, "ambiguous"):
+            self.store.note_ambiguous(
+                attempt.id,
+                error=str(exc),
+                now=self.clock(),
+                dialed_at=dialed_at,
+                response_status=exc.status_code,
+            )
+            self.stats["ambiguous"] += 1
+            log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+
+    def _orphaned(self, attempt: AttemptView, call_id: str) -> None:
+        self.stats["orphaned"] = self.stats.get("orphaned", 0) + 1
+        log.error("dialer.call.orphaned", attempt_id=attempt.id, call_id=call_id)
+        self.store.add_event(
+            at=self.clock(),
+            kind="call.orphaned",
+            campaign_id=attempt.campaign_id,
+            attempt_id=attempt.id,
+            call_id=call_id,
+        )
+
     def _release(
-        self, attempt: AttemptView, reason: str, *, delay: timedelta, exc: ProviderError
+        self,
+        attempt: AttemptView,
+        reason: str,
+        *,
+        delay: timedelta,
+        exc: ProviderError,
+        dialed_at: datetime,
     ) -> None:
         """The POST was answered (or never sent) so that we KNOW no call exists."""
         now = self.clock()
-        self.store.release_unplaced(
-            attempt.id,
-            due_at=now + delay,
-            reason=reason,
-            now=now,
-            response_status=exc.status_code,
-        )
-        self.stats["released"] += 1
+        with self._unless_taken_over(attempt, reason):
+            self.store.release_unplaced(
+                attempt.id,
+                due_at=now + delay,
+                reason=reason,
+                now=now,
+                dialed_at=dialed_at,
+                response_status=exc.status_code,
+            )
+            self.stats["released"] += 1
 
     def _hold_account(self, key_name: str, exc: AccountError) -> None:
         now = self.clock()
@@ -560,11 +692,11 @@ class Engine:
         """
         now = self.clock()
         plan = self.settings.poll
+        observed = await self._follow_unreported(now) if self._awaiting_report else 0
         if self._next_list is not None and now < self._next_list:
             # Listing: nothing is looked at (nor read from the store) between two lists.
-            return 0
+            return observed
         in_flight = self.store.count_attempts(states=[AttemptState.IN_FLIGHT])
-        observed = 0
         if in_flight >= plan.list_threshold:
             self._next_list = now + plan.list_interval
             observed += await self._follow_by_list(now)
@@ -581,6 +713,21 @@ class Engine:
         if due:
             await asyncio.gather(*(self._follow(attempt) for attempt in due))
         return observed + len(due)
+
+    async def _follow_unreported(self, now: datetime) -> int:
+        """GET the calls whose `ended` status-update came but whose report did not in time."""
+        overdue = [call_id for call_id, by in self._awaiting_report.items() if by <= now]
+        for call_id in overdue:
+            del self._awaiting_report[call_id]
+        followed = [
+            attempt
+            for call_id in overdue
+            if (attempt := self.store.attempt_by_call_id(call_id)) is not None
+            and attempt.state in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN)
+        ]
+        if followed:
+            await asyncio.gather(*(self._follow(attempt) for attempt in followed))
+        return len(followed)
 
     async def _follow_by_list(self, now: datetime) -> int:
         """One list (all pages) per API key covers every call that key has in flight."""
@@ -680,16 +827,18 @@ class Engine:
             return
         dialed = attempt.dialing_at or now
         if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= self.settings.stuck_after:
-            self.store.mark_unknown(
-                attempt.id,
-                now=now,
-                next_poll_at=now + self.settings.poll.late,
-                reason=f"still {call.status} after {self.settings.stuck_after}",
-            )
-            self.stats["unknown"] += 1
-            log.warning(
-                "dialer.call.stuck", attempt_id=attempt.id, call_id=call.id, status=call.status
-            )
+            # Another daemon may have seen the end (or given up) after our read: it stands.
+            with self._unless_taken_over(attempt, "stuck"):
+                self.store.mark_unknown(
+                    attempt.id,
+                    now=now,
+                    next_poll_at=now + self.settings.poll.late,
+                    reason=f"still {call.status} after {self.settings.stuck_after}",
+                )
+                self.stats["unknown"] += 1
+                log.warning(
+                    "dialer.call.stuck", attempt_id=attempt.id, call_id=call.id, status=call.status
+                )
             self._after_final(attempt)
             return
         unchanged = call.status == attempt.call_status
@@ -715,13 +864,25 @@ class Engine:
         )
 
     async def on_webhook(self, event: WebhookEvent) -> None:
-        """A verified webhook: record a terminal call at once (no GET spent), or push back the
-        next look at a call that is known to be talking. Polling remains the fallback."""
+        """A verified webhook: record an ended call from its end-of-call-report (no GET spent),
+        or push back the next look at a call that is known to be talking. Polling remains the
+        fallback.
+
+        An `ended` status-update is not the outcome: the report that follows carries the
+        duration, summary, transcript and analysis, and a voicemail is told apart by them. It
+        only starts a grace period after which a GET reads the call if no report came.
+        """
+        if event.call_id and event.call_id in self._ended_by_webhook:
+            return  # its end is recorded: a duplicate, or the status-update after the report
         talking = event.call.get("status") == "in-progress"
         if not event.terminal and not (talking and self._next_list is None):
             return  # nothing to do with it: while listing, the list looks at the call anyway
-        if event.terminal and event.call_id and event.call_id in self._ended_by_webhook:
-            return  # the same end again (VoiceDock sends it as status-update and as report)
+        if event.awaits_report:
+            if event.call_id:
+                self._awaiting_report.setdefault(
+                    event.call_id, self.clock() + self.settings.report_grace
+                )
+            return
         attempt = self.store.attempt_by_call_id(event.call_id) if event.call_id else None
         if attempt is None and event.attempt_id is not None:
             with contextlib.suppress(StoreError):
@@ -735,6 +896,7 @@ class Engine:
             self.observe_call(attempt, Call.from_api(event.call))
             self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
             if event.call_id:
+                self._awaiting_report.pop(event.call_id, None)
                 self._ended_by_webhook[event.call_id] = None
             if len(self._ended_by_webhook) > ENDED_MEMORY:
                 del self._ended_by_webhook[next(iter(self._ended_by_webhook))]
@@ -749,13 +911,14 @@ class Engine:
         now = self.clock()
         dialed = attempt.dialing_at or now
         if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= self.settings.stuck_after:
-            self.store.mark_unknown(
-                attempt.id,
-                now=now,
-                next_poll_at=now + self.settings.poll.late,
-                reason="call id not found",
-            )
-            self.stats["unknown"] += 1
+            with self._unless_taken_over(attempt, "not_found"):
+                self.store.mark_unknown(
+                    attempt.id,
+                    now=now,
+                    next_poll_at=now + self.settings.poll.late,
+                    reason="call id not found",
+                )
+                self.stats["unknown"] += 1
             self._after_final(attempt)
         else:
             self._push_poll(attempt, self.settings.poll.ringing)
@@ -853,8 +1016,12 @@ class Engine:
         resolved = 0
         for attempt in sorted(candidates, key=lambda a: a.dialing_at or now):
             match = self._match(attempt, calls, adopted_ids)
+            # The POST went out at most send_recheck_after after dialing_at (else it was
+            # re-stamped), and its answer came within create_timeout of that, or never.
             settled = now - attempt.dialing_at >= (  # type: ignore[operator]
-                self.settings.create_timeout + self.settings.reconcile_settle
+                self.settings.send_recheck_after
+                + self.settings.create_timeout
+                + self.settings.reconcile_settle
             )
             if match is None and not settled:
                 continue
@@ -939,20 +1106,25 @@ class Engine:
     ) -> None:
         """Run the loops until ``stop`` is set (or, with ``until_idle``, until idle).
 
-        Three named side tasks (dispatch, follow, housekeeping) share the stop event; if one
-        dies the others are stopped and its exception is raised (a daemon never limps on with
-        a dead loop).
+        Four named side tasks (heartbeat, dispatch, follow, housekeeping) share the stop
+        event; if one dies the others are stopped and its exception is raised (a daemon never
+        limps on with a dead loop). A stop does not wait for a loop held by the budget (a
+        429's pause): the loops are cancelled, and only POSTs already sent are drained.
         """
         loops = [
+            asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat"),
             asyncio.create_task(self._dispatch_loop(stop), name="dispatch"),
             asyncio.create_task(self._follow_loop(stop), name="follow"),
             asyncio.create_task(
                 self._housekeeping_loop(stop, until_idle, on_tick), name="housekeeping"
             ),
         ]
+        stopped = asyncio.create_task(stop.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait([*loops, stopped], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                if task is stopped:
+                    continue
                 if task.exception() is not None:
                     log.error(
                         "dialer.engine.loop_died",
@@ -963,9 +1135,9 @@ class Engine:
                     raise task.exception()  # type: ignore[misc]
         finally:
             stop.set()
-            for task in loops:
+            for task in [*loops, stopped]:
                 task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*loops, stopped, return_exceptions=True)
             await self.drain()
 
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
@@ -989,12 +1161,8 @@ class Engine:
     async def _housekeeping_loop(
         self, stop: asyncio.Event, until_idle: bool, on_tick: Callable[[], None] | None
     ) -> None:
-        last_beat: datetime | None = None
         while not stop.is_set():
             now = self.clock()
-            if last_beat is None or now - last_beat >= self.settings.worker_ttl / 3:
-                self.store.heartbeat(self.settings.worker_id, now=now)
-                last_beat = now
             if (
                 self._last_reconcile is None
                 or now - self._last_reconcile >= self.settings.reconcile_interval
@@ -1018,6 +1186,18 @@ class Engine:
                 return
             await _wait_any(stop, seconds=self.settings.tick)
 
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """Tell the other daemons we are alive, in a loop of its own that never waits on the
+        network: a heartbeat behind a budget wait (a long 429 pause) would have them take our
+        queued dials for dead ones and reconcile them."""
+        last_beat: datetime | None = None
+        while not stop.is_set():
+            now = self.clock()
+            if last_beat is None or now - last_beat >= self.settings.worker_ttl / 3:
+                self.store.heartbeat(self.settings.worker_id, now=now)
+                last_beat = now
+            await _wait_any(stop, seconds=self.settings.tick)
+
     def _until(self, when: datetime | None) -> float:
         """Seconds to sleep before ``when`` (never longer than a tick, never busy-looping)."""
         if when is None:
@@ -1037,29 +1217,6 @@ def _bounds(campaign: Campaign, attempt: AttemptView) -> tuple[datetime | None, 
         call_at=contact.call_at, appointment_at=contact.appointment_at, deadline=contact.deadline
     )
     return timing_bounds(timing, call_before=campaign.call_before, expires_at=campaign.expires_at)
-
-
-def _process_gone(worker: str) -> bool:
-    """A worker id names host and pid: on this host, a vanished pid is a dead daemon now,
-    without waiting for its heartbeat to go stale (a restart after a crash resumes at once)."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) != os.getpid() and _is_zombie(int(pid))
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def _destinations(raw: Mapping[str, Any], fields: Sequence[str]) -> set[str]:

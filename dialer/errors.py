@@ -118,6 +118,11 @@ class AmbiguousCreate(ProviderError):
     connection. Never re-send; reconcile against ``GET /calls`` first."""
 
 
+class CreateWithdrawn(DialerError):
+    """The caller withdrew a create after its budget slot came and before it was sent:
+    nothing went out. Not a ProviderError, so no retry and no ambiguity applies."""
+
+
 class StoreError(DialerError):
     """The database failed or refused an operation."""
 

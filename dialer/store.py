@@ -1004,6 +1004,30 @@ class Store:
         except TransitionRefused:
             return False
 
+    def confirm_sending(self, attempt_id: int, *, dialed_at: datetime, now: datetime) -> bool:
+        """Re-stamp a dial whose POST waited for the budget, right before it is sent.
+
+        Pinned to ``dialed_at`` and to an active campaign: False when the attempt was released
+        or taken over meanwhile (a reconciler read its wait as a dead POST) or its campaign was
+        paused, and then nothing may be sent. The new ``dialing_at`` is when the POST really
+        goes out, which is what reconciliation's settle delay is measured from.
+        """
+        try:
+            self._move(
+                attempt_id,
+                AttemptState.DIALING,
+                now=now,
+                kind="attempt.sending",
+                expect=[AttemptState.DIALING],
+                dialing_at=now,
+                dialed_at=dialed_at,
+                campaign_active=True,
+                event_data={"queued_s": round((now - dialed_at).total_seconds(), 3)},
+            )
+            return True
+        except TransitionRefused:
+            return False
+
     def mark_in_flight(
         self,
         attempt_id: int,
@@ -1028,7 +1052,13 @@ class Store:
         )
 
     def mark_create_failed(
-        self, attempt_id: int, *, error: str, now: datetime, response_status: int | None = None
+        self,
+        attempt_id: int,
+        *,
+        error: str,
+        now: datetime,
+        dialed_at: datetime | None = None,
+        response_status: int | None = None,
     ) -> None:
         """The POST was refused definitively: no call exists."""
         self._move(
@@ -1040,6 +1070,7 @@ class Store:
             error=error[:2000],
             outcome="failed_permanent",
             event_data=_audit({"error": error[:500]}, response_status),
+            dialed_at=dialed_at,
         )
 
     def release_unplaced(
@@ -1068,7 +1099,13 @@ class Store:
         )
 
     def note_ambiguous(
-        self, attempt_id: int, *, error: str, now: datetime, response_status: int | None = None
+        self,
+        attempt_id: int,
+        *,
+        error: str,
+        now: datetime,
+        dialed_at: datetime | None = None,
+        response_status: int | None = None,
     ) -> None:
         """The POST may have placed a call: stay in dialing until reconciliation decides."""
         self._move(
@@ -1080,6 +1117,7 @@ class Store:
             reason="ambiguous_create",
             error=error[:2000],
             event_data=_audit({"error": error[:500]}, response_status),
+            dialed_at=dialed_at,
         )
 
     def defer(
@@ -1134,11 +1172,16 @@ class Store:
             )
 
     def reschedule_poll(self, attempt_id: int, *, next_poll_at: datetime, now: datetime) -> None:
-        """Look again later without having learnt anything (a failed or refused GET)."""
+        """Look again later without having learnt anything (a failed or refused GET).
+
+        An attempt that ended meanwhile (another daemon's look) keeps its NULL next poll."""
         with self.session() as session:
             session.execute(
                 sa.update(AttemptRow)
-                .where(col(AttemptRow.id) == attempt_id)
+                .where(
+                    col(AttemptRow.id) == attempt_id,
+                    _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+                )
                 .values(next_poll_at=next_poll_at, updated_at=now)
             )
 

@@ -38,7 +38,7 @@ import math
 import time
 import traceback
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -65,6 +65,7 @@ from tenacity import (
 
 from dialer.errors import (
     AmbiguousCreate,
+    CreateWithdrawn,
     InsufficientCredits,
     InvalidRequest,
     NotFound,
@@ -399,8 +400,14 @@ class VoiceDockClient:
         return self._budget
 
     # ------------------------------------------------------------------ endpoints
-    async def create_call(self, body: Mapping[str, Any]) -> CreatedCall:
+    async def create_call(
+        self, body: Mapping[str, Any], *, before_send: Callable[[], bool] | None = None
+    ) -> CreatedCall:
         """``POST /calls/outbound``; re-sent only when VoiceDock cannot have acted on it.
+
+        ``before_send`` is asked after each budget wait, just before the bytes go out; False
+        withdraws the create (CreateWithdrawn, nothing sent). A wait can be long (a 429 pause),
+        and what allowed the dial when it was queued may no longer hold by then.
 
         Raises AmbiguousCreate when it may have acted (5xx, timeout after sending, dropped
         connection, 2xx without ``call_id``); RateLimited / TransportFailure once the safe
@@ -413,6 +420,7 @@ class VoiceDockClient:
             retry_on=(RateLimited, TransportFailure),
             body=dict(body),
             timeouts=self._create_timeout,
+            before_send=before_send,
         )
         try:
             data = response.json()
@@ -513,6 +521,7 @@ class VoiceDockClient:
         body: Any = None,
         timeouts: httpx.Timeout | None = None,
         call_id: str | None = None,
+        before_send: Callable[[], bool] | None = None,
     ) -> httpx.Response:
         """A 2xx response, sending again on the failures in ``retry_on`` (and only those)."""
         retrying = AsyncRetrying(
@@ -531,6 +540,7 @@ class VoiceDockClient:
                     body=body,
                     timeouts=timeouts,
                     call_id=call_id,
+                    before_send=before_send,
                 )
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
@@ -552,9 +562,12 @@ class VoiceDockClient:
         body: Any = None,
         timeouts: httpx.Timeout | None = None,
         call_id: str | None = None,
+        before_send: Callable[[], bool] | None = None,
     ) -> httpx.Response:
         """One request: a budget slot, the exchange, a log line, a count; non-2xx raises."""
         await self._budget.acquire(route.priority)
+        if before_send is not None and not before_send():
+            raise CreateWithdrawn(f"{route.method} {route.template} withdrawn before sending")
         started = time.perf_counter()
         status: int | str = "error"
         error: str | None = None

@@ -76,6 +76,12 @@ class WebhookEvent:
     terminal: bool
     call: dict[str, Any]
 
+    @property
+    def awaits_report(self) -> bool:
+        """An `ended` status-update: the end-of-call-report with the call's data follows it
+        (§8); an `ended-with-error` one carries its error and may have no report."""
+        return self.kind == "status-update" and self.terminal and self.call["status"] == "ended"
+
 
 def parse_event(payload: Mapping[str, Any]) -> WebhookEvent:
     message = payload.get("message")

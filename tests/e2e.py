@@ -115,6 +115,8 @@ def fast_settings(config: Config, scale: float, **overrides: object) -> EngineSe
         reconcile_interval=timedelta(seconds=0.2),
         create_timeout=timedelta(seconds=1),
         reconcile_settle=timedelta(seconds=1),
+        send_recheck_after=timedelta(seconds=0.5),
+        report_grace=timedelta(seconds=30) / scale,
         idle_horizon=timedelta(minutes=5),
     )
     values.update(overrides)

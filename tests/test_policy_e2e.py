@@ -51,6 +51,7 @@ from dialer.ratelimit import RequestBudget
 from dialer.simulator import CreatedRecord, Simulator, SimulatorConfig
 from dialer.store import AttemptRow, EventRow, Store
 from dialer.voicedock import VoiceDockClient
+from tests.clock import FakeClock
 from tests.e2e import ASSISTANT, KEY, write_config
 
 T0 = datetime(2027, 6, 5, 12, 0, tzinfo=UTC)  # a Saturday
@@ -114,28 +115,6 @@ busy = {{ after = "30m", max = 2 }}
 [assistant_override]
 first_message = "Hello {{{{ name }}}}, a reminder from the clinic."
 """
-
-
-class FakeTime:
-    """One simulated instant for every clock in the world; it moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return (self.now - self.start).total_seconds()
-
-    def unix(self) -> float:
-        return self.now.timestamp()
-
-    async def sleep(self, seconds: float) -> None:
-        # The budget's dispatcher is the only sleeper: jumping over its wait keeps time consistent.
-        await asyncio.sleep(0)
-        self.now += timedelta(seconds=max(seconds, 0.0))
 
 
 @dataclass(frozen=True)
@@ -217,7 +196,7 @@ async def run_world(folder: Path) -> World:
         extra='suppression_files = ["dnc.txt"]\nmax_calls_per_contact = { count = 2, days = 1 }',
     )
     campaign = load_campaign(folder / "policy.toml")
-    fake = FakeTime(T0)
+    fake = FakeClock(T0)
     sim = Simulator(
         SimulatorConfig(
             api_key=KEY,

@@ -70,7 +70,7 @@ async def test_three_daemons_one_killed(tmp_path: Path, pg_url: str) -> None:
         assert config.source is not None
         daemons = [await start_dialer(config.source) for _ in range(3)]
         victim = daemons[0]
-        victim_id = f"{socket.gethostname()}:{victim.pid}"
+        victim_prefix = f"{socket.gethostname()}:{victim.pid}:"  # then a random part
         async with asyncio.timeout(60):
             while len(simulator.created) < 150:  # noqa: ASYNC110 - no event exists for it
                 await asyncio.sleep(0.05)  # watching the simulator's record, not an outcome
@@ -88,7 +88,7 @@ async def test_three_daemons_one_killed(tmp_path: Path, pg_url: str) -> None:
         assert all_final(store, "e2e")
         with store.session() as session:
             rows = list(session.exec(select(AttemptRow)).all())
-    victims = [r for r in rows if r.owner == victim_id]
+    victims = [r for r in rows if r.owner and r.owner.startswith(victim_prefix)]
     print(
         f"\nthree daemons: {len(phones)} contacts, {len(created)} calls, peak {peak} requests "
         f"per simulated minute (limit {LIMIT}), 429s {simulator.count_status(429)}, "

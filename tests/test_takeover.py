@@ -1,0 +1,417 @@
+"""A dial that waits for the request budget (a 429's pause) while other daemons look at it.
+
+One fake time drives the engines, the simulator and the budgets; a budget paused by
+``pause_for`` holds its create until the test moves time past the pause, so each test can act
+(as another daemon would) while the POST is queued. Double dials are judged from the
+simulator's record of creates, never from our own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from dialer.attempts import AttemptState
+from dialer.campaign import Campaign, load_campaign
+from dialer.config import Config
+from dialer.daemon import engine_settings, worker_id
+from dialer.engine import Engine
+from dialer.policy.polling import PollPlan
+from dialer.ratelimit import RequestBudget
+from dialer.simulator import Simulator, SimulatorConfig
+from dialer.store import AttemptView, Store
+from dialer.voicedock import Call, VoiceDockClient
+from dialer.webhooks import parse_event
+from tests.clock import FakeClock, eventually
+from tests.e2e import ASSISTANT, KEY, nl_numbers, write_campaign, write_config
+
+T0 = datetime(2027, 3, 1, 8, 30, tzinfo=UTC)  # a Monday, 09:30 in Amsterdam
+PHONE = nl_numbers(1)[0]
+RETRY_AFTER_S = 600.0  # a long 429 pause: far beyond every timeout of the engine
+CREATE_TIMEOUT = timedelta(seconds=30)
+SETTLE = timedelta(seconds=30)
+RECHECK = timedelta(seconds=5)
+
+
+@dataclass
+class World:
+    """One campaign of one contact, a store, a fake time and whatever answers the API."""
+
+    config: Config
+    campaign: Campaign
+    store: Store
+    clock: FakeClock
+    transport: httpx.AsyncBaseTransport
+    stack: contextlib.AsyncExitStack
+    engines: list[Engine] = field(default_factory=list)
+
+    def budget(self) -> RequestBudget:
+        return RequestBudget(
+            100_000,
+            margin=0.0,
+            clock=self.clock.monotonic,
+            wall_clock=self.clock.unix,
+            sleep=self.clock.sleep,
+        )
+
+    async def engine(self, worker: str, budget: RequestBudget | None = None) -> Engine:
+        client = await self.stack.enter_async_context(
+            VoiceDockClient(
+                base_url=self.config.voicedock.base_url,
+                api_key=KEY,
+                budget=budget or self.budget(),
+                transport=self.transport,
+                backoff_base_s=0,
+            )
+        )
+        engine = Engine(
+            store=self.store,
+            clients={"default": client},
+            campaigns=[self.campaign],
+            settings=engine_settings(
+                self.config,
+                poll=PollPlan(),
+                worker_id=worker,
+                create_timeout=CREATE_TIMEOUT,
+                reconcile_settle=SETTLE,
+                send_recheck_after=RECHECK,
+                worker_ttl=timedelta(seconds=30),
+                tick=0.01,
+            ),
+            clock=self.clock,
+        )
+        engine.sync_campaigns()
+        self.engines.append(engine)
+        return engine
+
+    def attempt(self) -> AttemptView:
+        (attempt,) = self.store.attempts()
+        return attempt
+
+
+@contextlib.asynccontextmanager
+async def world(
+    tmp_path: Path,
+    transport: httpx.AsyncBaseTransport,
+    clock: FakeClock,
+    *,
+    window: str | None = None,
+) -> AsyncIterator[World]:
+    campaign = load_campaign(
+        write_campaign(tmp_path, [PHONE], **({"window": window} if window else {}))
+    )
+    config = write_config(tmp_path, db_url=f"sqlite:///{tmp_path}/dialer.db")
+    with Store(config.database_url) as store:
+        store.create_schema()
+        async with contextlib.AsyncExitStack() as stack:
+            w = World(
+                config=config,
+                campaign=campaign,
+                store=store,
+                clock=clock,
+                transport=transport,
+                stack=stack,
+            )
+            try:
+                yield w
+            finally:
+                for engine in w.engines:
+                    await engine.drain(grace_s=0)
+
+
+def simulator(clock: FakeClock) -> Simulator:
+    return Simulator(
+        SimulatorConfig(api_key=KEY, requests_per_minute=100_000, seed=3),
+        clock=clock.monotonic,
+        wall_clock=clock,
+    )
+
+
+def held_budget(w: World) -> RequestBudget:
+    budget = w.budget()
+    budget.pause_for(RETRY_AFTER_S)  # as a 429 with this Retry-After would
+    return budget
+
+
+# ---------------------------------------------------------------------------- withdrawn creates
+async def test_a_create_queued_past_a_takeover_is_withdrawn_not_sent(tmp_path: Path) -> None:
+    """Daemon A's create waits out a 429 pause; meanwhile daemon B takes A for dead,
+    reconciles the dial as absent and dials the contact itself. A's POST must never go out."""
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        b = await w.engine("b")
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await eventually(lambda: a_budget.waiting() == 1)  # the create is queued, unsent
+
+        clock.advance(CREATE_TIMEOUT + SETTLE + RECHECK + timedelta(seconds=1))
+        assert await b.reconcile_once() == 1  # nothing listed: released for a new dial
+        assert await b.dispatch_once() == 1
+        await b.drain()
+        taken = w.attempt()
+        assert (taken.state, taken.owner) == (AttemptState.IN_FLIGHT, "b")
+
+        clock.advance(timedelta(seconds=RETRY_AFTER_S))  # A's pause ends; its slot comes
+        await a.drain()
+        assert a.stats.get("withdrawn") == 1
+        assert [r.destination for r in sim.created] == [PHONE]  # one call, B's
+        after = w.attempt()
+        assert (after.state, after.call_id, after.owner) == (
+            AttemptState.IN_FLIGHT,
+            taken.call_id,
+            "b",
+        )
+
+
+async def test_a_create_that_waited_past_the_window_is_withdrawn_and_deferred(
+    tmp_path: Path,
+) -> None:
+    """The window was open when the dial was queued and is shut when its slot comes: nothing
+    is sent, and the contact waits for the next opening (non-negotiable 3)."""
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    closes_soon = (
+        '[window]\ndays = ["mon-sun"]\nhours = ["09:00-09:35"]\nmin_time_before_close = "0s"\n'
+    )
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock, window=closes_soon) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1  # 09:30 local: open
+        await eventually(lambda: a_budget.waiting() == 1)
+
+        clock.advance(timedelta(seconds=RETRY_AFTER_S))  # 09:40 local: shut
+        await a.drain()
+        assert sim.created == []
+        released = w.attempt()
+        assert (released.state, released.reason) == (AttemptState.PLANNED, "withdrawn:window")
+
+        assert await a.dispatch_once() == 0  # the usual rules now defer it
+        deferred = w.attempt()
+        tomorrow_nine = datetime(2027, 3, 2, 9, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+        assert (deferred.reason, deferred.due_at) == ("window", tomorrow_nine)
+
+
+async def test_a_short_budget_wait_sends_without_a_recheck(tmp_path: Path) -> None:
+    """The re-check costs a write, so it is only made after a wait worth one."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a = await w.engine("a")
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await a.drain()
+        assert [r.destination for r in sim.created] == [PHONE]
+        assert w.store.events(kind="attempt.sending") == []
+        assert w.attempt().state is AttemptState.IN_FLIGHT
+
+
+# ---------------------------------------------------------------------------- settle delay
+class LateListing:
+    """VoiceDock as an ambiguous create sees it: the POST answers 504 although the call was
+    made, and the call shows up in ``GET /calls`` only once ``visible`` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.visible = False
+        self.posts: list[datetime] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.posts.append(self.clock.now)
+            return httpx.Response(504, json={"error": "gateway timeout"})
+        assert request.url.path.endswith("/calls"), request.url
+        calls = [self.call()] if self.visible and self.posts else []
+        return httpx.Response(
+            200, json={"calls": calls, "pagination": {"total": len(calls), "offset": 0}}
+        )
+
+    def call(self) -> dict[str, object]:
+        return {
+            "id": "call-late-1",
+            "status": "connecting",
+            "caller_phone": PHONE,
+            "agent_id": ASSISTANT,
+            "created_at": self.posts[0].isoformat(),
+        }
+
+
+async def test_the_settle_delay_counts_from_the_send_not_from_the_queueing(
+    tmp_path: Path,
+) -> None:
+    """An ambiguous create that waited in the budget: reconciliation gives VoiceDock its settle
+    delay from when the POST went out, so a call listed late is adopted, not dialled again."""
+    clock = FakeClock(T0, autojump=False)
+    api = LateListing(clock)
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await eventually(lambda: a_budget.waiting() == 1)
+        clock.advance(timedelta(seconds=RETRY_AFTER_S))
+        await a.drain()
+        sent_at = T0 + timedelta(seconds=RETRY_AFTER_S)
+        assert api.posts == [sent_at]
+        (sending,) = w.store.events(kind="attempt.sending")
+        assert sending.data["queued_s"] == RETRY_AFTER_S
+        ambiguous = w.attempt()
+        assert (ambiguous.state, ambiguous.reason) == (AttemptState.DIALING, "ambiguous_create")
+        assert ambiguous.dialing_at == sent_at
+
+        # Long past the settle delay counted from the queueing, within it from the send.
+        clock.advance(CREATE_TIMEOUT + SETTLE)
+        assert await a.reconcile_once() == 0
+        assert w.attempt().state is AttemptState.DIALING
+
+        api.visible = True  # VoiceDock's list caught up
+        clock.advance(RECHECK)
+        assert await a.reconcile_once() == 1
+        adopted = w.attempt()
+        assert (adopted.state, adopted.call_id) == (AttemptState.IN_FLIGHT, "call-late-1")
+        assert len(api.posts) == 1
+
+
+# ---------------------------------------------------------------------------- heartbeat
+async def test_the_heartbeat_goes_on_while_every_request_is_held(tmp_path: Path) -> None:
+    """A daemon whose requests all wait out a 429 pause is alive: its heartbeat must not wait
+    behind them, or another daemon would reconcile its queued dials as dead ones."""
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        assert a.fire("e2e", T0) is not None
+        # A dial of ours from before a restart: reconciliation lists calls, which waits.
+        (planned,) = w.store.due_attempts(now=T0, limit=1)
+        assert w.store.begin_dialing(planned.id, owner="a", body={}, now=T0 - timedelta(hours=1))
+
+        stop = asyncio.Event()
+        running = asyncio.create_task(a.run(stop))
+        try:
+            await eventually(lambda: a_budget.waiting() == 1)  # the reconcile's list waits
+            ttl = timedelta(seconds=30)
+            for _ in range(3):
+                clock.advance(ttl)
+                await eventually(lambda: "a" in w.store.live_workers(now=clock.now, ttl=ttl))
+            assert a_budget.waiting() == 1  # still held: nothing was sent meanwhile
+            assert sim.created == []
+        finally:
+            stop.set()
+            await running
+
+
+# ---------------------------------------------------------------------------- webhooks
+def webhook(kind: str, call_id: str, **fields: object) -> dict[str, object]:
+    return {
+        "message": {
+            "type": kind,
+            "call": {"id": call_id, "type": "outbound_phone_call", "status": "ended"},
+            "customer": {"number": PHONE},
+            "assistant": {"metadata": {}},
+            **fields,
+        }
+    }
+
+
+REPORT = {
+    "end_reason": "customer-ended-call",
+    "duration_seconds": 61,
+    "summary": "Confirmed the appointment.",
+    "analysis": {"successEvaluation": "true"},
+    "messages": [{"role": "assistant", "content": "Hello"}],
+}
+
+
+async def placed_call(w: World) -> tuple[Engine, str]:
+    engine = await w.engine("a")
+    assert engine.fire("e2e", T0) is not None
+    assert await engine.dispatch_once() == 1
+    await engine.drain()
+    call_id = w.attempt().call_id
+    assert call_id is not None
+    return engine, call_id
+
+
+async def test_the_outcome_comes_from_the_report_not_from_the_ended_status_update(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        requests = len(sim.request_log)
+
+        ended = parse_event(webhook("status-update", call_id, status="ended"))
+        await engine.on_webhook(ended)
+        assert w.attempt().state is AttemptState.IN_FLIGHT  # the report is on its way
+
+        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+        recorded = w.attempt()
+        assert recorded.state is AttemptState.ENDED
+        assert (recorded.duration_seconds, recorded.summary) == (61, REPORT["summary"])
+
+        await engine.on_webhook(ended)  # a late duplicate of the status-update
+        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+        clock.advance(timedelta(minutes=5))
+        await engine.follow_once()
+        assert len(sim.request_log) == requests  # not one request spent on the call's end
+        assert len(w.store.events(kind="attempt.ended")) == 1
+
+
+async def test_an_ended_call_whose_report_never_comes_is_read_after_the_grace(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        clock.advance(timedelta(hours=1))  # the simulated call is over
+        attempt = w.attempt()
+        w.store.reschedule_poll(
+            attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now
+        )
+
+        await engine.on_webhook(parse_event(webhook("status-update", call_id, status="ended")))
+        await engine.follow_once()
+        assert w.attempt().state is AttemptState.IN_FLIGHT  # within the grace: no GET yet
+
+        clock.advance(engine.settings.report_grace)
+        await engine.follow_once()
+        recorded = w.attempt()
+        assert recorded.state is AttemptState.ENDED
+        assert recorded.outcome is not None and recorded.call_status in ("ended", "failed")
+        gets = [r for r in sim.request_log if r.method == "GET" and call_id in r.path]
+        assert len(gets) == 1
+
+
+# ---------------------------------------------------------------------------- stale views
+async def test_a_stale_view_of_an_ended_call_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """Another daemon recorded the end after this one read the attempt: giving up on the
+    call as stuck must leave that outcome alone, not raise out of the follow loop."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        stale = w.attempt()
+        engine.observe_call(stale, Call.from_api({"id": call_id, "status": "ended"}))
+        assert w.attempt().state is AttemptState.ENDED
+
+        clock.advance(engine.settings.stuck_after)
+        engine.observe_call(stale, Call.from_api({"id": call_id, "status": "in-progress"}))
+        assert w.attempt().state is AttemptState.ENDED
+        assert w.store.events(kind="attempt.unknown") == []
+
+
+def test_worker_ids_differ_even_for_one_host_and_pid() -> None:
+    assert worker_id() != worker_id()
