@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import math
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -57,6 +58,7 @@ from dialer.tomlsource import (
     dotted,
     read_bytes,
     reason,
+    unreadable_record,
 )
 
 __all__ = [
@@ -894,7 +896,11 @@ class _Loader:
         backoff = base.backoff if base else 1.0
         if "backoff" in table:
             value = table["backoff"]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 1 <= value < math.inf  # NaN compares False both ways
+            ):
                 self.bad(
                     (*path, "backoff"),
                     f"{_shown(value)} is not a factor >= 1",
@@ -995,7 +1001,11 @@ class _Loader:
         # Excel in much of Europe writes ";" (the comma is the decimal separator there)
         delimiter = max((",", ";", "\t"), key=header_line.count)
         feed = _LineFeed(data, len(_BOM) if data.startswith(_BOM) else 0)
-        reader = csv.reader(feed, delimiter=delimiter)
+        # strict: a quote left open must be an error, never a field that swallows the rows
+        # after it (and pastes them into one contact's variables). A cell may span lines (a
+        # CRM's notes); a stray quote that swallows rows ends at a quote strict mode refuses,
+        # at the end of the file, or in a row with the wrong number of fields.
+        reader = csv.reader(feed, delimiter=delimiter, strict=True)
         csv_accepted = "a header row naming the columns, with a phone column: phone,name,…"
         try:
             header = next(reader, None)
@@ -1112,16 +1122,10 @@ class _Loader:
                         values[column] = cell
                 yield _RawContact(file=path, line=line, values=values, path=None, span=span)
         except csv.Error as exc:
-            self.problems.append(
-                Problem(
-                    file=path,
-                    field="row",
-                    line=reader.line_num,
-                    message=f"unreadable CSV: {exc}",
-                    accepted=csv_accepted,
-                )
-            )
-        if not rows:
+            # the record being read began after the last one read whole
+            self.problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
+        # rows refused above are reported already: "only a header" would be wrong about them
+        if not rows and not any(p.file == path and p.field == "row" for p in self.problems):
             self.problems.append(
                 Problem(
                     file=path,

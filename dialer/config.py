@@ -464,6 +464,20 @@ def _from_env(name: str, field: str, what: str, *, file: Path | str = "environme
                 )
             ]
         )
+    odd = next((i for i, c in enumerate(value) if not "!" <= c <= "~"), None)
+    if odd is not None:
+        # Never the value itself: it is a secret. An HTTP client would put it in its error.
+        raise ConfigError(
+            [
+                Problem(
+                    file=file,
+                    field=field,
+                    message=f"environment variable {name} has a space, line break or non-ASCII "
+                    f"character (at position {odd + 1}); it must hold {what} alone",
+                    accepted=f"export {name}=... with the value exactly as issued",
+                )
+            ]
+        )
     return value
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dialer import phones
 from dialer.errors import Problem
-from dialer.tomlsource import decode_utf8, read_bytes
+from dialer.tomlsource import decode_utf8, quote_runs_on, read_bytes, unreadable_record
 
 __all__ = ["read_suppression_file", "read_suppression_files"]
 
@@ -52,8 +52,12 @@ def read_suppression_file(
 def _read_csv(
     path: Path, text: str, default_region: str | None
 ) -> tuple[frozenset[str], list[Problem]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    # strict, and one record per line: an open quote must not swallow the entries after it
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        return frozenset(), [unreadable_record(path, 1, reader.line_num, exc)]
     columns = [h.strip().lower() for h in header or []]
     if "phone" not in columns:
         return frozenset(), [
@@ -70,12 +74,18 @@ def _read_csv(
     numbers: set[str] = set()
     problems: list[Problem] = []
     last = reader.line_num
-    for row in reader:
-        lineno, last = last + 1, reader.line_num
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        cell = row[column] if column < len(row) else ""
-        _add(numbers, problems, cell, path=path, lineno=lineno, region=default_region)
+    try:
+        for row in reader:
+            lineno, last = last + 1, reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if last > lineno:
+                problems.append(quote_runs_on(path, lineno, last))
+                continue
+            cell = row[column] if column < len(row) else ""
+            _add(numbers, problems, cell, path=path, lineno=lineno, region=default_region)
+    except csv.Error as exc:
+        problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
     return frozenset(numbers), problems
 
 

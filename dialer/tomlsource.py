@@ -13,7 +13,8 @@ key and array element::
 :meth:`TomlSource.line` falls back to the nearest enclosing element it knows, so a problem deep
 inside a value still points at the right neighbourhood.
 
-Shared by the config file and the campaign files; CSV files only need :func:`decode_utf8`.
+Shared by the config file and the campaign files; CSV files only need :func:`decode_utf8` and
+the two problems of a broken CSV record below.
 """
 
 from __future__ import annotations
@@ -87,6 +88,34 @@ def decode_utf8(data: bytes, path: Path) -> str | Problem:
             accepted="UTF-8 text; re-save the file as 'UTF-8' (e.g. 'CSV UTF-8' in Excel)",
         )
     return text.removeprefix("\ufeff")
+
+
+CSV_QUOTING = (
+    "a field holding the separator, a line break or a quote mark is quoted, with its quote "
+    'marks doubled: "Jan ""JJ"" Smit"'
+)
+
+
+def quote_runs_on(path: Path, line: int, last: int) -> Problem:
+    """A CSV record across several lines: in a do-not-call list, a quote left open, which
+    would swallow the entries after it into one field (and call those people)."""
+    return Problem(
+        file=path,
+        field="row",
+        line=line,
+        message=f"a quoted field opened on this line runs on to line {last}: a stray '\"'?",
+        accepted="one entry per line; " + CSV_QUOTING,
+    )
+
+
+def unreadable_record(path: Path, line: int, reached: int, exc: Exception) -> Problem:
+    """csv.reader (strict) gave up on the record that starts on ``line``."""
+    if str(exc) == "unexpected end of data":
+        message = "a quoted field opened on this line is never closed: a stray '\"'?"
+    else:
+        where = f" (read on to line {reached})" if reached > line else ""
+        message = f"unreadable CSV: {exc}{where}"
+    return Problem(file=path, field="row", line=line, message=message, accepted=CSV_QUOTING)
 
 
 @dataclass

@@ -346,6 +346,9 @@ class VoiceDockClient:
     ) -> None:
         if not api_key.strip():
             raise ValueError("api_key is empty")
+        if not all("!" <= c <= "~" for c in api_key):
+            # httpx would refuse the header later with the key in its message
+            raise ValueError("api_key has a character an HTTP header cannot carry")
         if get_retries < 0:
             raise ValueError(f"get_retries must be >= 0, not {get_retries}")
         if backoff_base_s < 0 or backoff_max_s < 0:

@@ -308,6 +308,24 @@ def test_webhook_secret_comes_from_the_environment(
     assert config.webhooks.secret() == "s3cret"
 
 
+@pytest.mark.parametrize(
+    "value", ["fl_live_SECRET1\nfl_live_SECRET2", "fl_live SECRET", "fl_live_SECRÉT"]
+)
+def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """httpx would refuse the header later, with the whole key in its error message (and so
+    in the logs and the attempt's stored error)."""
+    config = load_config(write(tmp_path, '[voicedock]\napi_key_env = "CLINIC_KEY"\n'))
+    monkeypatch.setenv("CLINIC_KEY", value)
+    with pytest.raises(ConfigError) as info:
+        config.api_key()
+    (problem,) = info.value.problems
+    assert problem.field == "voicedock.api_key_env"
+    assert "CLINIC_KEY" in problem.message
+    assert "SECR" not in str(info.value)
+
+
 def test_a_key_pasted_into_the_file_is_refused_and_never_repeated(tmp_path: Path) -> None:
     path = write(
         tmp_path,

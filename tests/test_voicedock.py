@@ -655,6 +655,14 @@ async def test_one_log_line_and_one_count_per_request(server: Server) -> None:
     assert lines[1]["error"] == "ConnectError"
 
 
+@pytest.mark.parametrize("key", ["sk_one\nsk_two", "sk one", "sk_é", "sk_\x00"])
+def test_a_key_no_header_can_carry_is_refused_before_any_request(key: str) -> None:
+    # httpx would raise on the first request, with the whole header value in its message
+    with pytest.raises(ValueError, match="cannot carry") as info:
+        VoiceDockClient(base_url="http://sim/api/v1", api_key=key, budget=RequestBudget(100))
+    assert "sk" not in str(info.value)
+
+
 async def test_the_api_key_appears_nowhere_we_print(server: Server) -> None:
     echo = {"error": "Invalid API key", "message": f"key {KEY} is revoked"}
     get = CALL_PATH
