@@ -647,6 +647,7 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
                     not_before=not_before,
                     deadline=deadline,
                     zone=resolution.zone,
+                    also=resolution.also,
                 )
             )
     forecasts = forecast(

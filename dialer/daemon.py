@@ -152,18 +152,18 @@ async def open_daemon(
                         create_timeout_s=config.voicedock.create_timeout.total_seconds(),
                     )
                 )
-            log.info(
-                "dialer.daemon.started",
-                worker=worker_id(),
-                database=store.dialect,
-                keys=sorted(clients),
-            )
             engine = Engine(
                 store=store,
                 clients=clients,
                 campaigns=campaigns,
                 settings=settings or engine_settings(config),
                 clock=clock,
+            )
+            log.info(
+                "dialer.daemon.started",
+                worker=engine.settings.worker_id,  # as attempts.owner and the workers table
+                database=store.dialect,
+                keys=sorted(clients),
             )
             engine.sync_campaigns()
             scheduler = _schedule(engine, store, campaigns)

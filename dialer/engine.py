@@ -117,6 +117,8 @@ class Permit:
     """What allowed a dial now: the contact's zone, its reminder bounds and its recent calls."""
 
     zone: ZoneInfo
+    #: further zones the contact may be in, where the window was open too
+    also: tuple[ZoneInfo, ...]
     not_before: datetime | None
     deadline: datetime | None
     #: calls to the number within the frequency cap's period (0 without a cap)
@@ -146,6 +148,8 @@ class Engine:
         self._pacers: dict[str, AsyncLimiter] = {}
         self._dialing_now: set[int] = set()
         self._dial_tasks: set[asyncio.Task[None]] = set()
+        #: dial tasks whose POST has not gone out yet (waiting for the budget)
+        self._unsent: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         #: API key name -> (held until, what is wrong): a 401/402 stops that key's creates only
         self._account_holds: dict[str, tuple[datetime, str]] = {}
@@ -158,8 +162,10 @@ class Engine:
         self._missing_from_list: set[int] = set()
         #: call ids whose end a webhook already brought (oldest first), to skip duplicates
         self._ended_by_webhook: dict[str, None] = {}
-        #: call id -> by when: an `ended` status-update came, its report has not (yet)
-        self._awaiting_report: dict[str, datetime] = {}
+        #: call id -> (by when, attempt id): an end came without its report (yet)
+        self._awaiting_report: dict[str, tuple[datetime, int | None]] = {}
+        #: call ids a webhook said were answered (oldest first): their end has a report
+        self._answered: dict[str, None] = {}
         #: an attempt became final since finish_runs last looked (or it never looked)
         self._runs_dirty = True
         self._last_finish_runs: datetime | None = None
@@ -278,7 +284,9 @@ class Engine:
                     self._dial(attempt, body, dialed_at=now), name=f"dial-{attempt.id}"
                 )
                 self._dial_tasks.add(task)
+                self._unsent.add(task)
                 task.add_done_callback(self._dial_tasks.discard)
+                task.add_done_callback(self._unsent.discard)
                 started += 1
             if len(batch) < page or not moved:
                 break  # nothing more is due, or what is due waits on holds and caps
@@ -300,9 +308,6 @@ class Engine:
             unknown_policy=campaign.unknown_timezone,
         )
 
-    def _zone(self, campaign: Campaign, attempt: AttemptView) -> ZoneInfo | None:
-        return self._resolution(campaign, attempt).zone
-
     def _evidence(
         self,
         campaign: Campaign,
@@ -318,6 +323,8 @@ class Engine:
             "rule": "window",
             "window": campaign.window.describe(),
             "zone": str(zone),
+            # a number that may be in several zones: the window was open in each of them
+            **({"also_open_in": [str(z) for z in permit.also]} if permit.also else {}),
             "local_time": now.astimezone(zone).isoformat(),
             "attempt_no": attempt.attempt_no,
             "max_attempts": campaign.retry.max_attempts,
@@ -365,8 +372,19 @@ class Engine:
             self._close(attempt, AttemptState.SKIPPED, reason, now)
             return None
         start = max(now, not_before) if not_before is not None else now
-        if not campaign.window.allows(start, resolution.zone):
-            opens = campaign.window.next_allowed(start, resolution.zone, deadline=deadline)
+        zones = resolution.zones
+        if not campaign.window.allows_everywhere(start, zones):
+            opens = campaign.window.next_allowed_everywhere(start, zones, deadline=deadline)
+            if opens is None and deadline is None and len(zones) > 1:
+                # its zones are too far apart for the window to be open in all at once
+                self._close(
+                    attempt,
+                    AttemptState.SKIPPED,
+                    "no_common_window",
+                    now,
+                    zones=[str(z) for z in zones],
+                )
+                return None
             if opens is None:
                 self._close(
                     attempt,
@@ -384,7 +402,7 @@ class Engine:
             cap_calls = len(calls)
             allowed = cap_next_allowed(cap, calls, start)
             if allowed > start:
-                opens = campaign.window.next_allowed(allowed, resolution.zone, deadline=deadline)
+                opens = campaign.window.next_allowed_everywhere(allowed, zones, deadline=deadline)
                 if opens is None:
                     self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
                 else:
@@ -409,7 +427,11 @@ class Engine:
             )
             return None
         return Permit(
-            zone=resolution.zone, not_before=not_before, deadline=deadline, cap_calls=cap_calls
+            zone=resolution.zone,
+            also=resolution.also,
+            not_before=not_before,
+            deadline=deadline,
+            cap_calls=cap_calls,
         )
 
     def _close(
@@ -442,15 +464,22 @@ class Engine:
         def before_send() -> bool:
             nonlocal dialed_at
             sending = self._may_still_send(attempt, dialed_at)
-            if sending is not None:
-                dialed_at = sending
-            return sending is not None
+            if sending is None:
+                return False
+            dialed_at = sending
+            self._unsent.discard(asyncio.current_task())  # type: ignore[arg-type]
+            return True
 
         try:
             try:
                 created = await self.clients[attempt.api_key_name].create_call(
                     body, before_send=before_send
                 )
+            except asyncio.CancelledError:
+                if asyncio.current_task() in self._unsent:
+                    # Stopped while waiting for the budget: nothing went out, the dial is free.
+                    self._release(attempt, "stopped", delay=timedelta(0), dialed_at=dialed_at)
+                raise
             except CreateWithdrawn:
                 self.stats["withdrawn"] = self.stats.get("withdrawn", 0) + 1
                 return
@@ -554,8 +583,8 @@ class Engine:
         """Asked just before a create goes out: the dial's new time, or None to withdraw it.
 
         A create that waited long for the budget (a 429 pause, another daemon's share) is
-        looked at again: the window may have shut, the deadline passed or the number been
-        suppressed; and its row is re-stamped, which fails if a reconciler took it over.
+        looked at again: the window may have shut or the deadline passed; and its row is
+        re-stamped, which fails if a reconciler took it over or the campaign was paused.
         """
         now = self.clock()
         if now - dialed_at < self.settings.send_recheck_after:
@@ -580,14 +609,13 @@ class Engine:
         return None
 
     def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
-        """Which rule that allowed a queued dial no longer holds now, if any."""
-        if attempt.phone in self.settings.suppressed or attempt.phone in campaign.suppressed:
-            return "dnc"
+        """Which rule that allowed a queued dial no longer holds now, if any (do-not-call lists
+        are read at start, so a number cannot become suppressed while its dial waits)."""
         _, deadline = _bounds(campaign, attempt)
         if deadline is not None and now >= deadline:
             return "deadline"
-        zone = self._zone(campaign, attempt)
-        if zone is None or not campaign.window.allows(now, zone):
+        zones = self._resolution(campaign, attempt).zones
+        if not zones or not campaign.window.allows_everywhere(now, zones):
             return "window"
         return None
 
@@ -630,8 +658,8 @@ class Engine:
         reason: str,
         *,
         delay: timedelta,
-        exc: ProviderError,
         dialed_at: datetime,
+        exc: ProviderError | None = None,
     ) -> None:
         """The POST was answered (or never sent) so that we KNOW no call exists."""
         now = self.clock()
@@ -642,7 +670,7 @@ class Engine:
                 reason=reason,
                 now=now,
                 dialed_at=dialed_at,
-                response_status=exc.status_code,
+                response_status=exc.status_code if exc is not None else None,
             )
             self.stats["released"] += 1
 
@@ -716,14 +744,19 @@ class Engine:
 
     async def _follow_unreported(self, now: datetime) -> int:
         """GET the calls whose `ended` status-update came but whose report did not in time."""
-        overdue = [call_id for call_id, by in self._awaiting_report.items() if by <= now]
-        for call_id in overdue:
+        overdue = [
+            (call_id, attempt_id)
+            for call_id, (by, attempt_id) in self._awaiting_report.items()
+            if by <= now
+        ]
+        for call_id, _ in overdue:
             del self._awaiting_report[call_id]
         followed = [
             attempt
-            for call_id in overdue
-            if (attempt := self.store.attempt_by_call_id(call_id)) is not None
+            for call_id, attempt_id in overdue
+            if (attempt := self._attempt_of(call_id, attempt_id)) is not None
             and attempt.state in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN)
+            and attempt.call_id is not None
         ]
         if followed:
             await asyncio.gather(*(self._follow(attempt) for attempt in followed))
@@ -870,42 +903,53 @@ class Engine:
 
         An `ended` status-update is not the outcome: the report that follows carries the
         duration, summary, transcript and analysis, and a voicemail is told apart by them. It
-        only starts a grace period after which a GET reads the call if no report came.
+        only starts a grace period after which a GET reads the call if no report came. So does
+        an `ended-with-error` of a call that was answered (its conversation has a report);
+        one that never connected carries all there is to know, and is recorded at once.
         """
-        if event.call_id and event.call_id in self._ended_by_webhook:
+        call_id = event.call_id
+        if call_id and call_id in self._ended_by_webhook:
             return  # its end is recorded: a duplicate, or the status-update after the report
         talking = event.call.get("status") == "in-progress"
+        if talking and call_id:
+            _remember(self._answered, call_id)
         if not event.terminal and not (talking and self._next_list is None):
             return  # nothing to do with it: while listing, the list looks at the call anyway
-        if event.awaits_report:
-            if event.call_id:
-                self._awaiting_report.setdefault(
-                    event.call_id, self.clock() + self.settings.report_grace
-                )
+        if event.awaits_report or (
+            event.kind == "status-update" and event.terminal and call_id in self._answered
+        ):
+            if call_id and call_id not in self._awaiting_report:
+                by = self.clock() + self.settings.report_grace
+                self._awaiting_report[call_id] = (by, event.attempt_id)
             return
-        attempt = self.store.attempt_by_call_id(event.call_id) if event.call_id else None
-        if attempt is None and event.attempt_id is not None:
-            with contextlib.suppress(StoreError):
-                attempt = self.store.attempt(event.attempt_id)
+        attempt = self._attempt_of(call_id, event.attempt_id)
         if attempt is None or attempt.state not in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN):
             # Unknown to us, or still `dialing`: the create's answer or reconciliation will
             # adopt the call, and a poll will see the same result.
-            log.info("dialer.webhook.ignored", call_id=event.call_id, kind=event.kind)
+            log.info("dialer.webhook.ignored", call_id=call_id, kind=event.kind)
             return
         if event.terminal:
             self.observe_call(attempt, Call.from_api(event.call))
             self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
-            if event.call_id:
-                self._awaiting_report.pop(event.call_id, None)
-                self._ended_by_webhook[event.call_id] = None
-            if len(self._ended_by_webhook) > ENDED_MEMORY:
-                del self._ended_by_webhook[next(iter(self._ended_by_webhook))]
+            if call_id:
+                self._awaiting_report.pop(call_id, None)
+                self._answered.pop(call_id, None)
+                _remember(self._ended_by_webhook, call_id)
         else:
             # Polled one by one: the call is talking, so its next look can wait.
             now = self.clock()
             self.store.reschedule_poll(
                 attempt.id, next_poll_at=now + self.settings.poll.expected_talk, now=now
             )
+
+    def _attempt_of(self, call_id: str | None, attempt_id: int | None) -> AttemptView | None:
+        """The attempt a webhook is about: by call id, else by the attempt id our metadata
+        carries (whether webhook call ids equal the create's is UNCONFIRMED, §4)."""
+        attempt = self.store.attempt_by_call_id(call_id) if call_id else None
+        if attempt is None and attempt_id is not None:
+            with contextlib.suppress(StoreError):
+                attempt = self.store.attempt(attempt_id)
+        return attempt
 
     def _observe_missing(self, attempt: AttemptView) -> None:
         now = self.clock()
@@ -950,13 +994,13 @@ class Engine:
         if not decision.retry or decision.not_before is None:
             return None
         _, deadline = _bounds(campaign, attempt)
-        zone = self._zone(campaign, attempt)
-        if zone is None:
+        zones = self._resolution(campaign, attempt).zones
+        if not zones:
             return None
         return Retry(
             after=attempt,
             outcome=outcome.value,
-            due_at=next_attempt_at(decision, campaign.window, zone, deadline),
+            due_at=next_attempt_at(decision, campaign.window, zones, deadline),
         )
 
     def _after_final(self, attempt: AttemptView) -> None:
@@ -1138,6 +1182,10 @@ class Engine:
             for task in [*loops, stopped]:
                 task.cancel()
             await asyncio.gather(*loops, stopped, return_exceptions=True)
+            # A create still waiting for the budget (a 429's pause) is not worth waiting for
+            # at a stop: it is released unsent; only POSTs already out get their answer.
+            for task in list(self._unsent):
+                task.cancel()
             await self.drain()
 
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
@@ -1178,6 +1226,7 @@ class Engine:
             ):
                 self._runs_dirty = False
                 self._last_finish_runs = now
+                self.store.cancel_stragglers(now=now)
                 self.store.finish_runs(now=now)
             if on_tick is not None:
                 on_tick()
@@ -1208,6 +1257,13 @@ class Engine:
         """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
         if self._dial_tasks:
             await asyncio.wait(set(self._dial_tasks), timeout=grace_s)
+
+
+def _remember(recent: dict[str, None], key: str) -> None:
+    """Add to a bounded memory of call ids (a dict keeps insertion order: oldest first)."""
+    recent[key] = None
+    if len(recent) > ENDED_MEMORY:
+        del recent[next(iter(recent))]
 
 
 def _bounds(campaign: Campaign, attempt: AttemptView) -> tuple[datetime | None, datetime | None]:

@@ -68,6 +68,12 @@ class Demand:
     not_before: datetime | None
     deadline: datetime | None
     zone: ZoneInfo
+    #: further zones the contact may be in (its window must be open there too)
+    also: tuple[ZoneInfo, ...] = ()
+
+    @property
+    def zones(self) -> tuple[ZoneInfo, ...]:
+        return (self.zone, *self.also)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +107,7 @@ def forecast(
         if demand.deadline is not None and start >= demand.deadline:
             results[demand.key] = Forecast(first_call=None, reason="deadline")
             continue
-        opens = window.next_allowed(start, demand.zone, deadline=demand.deadline)
+        opens = window.next_allowed_everywhere(start, demand.zones, deadline=demand.deadline)
         if opens is None:
             results[demand.key] = Forecast(first_call=None, reason="no window before deadline")
             continue
@@ -118,10 +124,10 @@ def forecast(
         if len(ends) >= capacity.max_concurrent:
             # fewer than max_concurrent calls outlast ``at`` once the max_concurrent-th last ends
             at = max(at, ends[-capacity.max_concurrent])
-        if at > allowed and not window.allows(at, demand.zone):
+        if at > allowed and not window.allows_everywhere(at, demand.zones):
             # Pushed out of its window by the others: back in line at its next opening, as the
             # dispatcher's deferral would put it.
-            opens = window.next_allowed(at, demand.zone, deadline=demand.deadline)
+            opens = window.next_allowed_everywhere(at, demand.zones, deadline=demand.deadline)
             if opens is None:
                 results[demand.key] = Forecast(first_call=None, reason="no window before deadline")
             else:

@@ -1295,6 +1295,17 @@ class Store:
             event_data={"reason": reason},
         )
 
+    def cancel_stragglers(self, *, now: datetime) -> int:
+        """Cancel what became planned in a cancelled campaign after it was cancelled: a dial
+        released after the cancel (a 429, a withdrawn create, reconciliation) or a retry that
+        a call in flight earned. Without this, such a row would keep its run open for ever."""
+        with self._connection() as connection:
+            cancelled = connection.execute(
+                sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
+            ).scalars()
+            ids = list(cancelled)
+        return sum(self.cancel_planned(cid, now=now, reason="campaign_cancelled") for cid in ids)
+
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
         with self.session() as session:
             ids = (

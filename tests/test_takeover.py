@@ -9,135 +9,31 @@ simulator's record of creates, never from our own database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 
 from dialer.attempts import AttemptState
-from dialer.campaign import Campaign, load_campaign
-from dialer.config import Config
-from dialer.daemon import engine_settings, worker_id
+from dialer.daemon import worker_id
 from dialer.engine import Engine
-from dialer.policy.polling import PollPlan
-from dialer.ratelimit import RequestBudget
-from dialer.simulator import Simulator, SimulatorConfig
-from dialer.store import AttemptView, Store
-from dialer.voicedock import Call, VoiceDockClient
+from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
-from tests.e2e import ASSISTANT, KEY, nl_numbers, write_campaign, write_config
-
-T0 = datetime(2027, 3, 1, 8, 30, tzinfo=UTC)  # a Monday, 09:30 in Amsterdam
-PHONE = nl_numbers(1)[0]
-RETRY_AFTER_S = 600.0  # a long 429 pause: far beyond every timeout of the engine
-CREATE_TIMEOUT = timedelta(seconds=30)
-SETTLE = timedelta(seconds=30)
-RECHECK = timedelta(seconds=5)
-
-
-@dataclass
-class World:
-    """One campaign of one contact, a store, a fake time and whatever answers the API."""
-
-    config: Config
-    campaign: Campaign
-    store: Store
-    clock: FakeClock
-    transport: httpx.AsyncBaseTransport
-    stack: contextlib.AsyncExitStack
-    engines: list[Engine] = field(default_factory=list)
-
-    def budget(self) -> RequestBudget:
-        return RequestBudget(
-            100_000,
-            margin=0.0,
-            clock=self.clock.monotonic,
-            wall_clock=self.clock.unix,
-            sleep=self.clock.sleep,
-        )
-
-    async def engine(self, worker: str, budget: RequestBudget | None = None) -> Engine:
-        client = await self.stack.enter_async_context(
-            VoiceDockClient(
-                base_url=self.config.voicedock.base_url,
-                api_key=KEY,
-                budget=budget or self.budget(),
-                transport=self.transport,
-                backoff_base_s=0,
-            )
-        )
-        engine = Engine(
-            store=self.store,
-            clients={"default": client},
-            campaigns=[self.campaign],
-            settings=engine_settings(
-                self.config,
-                poll=PollPlan(),
-                worker_id=worker,
-                create_timeout=CREATE_TIMEOUT,
-                reconcile_settle=SETTLE,
-                send_recheck_after=RECHECK,
-                worker_ttl=timedelta(seconds=30),
-                tick=0.01,
-            ),
-            clock=self.clock,
-        )
-        engine.sync_campaigns()
-        self.engines.append(engine)
-        return engine
-
-    def attempt(self) -> AttemptView:
-        (attempt,) = self.store.attempts()
-        return attempt
-
-
-@contextlib.asynccontextmanager
-async def world(
-    tmp_path: Path,
-    transport: httpx.AsyncBaseTransport,
-    clock: FakeClock,
-    *,
-    window: str | None = None,
-) -> AsyncIterator[World]:
-    campaign = load_campaign(
-        write_campaign(tmp_path, [PHONE], **({"window": window} if window else {}))
-    )
-    config = write_config(tmp_path, db_url=f"sqlite:///{tmp_path}/dialer.db")
-    with Store(config.database_url) as store:
-        store.create_schema()
-        async with contextlib.AsyncExitStack() as stack:
-            w = World(
-                config=config,
-                campaign=campaign,
-                store=store,
-                clock=clock,
-                transport=transport,
-                stack=stack,
-            )
-            try:
-                yield w
-            finally:
-                for engine in w.engines:
-                    await engine.drain(grace_s=0)
-
-
-def simulator(clock: FakeClock) -> Simulator:
-    return Simulator(
-        SimulatorConfig(api_key=KEY, requests_per_minute=100_000, seed=3),
-        clock=clock.monotonic,
-        wall_clock=clock,
-    )
-
-
-def held_budget(w: World) -> RequestBudget:
-    budget = w.budget()
-    budget.pause_for(RETRY_AFTER_S)  # as a 429 with this Retry-After would
-    return budget
+from tests.e2e import ASSISTANT
+from tests.engine_world import (
+    CREATE_TIMEOUT,
+    PHONE,
+    RECHECK,
+    RETRY_AFTER_S,
+    SETTLE,
+    T0,
+    World,
+    held_budget,
+    simulator,
+    world,
+)
 
 
 # ---------------------------------------------------------------------------- withdrawn creates
@@ -312,13 +208,16 @@ async def test_the_heartbeat_goes_on_while_every_request_is_held(tmp_path: Path)
 
 
 # ---------------------------------------------------------------------------- webhooks
-def webhook(kind: str, call_id: str, **fields: object) -> dict[str, object]:
+def webhook(
+    kind: str, call_id: str, *, attempt_id: int | None = None, **fields: object
+) -> dict[str, object]:
+    metadata = {} if attempt_id is None else {"dialer_attempt_id": attempt_id}
     return {
         "message": {
             "type": kind,
             "call": {"id": call_id, "type": "outbound_phone_call", "status": "ended"},
             "customer": {"number": PHONE},
-            "assistant": {"metadata": {}},
+            "assistant": {"metadata": metadata},
             **fields,
         }
     }
@@ -393,6 +292,111 @@ async def test_an_ended_call_whose_report_never_comes_is_read_after_the_grace(
         assert recorded.outcome is not None and recorded.call_status in ("ended", "failed")
         gets = [r for r in sim.request_log if r.method == "GET" and call_id in r.path]
         assert len(gets) == 1
+
+
+async def test_the_grace_get_finds_the_attempt_by_its_metadata_when_ids_differ(
+    tmp_path: Path,
+) -> None:
+    """Whether webhook call ids equal the create's is UNCONFIRMED (§4): the attempt id our
+    metadata carries still finds the call to read."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        clock.advance(timedelta(hours=1))
+        attempt = w.attempt()
+        w.store.reschedule_poll(
+            attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now
+        )
+        ended = webhook("status-update", "5c4d030f-uuid", attempt_id=attempt.id, status="ended")
+        await engine.on_webhook(parse_event(ended))
+        clock.advance(engine.settings.report_grace)
+        await engine.follow_once()
+        assert w.attempt().state is AttemptState.ENDED
+        assert [r.path for r in sim.request_log if r.method == "GET"] == [
+            f"/api/v1/calls/{call_id}"
+        ]
+
+
+async def test_an_answered_call_that_ends_with_an_error_waits_for_its_report(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        await engine.on_webhook(
+            parse_event(webhook("status-update", call_id, status="in-progress"))
+        )
+        error = webhook("status-update", call_id, status="ended-with-error", error="STT failed")
+        await engine.on_webhook(parse_event(error))
+        assert w.attempt().state is AttemptState.IN_FLIGHT
+        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+        recorded = w.attempt()
+        assert (recorded.state, recorded.summary) == (AttemptState.ENDED, REPORT["summary"])
+
+
+async def test_a_call_that_never_connected_is_recorded_from_its_error_at_once(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine, call_id = await placed_call(w)
+        error = webhook("status-update", call_id, status="ended-with-error", error="busy")
+        await engine.on_webhook(parse_event(error))
+        recorded = w.attempt()
+        assert (recorded.state, recorded.call_status) == (AttemptState.ENDED, "failed")
+
+
+# ---------------------------------------------------------------------------- stops and cancels
+async def test_a_stop_does_not_wait_out_a_429_pause_and_frees_the_queued_dial(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        assert a.fire("e2e", T0) is not None
+        stop = asyncio.Event()
+        running = asyncio.create_task(a.run(stop))
+        await eventually(
+            lambda: a_budget.waiting() == 1 and w.attempt().state is AttemptState.DIALING
+        )
+        stop.set()
+        async with asyncio.timeout(2):  # far less than drain's 10 s grace for sent POSTs
+            await running
+        assert sim.created == []
+        freed = w.attempt()
+        assert (freed.state, freed.reason) == (AttemptState.PLANNED, "stopped")
+
+
+async def test_a_dial_withdrawn_after_its_campaign_was_cancelled_is_cancelled_too(
+    tmp_path: Path,
+) -> None:
+    """`dialer cancel` cancels what is planned; a dial queued at that moment comes back to
+    `planned` later, and must not keep its run open for ever."""
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        run_id = a.fire("e2e", T0)
+        assert await a.dispatch_once() == 1
+        await eventually(lambda: a_budget.waiting() == 1)
+        campaign = w.store.campaign("e2e")
+        assert campaign is not None and campaign.id is not None
+        w.store.set_campaign_state("e2e", "cancelled", now=clock.now)
+        assert w.store.cancel_planned(campaign.id, now=clock.now, reason="campaign_cancelled") == 0
+
+        clock.advance(timedelta(seconds=RETRY_AFTER_S))
+        await a.drain()
+        assert sim.created == []
+        assert w.attempt().reason == "withdrawn:campaign_inactive"
+        assert w.store.cancel_stragglers(now=clock.now) == 1
+        assert w.attempt().state is AttemptState.CANCELLED
+        assert w.store.finish_runs(now=clock.now) == [run_id]
 
 
 # ---------------------------------------------------------------------------- stale views

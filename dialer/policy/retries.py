@@ -10,7 +10,7 @@ for it: the call may have reached the person.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -152,10 +152,14 @@ def _backoff_delay(rule: RetryRule, n: int) -> timedelta:
 
 
 def next_attempt_at(
-    decision: RetryDecision, window: CallingWindow, zone: ZoneInfo, deadline: datetime | None
+    decision: RetryDecision,
+    window: CallingWindow,
+    zones: Sequence[ZoneInfo],
+    deadline: datetime | None,
 ) -> datetime | None:
-    """The retry moved into the next allowed window; None when no retry, or when the first
-    allowed instant is at or after the deadline (the contact then expires)."""
+    """The retry moved into the next instant the window is open in every one of the contact's
+    ``zones`` (usually one); None when no retry, or when the first allowed instant is at or
+    after the deadline (the contact then expires)."""
     if not decision.retry or decision.not_before is None:
         return None
-    return window.next_allowed(decision.not_before, zone, deadline=deadline)
+    return window.next_allowed_everywhere(decision.not_before, zones, deadline=deadline)

@@ -1,7 +1,9 @@
 """Which time zone a contact's calling window is judged in.
 
 Order: the contact's explicit ``timezone``; else the zone phonenumbers gives for the number
-when it gives exactly one; else the campaign zone when the number may be there; else the
+when it gives exactly one; else, when the number may be in the campaign's zone among others
+(an Australian mobile in a Sydney campaign), every zone it may be in: its window must be open
+in all of them, as calling-hours rules ask of an area code that spans zones; else the
 campaign's ``unknown_timezone`` policy: "skip" (no zone, the contact is skipped with reason
 ``unknown_timezone``) or "campaign" (the campaign zone, a risk the campaign author took).
 
@@ -28,9 +30,17 @@ UNKNOWN_TIMEZONE = "unknown_timezone"
 
 @dataclass(frozen=True)
 class ZoneResolution:
+    #: the zone of the contact's dates and times (an appointment_at), and of the audit log
     zone: ZoneInfo | None
     source: ZoneSource | None
     reason: str | None = None
+    #: the other zones the contact may be in: its window must be open in these too
+    also: tuple[ZoneInfo, ...] = ()
+
+    @property
+    def zones(self) -> tuple[ZoneInfo, ...]:
+        """Every zone the calling window is judged in (empty when there is no zone)."""
+        return () if self.zone is None else (self.zone, *self.also)
 
 
 @lru_cache(maxsize=16384)
@@ -64,7 +74,7 @@ def resolve_zone(
     """The zone to judge this contact's window in, and where it came from.
 
     A US number whose area code spans two zones, or any Australian mobile, is "uncertain":
-    calling it by the campaign's zone is only safe when that zone is one the number may be in.
+    with the campaign's zone among its zones, it is judged in all of them (``zones``).
 
     >>> resolve_zone("+31612345678", explicit=None, campaign_zone=None).source
     'phone'
@@ -79,7 +89,8 @@ def resolve_zone(
         return ZoneResolution(only, "phone")
     campaign = zone_or_none(campaign_zone)
     if campaign is not None and campaign_zone in candidates:
-        return ZoneResolution(campaign, "campaign")
+        others = (zone_or_none(c) for c in candidates if c != campaign_zone)
+        return ZoneResolution(campaign, "campaign", also=tuple(z for z in others if z))
     if unknown_policy == "campaign" and campaign is not None:
         return ZoneResolution(campaign, "campaign")
     return ZoneResolution(None, None, UNKNOWN_TIMEZONE)

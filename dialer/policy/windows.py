@@ -24,7 +24,7 @@ times, so no DST arithmetic is done by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -215,6 +215,45 @@ class CallingWindow:
                 if bound >= limit:
                     return None
             pending = [(s, e) for s, e in merged if e >= bound]
+
+    # ------------------------------------------------------------------ several zones
+    def allows_everywhere(self, at: datetime, zones: Sequence[ZoneInfo]) -> bool:
+        """Whether a call may start at ``at`` in every one of ``zones``: the contact is in one
+        of them, and which one is not known (a number that spans several zones)."""
+        return all(self.allows(at, zone) for zone in zones)
+
+    def next_allowed_everywhere(
+        self,
+        after: datetime,
+        zones: Sequence[ZoneInfo],
+        *,
+        deadline: datetime | None = None,
+        horizon_days: int = 366,
+    ) -> datetime | None:
+        """The earliest instant >= ``after`` and < ``deadline`` at which a call may start in
+        every one of ``zones``; None when their windows never overlap before the deadline or
+        within ``horizon_days``.
+
+        Each zone's next opening is sought from where the previous one left off, until one
+        round moves no zone: every instant skipped was closed in the zone that skipped it.
+        """
+        if not zones:
+            raise ValueError("zones is empty")
+        after = _utc(after)
+        limit = after + timedelta(days=horizon_days)
+        if deadline is not None:
+            limit = min(limit, _utc(deadline))
+        candidate = after
+        while True:
+            latest = candidate
+            for zone in zones:
+                opens = self.next_allowed(latest, zone, deadline=limit)
+                if opens is None:
+                    return None
+                latest = opens
+            if latest == candidate:
+                return candidate
+            candidate = latest
 
     def _open_until(self, at: datetime, zone: ZoneInfo, *, enough: datetime) -> datetime | None:
         """End of the open interval holding ``at`` (exact, or any value > ``enough``)."""

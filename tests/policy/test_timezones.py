@@ -12,7 +12,6 @@ from phonenumbers import PhoneNumberType
 
 from dialer.policy.timezones import (
     UNKNOWN_TIMEZONE,
-    ZoneResolution,
     candidate_zones,
     resolve_zone,
 )
@@ -63,7 +62,28 @@ def test_resolve_zone(
     )
     expected_zone = ZoneInfo(zone) if zone else None
     reason = None if zone else UNKNOWN_TIMEZONE
-    assert resolution == ZoneResolution(expected_zone, source, reason)  # type: ignore[arg-type]
+    assert (resolution.zone, resolution.source, resolution.reason) == (
+        expected_zone,
+        source,
+        reason,
+    )
+
+
+def test_a_number_in_several_zones_is_judged_in_every_one_of_them() -> None:
+    """An Australian mobile in a Sydney campaign may be in Perth: 09:00 in Sydney is 06:00
+    there, so the window must be open in each zone the number may be in."""
+    resolution = resolve_zone(
+        "+61412345678", explicit=None, campaign_zone="Australia/Sydney", unknown_policy="skip"
+    )
+    assert resolution.zone == ZoneInfo("Australia/Sydney")  # its dates and times are read here
+    assert {z.key for z in resolution.zones} == set(candidate_zones("+61412345678"))
+    assert ZoneInfo("Australia/Perth") in resolution.also
+    # one zone, or a zone the author chose at their own risk: no others
+    assert resolve_zone("+31612345678", explicit=None, campaign_zone=None).also == ()
+    chosen = resolve_zone(
+        "+61412345678", explicit=None, campaign_zone="Europe/Amsterdam", unknown_policy="campaign"
+    )
+    assert chosen.zones == (ZoneInfo("Europe/Amsterdam"),)
 
 
 def test_candidate_zones() -> None:
@@ -118,3 +138,7 @@ def test_a_zone_is_only_ever_one_the_contact_may_be_in(
     else:
         assert (resolution.source, resolution.zone.key) == ("campaign", campaign)
         assert campaign in candidates or policy == "campaign"
+        if campaign in candidates:
+            assert {z.key for z in resolution.zones} == set(candidates)
+            return
+    assert resolution.zones == (resolution.zone,)

@@ -592,3 +592,73 @@ def test_a_rare_opening_is_found_whenever_one_exists_within_366_days(
         if expected is not None and expected >= after + timedelta(days=366):
             expected = None
     assert w.next_allowed(after, tz) == expected
+
+
+# ----------------------------------------------------------------------- several zones
+#: zones of numbers that span several (AU mobiles, US/Canadian area codes, RU mobiles), plus
+#: zones with odd offsets and DST rules, so the overlaps shift across transitions
+SPANNED = [
+    "Australia/Sydney",
+    "Australia/Perth",
+    "Australia/Lord_Howe",
+    "Australia/Eucla",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/St_Johns",
+    "Pacific/Honolulu",
+    "Europe/Moscow",
+    "Asia/Vladivostok",
+]
+
+
+def _startable_minutes(w: CallingWindow, zone: ZoneInfo, start: datetime, total: int) -> list[bool]:
+    """Brute force, per minute of [start, start + total): open through the whole margin."""
+    close_minutes = int(w.min_time_before_close / MINUTE)
+    inside = [
+        _inside(w, start + MINUTE * k, zone) is not None for k in range(total + close_minutes + 1)
+    ]
+    ok = [False] * total
+    run = 0
+    for k in range(len(inside) - 1, -1, -1):
+        run = run + 1 if inside[k] else 0
+        if k < total:
+            ok[k] = run > close_minutes
+    return ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(SPANNED), min_size=2, max_size=4, unique=True),
+    year=st.integers(2025, 2027),
+    minute=st.integers(0, 365 * 1440),
+    start=st.integers(0, 23),
+    hours=st.integers(2, 14),
+    close=st.sampled_from([0, 10, 30]),
+    days=st.sets(st.integers(0, 6), min_size=1),
+)
+def test_several_zones_get_the_first_instant_open_in_all_of_them(
+    names: list[str], year: int, minute: int, start: int, hours: int, close: int, days: set[int]
+) -> None:
+    zones = [ZoneInfo(n) for n in names]
+    w = CallingWindow(
+        days=frozenset(days),
+        ranges=(TimeRange(start=time(start), end=time((start + hours) % 24)),),
+        min_time_before_close=timedelta(minutes=close),
+    )
+    after = datetime(year, 1, 1, tzinfo=UTC) + MINUTE * minute
+    span = 3 * 1440  # three days of minutes: the oracle is slow, the answer usually near
+    per_zone = [_startable_minutes(w, zone, after, span) for zone in zones]
+    expected = next(
+        (after + MINUTE * k for k in range(span) if all(ok[k] for ok in per_zone)), None
+    )
+    found = w.next_allowed_everywhere(after, zones)
+    if expected is not None:
+        assert found == expected
+    else:
+        assert found is None or found >= after + MINUTE * span
+    if found is not None:
+        assert w.allows_everywhere(found, zones)
+    # one zone is exactly next_allowed
+    assert w.next_allowed_everywhere(after, zones[:1]) == w.next_allowed(after, zones[0])
