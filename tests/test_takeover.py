@@ -9,15 +9,19 @@ simulator's record of creates, never from our own database.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from dialer.attempts import AttemptState
 from dialer.daemon import worker_id
 from dialer.engine import Engine
+from dialer.simulator import Simulator
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
@@ -232,121 +236,129 @@ REPORT = {
 }
 
 
-async def placed_call(w: World) -> tuple[Engine, str]:
-    engine = await w.engine("a")
-    assert engine.fire("e2e", T0) is not None
-    assert await engine.dispatch_once() == 1
-    await engine.drain()
-    call_id = w.attempt().call_id
-    assert call_id is not None
-    return engine, call_id
+@dataclass(frozen=True)
+class Placed:
+    """One call placed on the simulator by daemon "a", now followed as in flight."""
+
+    w: World
+    engine: Engine
+    call_id: str
+    sim: Simulator
+    clock: FakeClock
+
+
+@pytest.fixture
+async def placed(tmp_path: Path) -> AsyncIterator[Placed]:
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        call_id = w.attempt().call_id
+        assert call_id is not None
+        yield Placed(w=w, engine=engine, call_id=call_id, sim=sim, clock=clock)
 
 
 async def test_the_outcome_comes_from_the_report_not_from_the_ended_status_update(
-    tmp_path: Path,
+    placed: Placed,
 ) -> None:
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        requests = len(sim.request_log)
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    sim = placed.sim
+    clock = placed.clock
+    requests = len(sim.request_log)
 
-        ended = parse_event(webhook("status-update", call_id, status="ended"))
-        await engine.on_webhook(ended)
-        assert w.attempt().state is AttemptState.IN_FLIGHT  # the report is on its way
+    ended = parse_event(webhook("status-update", call_id, status="ended"))
+    await engine.on_webhook(ended)
+    assert w.attempt().state is AttemptState.IN_FLIGHT  # the report is on its way
 
-        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
-        recorded = w.attempt()
-        assert recorded.state is AttemptState.ENDED
-        assert (recorded.duration_seconds, recorded.summary) == (61, REPORT["summary"])
+    await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+    recorded = w.attempt()
+    assert recorded.state is AttemptState.ENDED
+    assert (recorded.duration_seconds, recorded.summary) == (61, REPORT["summary"])
 
-        await engine.on_webhook(ended)  # a late duplicate of the status-update
-        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
-        clock.advance(timedelta(minutes=5))
-        await engine.follow_once()
-        assert len(sim.request_log) == requests  # not one request spent on the call's end
-        assert len(w.store.events(kind="attempt.ended")) == 1
+    await engine.on_webhook(ended)  # a late duplicate of the status-update
+    await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+    clock.advance(timedelta(minutes=5))
+    await engine.follow_once()
+    assert len(sim.request_log) == requests  # not one request spent on the call's end
+    assert len(w.store.events(kind="attempt.ended")) == 1
 
 
 async def test_an_ended_call_whose_report_never_comes_is_read_after_the_grace(
-    tmp_path: Path,
+    placed: Placed,
 ) -> None:
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        clock.advance(timedelta(hours=1))  # the simulated call is over
-        attempt = w.attempt()
-        w.store.reschedule_poll(
-            attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now
-        )
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    sim = placed.sim
+    clock = placed.clock
+    clock.advance(timedelta(hours=1))  # the simulated call is over
+    attempt = w.attempt()
+    w.store.reschedule_poll(attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now)
 
-        await engine.on_webhook(parse_event(webhook("status-update", call_id, status="ended")))
-        await engine.follow_once()
-        assert w.attempt().state is AttemptState.IN_FLIGHT  # within the grace: no GET yet
+    await engine.on_webhook(parse_event(webhook("status-update", call_id, status="ended")))
+    await engine.follow_once()
+    assert w.attempt().state is AttemptState.IN_FLIGHT  # within the grace: no GET yet
 
-        clock.advance(engine.settings.report_grace)
-        await engine.follow_once()
-        recorded = w.attempt()
-        assert recorded.state is AttemptState.ENDED
-        assert recorded.outcome is not None and recorded.call_status in ("ended", "failed")
-        gets = [r for r in sim.request_log if r.method == "GET" and call_id in r.path]
-        assert len(gets) == 1
+    clock.advance(engine.settings.report_grace)
+    await engine.follow_once()
+    recorded = w.attempt()
+    assert recorded.state is AttemptState.ENDED
+    assert recorded.outcome is not None and recorded.call_status in ("ended", "failed")
+    gets = [r for r in sim.request_log if r.method == "GET" and call_id in r.path]
+    assert len(gets) == 1
 
 
 async def test_the_grace_get_finds_the_attempt_by_its_metadata_when_ids_differ(
-    tmp_path: Path,
+    placed: Placed,
 ) -> None:
     """Whether webhook call ids equal the create's is UNCONFIRMED (§4): the attempt id our
     metadata carries still finds the call to read."""
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        clock.advance(timedelta(hours=1))
-        attempt = w.attempt()
-        w.store.reschedule_poll(
-            attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now
-        )
-        ended = webhook("status-update", "5c4d030f-uuid", attempt_id=attempt.id, status="ended")
-        await engine.on_webhook(parse_event(ended))
-        clock.advance(engine.settings.report_grace)
-        await engine.follow_once()
-        assert w.attempt().state is AttemptState.ENDED
-        assert [r.path for r in sim.request_log if r.method == "GET"] == [
-            f"/api/v1/calls/{call_id}"
-        ]
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    sim = placed.sim
+    clock = placed.clock
+    clock.advance(timedelta(hours=1))
+    attempt = w.attempt()
+    w.store.reschedule_poll(attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now)
+    ended = webhook("status-update", "5c4d030f-uuid", attempt_id=attempt.id, status="ended")
+    await engine.on_webhook(parse_event(ended))
+    clock.advance(engine.settings.report_grace)
+    await engine.follow_once()
+    assert w.attempt().state is AttemptState.ENDED
+    assert [r.path for r in sim.request_log if r.method == "GET"] == [f"/api/v1/calls/{call_id}"]
 
 
 async def test_an_answered_call_that_ends_with_an_error_waits_for_its_report(
-    tmp_path: Path,
+    placed: Placed,
 ) -> None:
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        await engine.on_webhook(
-            parse_event(webhook("status-update", call_id, status="in-progress"))
-        )
-        error = webhook("status-update", call_id, status="ended-with-error", error="STT failed")
-        await engine.on_webhook(parse_event(error))
-        assert w.attempt().state is AttemptState.IN_FLIGHT
-        await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
-        recorded = w.attempt()
-        assert (recorded.state, recorded.summary) == (AttemptState.ENDED, REPORT["summary"])
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    await engine.on_webhook(parse_event(webhook("status-update", call_id, status="in-progress")))
+    error = webhook("status-update", call_id, status="ended-with-error", error="STT failed")
+    await engine.on_webhook(parse_event(error))
+    assert w.attempt().state is AttemptState.IN_FLIGHT
+    await engine.on_webhook(parse_event(webhook("end-of-call-report", call_id, **REPORT)))
+    recorded = w.attempt()
+    assert (recorded.state, recorded.summary) == (AttemptState.ENDED, REPORT["summary"])
 
 
 async def test_a_call_that_never_connected_is_recorded_from_its_error_at_once(
-    tmp_path: Path,
+    placed: Placed,
 ) -> None:
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        error = webhook("status-update", call_id, status="ended-with-error", error="busy")
-        await engine.on_webhook(parse_event(error))
-        recorded = w.attempt()
-        assert (recorded.state, recorded.call_status) == (AttemptState.ENDED, "failed")
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    error = webhook("status-update", call_id, status="ended-with-error", error="busy")
+    await engine.on_webhook(parse_event(error))
+    recorded = w.attempt()
+    assert (recorded.state, recorded.call_status) == (AttemptState.ENDED, "failed")
 
 
 # ---------------------------------------------------------------------------- stops and cancels
@@ -400,21 +412,21 @@ async def test_a_dial_withdrawn_after_its_campaign_was_cancelled_is_cancelled_to
 
 
 # ---------------------------------------------------------------------------- stale views
-async def test_a_stale_view_of_an_ended_call_does_not_stop_the_daemon(tmp_path: Path) -> None:
+async def test_a_stale_view_of_an_ended_call_does_not_stop_the_daemon(placed: Placed) -> None:
     """Another daemon recorded the end after this one read the attempt: giving up on the
     call as stuck must leave that outcome alone, not raise out of the follow loop."""
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        engine, call_id = await placed_call(w)
-        stale = w.attempt()
-        engine.observe_call(stale, Call.from_api({"id": call_id, "status": "ended"}))
-        assert w.attempt().state is AttemptState.ENDED
+    w = placed.w
+    engine = placed.engine
+    call_id = placed.call_id
+    clock = placed.clock
+    stale = w.attempt()
+    engine.observe_call(stale, Call.from_api({"id": call_id, "status": "ended"}))
+    assert w.attempt().state is AttemptState.ENDED
 
-        clock.advance(engine.settings.stuck_after)
-        engine.observe_call(stale, Call.from_api({"id": call_id, "status": "in-progress"}))
-        assert w.attempt().state is AttemptState.ENDED
-        assert w.store.events(kind="attempt.unknown") == []
+    clock.advance(engine.settings.stuck_after)
+    engine.observe_call(stale, Call.from_api({"id": call_id, "status": "in-progress"}))
+    assert w.attempt().state is AttemptState.ENDED
+    assert w.store.events(kind="attempt.unknown") == []
 
 
 def test_worker_ids_differ_even_for_one_host_and_pid() -> None:
