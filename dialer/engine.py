@@ -776,13 +776,19 @@ class Engine:
                 calls = await self.clients[key_name].list_calls(
                     start_date=oldest - self.settings.reconcile_margin, only=followed.keys()
                 )
-            except AccountError as exc:
-                self._hold_account(key_name, exc)
-                continue
             except ProviderError as exc:
-                log.warning(
-                    "dialer.poll.list_failed", key=key_name, error=str(exc), in_flight=len(followed)
-                )
+                if isinstance(exc, AccountError):
+                    self._hold_account(key_name, exc)
+                else:
+                    log.warning(
+                        "dialer.poll.list_failed",
+                        key=key_name,
+                        error=str(exc),
+                        in_flight=len(followed),
+                    )
+                # Each call falls back to its own GETs on its own schedule: a list that keeps
+                # failing must not leave calls unfollowed (never ended, never `unknown`).
+                missing.update(a.id for a in followed.values())
                 continue
             for call in calls:
                 attempt = followed.pop(call.id, None)
@@ -964,6 +970,13 @@ class Engine:
                 )
                 self.stats["unknown"] += 1
             self._after_final(attempt)
+        elif attempt.state is AttemptState.UNKNOWN:
+            # Given up on already: looked at as seldom as any unknown call, and only within
+            # the late-result horizon (a GET every few seconds for ever would eat the budget).
+            late = now - dialed < self.settings.late_result_horizon
+            self._push_poll(
+                attempt, self.settings.poll.late if late else self.settings.late_result_horizon
+            )
         else:
             self._push_poll(attempt, self.settings.poll.ringing)
 

@@ -242,7 +242,7 @@ class RequestBudget:
         the slot was already handed over, gives the slot back."""
         priority = Priority(priority)
         now = self._clock()
-        if not self._waiting and self._delay(now) <= 0:
+        if not self._waiting and self._delay(now) <= 0 and self._shared_wait() <= 0:
             self._grant(now)
             return
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -279,6 +279,13 @@ class RequestBudget:
             delay = max(delay, self._granted[0] + WINDOW_S - now)
         return max(delay, 0.0)
 
+    def _shared_wait(self) -> float:
+        """Seconds until the slot other processes share is free; 0: it is free, and taken.
+
+        Asked only once this process's own rules allow a grant, so pauses and priorities
+        hold whatever the others do. Nothing is shared by this class."""
+        return 0.0
+
     def _grant(self, now: float) -> None:
         self._granted.append(now)
         self._sent_total += 1
@@ -304,7 +311,7 @@ class RequestBudget:
                 if not self._heap:
                     return
                 now = self._clock()
-                delay = self._delay(now)
+                delay = self._delay(now) or self._shared_wait()
                 if delay > 0:
                     await self._sleep(delay)
                     continue
@@ -334,6 +341,10 @@ class SlotSource(Protocol):
         self, key_name: str, *, now: datetime, interval: timedelta, burst: int
     ) -> timedelta: ...
 
+    def hold_request_slots(
+        self, key_name: str, *, until: datetime, interval: timedelta, burst: int
+    ) -> None: ...
+
 
 class SharedBudget(RequestBudget):
     """A key's budget shared by every daemon: this process's queue (priorities, pauses, header
@@ -362,12 +373,20 @@ class SharedBudget(RequestBudget):
         self._burst = max(1, min(requests_per_minute - self.rate_per_minute, MAX_BURST))
         self._wall_now = wall_now
 
-    async def acquire(self, priority: Priority) -> None:
-        await super().acquire(priority)
-        while True:
-            wait = self._slots.take_request_slot(
-                self._key_name, now=self._wall_now(), interval=self._interval, burst=self._burst
+    def _shared_wait(self) -> float:
+        wait = self._slots.take_request_slot(
+            self._key_name, now=self._wall_now(), interval=self._interval, burst=self._burst
+        )
+        return max(wait.total_seconds(), 0.0)
+
+    def _hold(self, seconds: float, *, reason: str, **detail: object) -> None:
+        """A 429's pause or a header's hold is the server's word about the whole key: the
+        other daemons on it hold too (through the shared row), not only this one."""
+        super()._hold(seconds, reason=reason, **detail)
+        if seconds > 0:  # also rejects NaN
+            self._slots.hold_request_slots(
+                self._key_name,
+                until=self._wall_now() + timedelta(seconds=seconds),
+                interval=self._interval,
+                burst=self._burst,
             )
-            if wait <= timedelta(0):
-                return
-            await self._sleep(wait.total_seconds())

@@ -852,6 +852,24 @@ class Store:
             session.add(row)
             return timedelta(0)
 
+    def hold_request_slots(
+        self, key_name: str, *, until: datetime, interval: timedelta, burst: int
+    ) -> None:
+        """No slot of ``key_name`` before ``until`` for any daemon (a 429's Retry-After), and
+        then the steady rate, not a burst: the theoretical arrival time moves to ``until``
+        plus the burst tolerance, never back."""
+        held = until + interval * (burst - 1)
+        with self.session() as session:
+            query = select(BudgetRow).where(BudgetRow.key_name == key_name)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            row = session.exec(query).first()
+            if row is None:
+                session.add(BudgetRow(key_name=key_name, tat=held))
+            elif row.tat < held:
+                row.tat = held
+                session.add(row)
+
     # ----- workers
     def heartbeat(self, worker_id: str, *, now: datetime) -> None:
         with self.session() as session:

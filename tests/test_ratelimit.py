@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
-from dialer.ratelimit import MAX_HOLD_S, WINDOW_S, Priority, RequestBudget, seconds_until_reset
+from dialer.ratelimit import (
+    MAX_HOLD_S,
+    WINDOW_S,
+    Priority,
+    RequestBudget,
+    SharedBudget,
+    seconds_until_reset,
+)
+from dialer.store import Store
 
 WALL0 = 1_700_000_000.0
 
@@ -294,3 +304,56 @@ async def test_a_hold_from_headers_delays_the_next_request() -> None:
 )
 def test_seconds_until_reset(value: str, expected: float | None) -> None:
     assert seconds_until_reset(value, now_wall=1702479600.0) == expected
+
+
+# ---------------------------------------------------------------------------- shared budget
+def shared_on(fake: FakeTime, store: Store, rpm: int = 60) -> SharedBudget:
+    """A daemon's budget whose slots are also the key's row in ``store`` (as on PostgreSQL)."""
+    return SharedBudget(
+        rpm,
+        slots=store,
+        margin=0.0,
+        clock=fake,
+        wall_clock=fake.wall,
+        sleep=fake.sleep,
+        wall_now=lambda: datetime.fromtimestamp(fake.wall(), UTC),
+    )
+
+
+@pytest.fixture
+def slot_store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path}/slots.db") as store:
+        store.create_schema()
+        yield store
+
+
+async def test_a_shared_budget_serves_creates_before_polls(slot_store: Store) -> None:
+    fake = FakeTime()
+    mine = shared_on(fake, slot_store)
+    now = datetime.fromtimestamp(fake.wall(), UTC)
+    # another daemon just took the key's slot (60/min, burst 1): the next is a second away
+    assert slot_store.take_request_slot(
+        "default", now=now, interval=timedelta(seconds=1), burst=1
+    ) == timedelta(0)
+    order: list[str] = []
+
+    async def take(name: str, priority: Priority) -> None:
+        await mine.acquire(priority)
+        order.append(name)
+
+    polls = [asyncio.create_task(take(f"poll{i}", Priority.POLL)) for i in range(3)]
+    await until(lambda: mine.waiting() == 3)
+    create = asyncio.create_task(take("create", Priority.CREATE))
+    await asyncio.gather(*polls, create)
+    assert order[0] == "create"
+
+
+async def test_a_429_on_one_daemon_holds_every_daemon_on_the_key(slot_store: Store) -> None:
+    fake = FakeTime()
+    paused, other = shared_on(fake, slot_store), shared_on(fake, slot_store)
+    await paused.acquire(Priority.POLL)
+    paused.pause_for(30)
+    await other.acquire(Priority.CREATE)
+    assert fake.now >= 30  # the other daemon's request waited out the pause too
+    await paused.acquire(Priority.CREATE)
+    assert fake.now >= 30

@@ -1,0 +1,80 @@
+"""Following calls when VoiceDock answers badly: a list endpoint that keeps failing, a call id
+that is never found. Every call still reaches an outcome (or `unknown`), within the budget."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from dialer.attempts import AttemptState
+from tests.clock import FakeClock
+from tests.e2e import nl_numbers
+from tests.engine_world import T0, world
+
+
+class Stubborn:
+    """Creates succeed; then GET /calls answers ``list_status`` and every call stays
+    in progress, or is never found (``found=False``)."""
+
+    def __init__(self, *, list_status: int = 503, found: bool = True) -> None:
+        self.list_status = list_status
+        self.found = found
+        self.seen: Counter[str] = Counter()
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST":
+            self.seen["POST"] += 1
+            body = json.loads(request.content)
+            return httpx.Response(201, json={"call_id": f"call-{body['destination']}"})
+        if path.endswith("/calls"):
+            self.seen["LIST"] += 1
+            return httpx.Response(self.list_status, json={"error": "unavailable"})
+        self.seen["GET"] += 1
+        if not self.found:
+            return httpx.Response(404, json={"error": "Call not found"})
+        call_id = path.rsplit("/", 1)[1]
+        return httpx.Response(200, json={"id": call_id, "status": "in-progress"})
+
+
+async def test_calls_are_given_up_on_even_while_listing_keeps_failing(tmp_path: Path) -> None:
+    api = Stubborn(list_status=503)
+    clock = FakeClock(T0)
+    phones = nl_numbers(3)  # enough calls in flight to follow them by listing
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock, phones=phones) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 3
+        await engine.drain()
+        end = T0 + engine.settings.stuck_after + timedelta(minutes=2)
+        while clock.now < end:
+            await engine.follow_once()
+            clock.now += timedelta(seconds=20)
+        states = {a.phone: a.state for a in w.store.attempts()}
+        assert states == dict.fromkeys(phones, AttemptState.UNKNOWN)
+        assert api.seen["LIST"] > 0 and api.seen["GET"] > 0  # lists failed; GETs took over
+
+
+async def test_an_unknown_call_that_is_never_found_is_looked_at_seldom(tmp_path: Path) -> None:
+    api = Stubborn(found=False)
+    clock = FakeClock(T0)
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        step = timedelta(seconds=5)
+        while w.attempt().state is not AttemptState.UNKNOWN:
+            await engine.follow_once()
+            clock.now += step
+        gets = api.seen["GET"]
+        hour = clock.now + timedelta(hours=1)
+        while clock.now < hour:
+            await engine.follow_once()
+            clock.now += step
+        # one look per `late` interval (10 min), not one per ringing interval (5 s)
+        assert api.seen["GET"] - gets <= 7
