@@ -104,6 +104,8 @@ class EngineSettings:
     poll_lease: timedelta = timedelta(seconds=30)
     #: a daemon whose heartbeat is older than this is dead: its dialing rows get reconciled
     worker_ttl: timedelta = timedelta(seconds=30)
+    #: a clock further than this from the shared database's stops dialling and reconciling
+    max_clock_skew: timedelta = timedelta(seconds=5)
     #: after a webhook's `ended` status-update, how long the end-of-call-report (the outcome's
     #: data) may take before a GET reads the call instead
     report_grace: timedelta = timedelta(seconds=30)
@@ -153,6 +155,8 @@ class Engine:
         self._wake = asyncio.Event()
         #: API key name -> (held until, what is wrong): a 401/402 stops that key's creates only
         self._account_holds: dict[str, tuple[datetime, str]] = {}
+        #: how far our clock is from the shared database's, when that is too far
+        self.clock_skew: timedelta | None = None
         self._campaign_hold: dict[str, datetime] = {}
         self._last_reconcile: datetime | None = None
         #: the last dispatch found every line taken: only an ending call (or a tick) changes that
@@ -220,7 +224,7 @@ class Engine:
         """Start every dial that is due and fits the caps; returns how many POSTs were started."""
         now = self.clock()
         held = {key for key, (until, _) in self._account_holds.items() if now < until}
-        if held >= self.clients.keys():
+        if held >= self.clients.keys() or self.clock_skew is not None:
             self._full = False  # not counted: look again on the next tick
             return 0
         live = self.store.live_counts()
@@ -1029,6 +1033,8 @@ class Engine:
         yet adopted by another attempt, is adopted. Only a confirmed absence after the settle
         delay releases the attempt for a new dial; while listing fails nothing is re-dialled.
         """
+        if self.clock_skew is not None:
+            return 0  # its judgements of age would be off by the skew (see check_clock)
         now = self.clock()
         me = self.settings.worker_id
         waiting_long = self.store.dialing_since(now - self.settings.create_timeout)
@@ -1256,9 +1262,34 @@ class Engine:
         while not stop.is_set():
             now = self.clock()
             if last_beat is None or now - last_beat >= self.settings.worker_ttl / 3:
+                self.check_clock()
                 self.store.heartbeat(self.settings.worker_id, now=now)
                 last_beat = now
             await _wait_any(stop, seconds=self.settings.tick)
+
+    def check_clock(self) -> None:
+        """Hold dialling and reconciliation while our clock is off from the shared database's.
+
+        Daemons judge each other by timestamps: a clock half a minute behind makes a live
+        daemon look dead to the others, and its fresh dials look old enough to be reconciled
+        as absent and dialled again. Polls go on (they judge nothing across daemons)."""
+        db_now = self.store.database_now()
+        if db_now is None:
+            return
+        skew = self.clock() - db_now
+        if abs(skew) <= self.settings.max_clock_skew:
+            if self.clock_skew is not None:
+                log.info("dialer.clock.in_sync", skew_s=round(skew.total_seconds(), 3))
+            self.clock_skew = None
+            return
+        if self.clock_skew is None:
+            log.error(
+                "dialer.clock.skewed",
+                skew_s=round(skew.total_seconds(), 3),
+                allowed_s=self.settings.max_clock_skew.total_seconds(),
+                hint="synchronise this host's clock (NTP); dialling holds until then",
+            )
+        self.clock_skew = skew
 
     def _until(self, when: datetime | None) -> float:
         """Seconds to sleep before ``when`` (never longer than a tick, never busy-looping)."""

@@ -871,6 +871,15 @@ class Store:
                 session.add(row)
 
     # ----- workers
+    def database_now(self) -> datetime | None:
+        """The database server's clock, where several daemons share it (PostgreSQL); None on
+        SQLite, which one daemon uses alone. Daemons compare each other's timestamps (heartbeats,
+        dial times, the budget row), so each checks its own clock against this one."""
+        if self.dialect != "postgresql":
+            return None
+        with self._connection() as connection:
+            return _aware(connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one())
+
     def heartbeat(self, worker_id: str, *, now: datetime) -> None:
         with self.session() as session:
             row = session.get(WorkerRow, worker_id)

@@ -96,11 +96,12 @@ async def world(
     window: str | None = None,
     phones: Sequence[str] = (PHONE,),
     extra: str = "",
+    db_url: str | None = None,
 ) -> AsyncIterator[World]:
     campaign = load_campaign(
         write_campaign(tmp_path, phones, extra=extra, **({"window": window} if window else {}))
     )
-    config = write_config(tmp_path, db_url=f"sqlite:///{tmp_path}/dialer.db")
+    config = write_config(tmp_path, db_url=db_url or f"sqlite:///{tmp_path}/dialer.db")
     with Store(config.database_url) as store:
         store.create_schema()
         async with contextlib.AsyncExitStack() as stack:

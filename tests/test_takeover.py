@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -431,3 +431,30 @@ async def test_a_stale_view_of_an_ended_call_does_not_stop_the_daemon(placed: Pl
 
 def test_worker_ids_differ_even_for_one_host_and_pid() -> None:
     assert worker_id() != worker_id()
+
+
+# ---------------------------------------------------------------------------- clocks
+@pytest.mark.postgres
+async def test_a_daemon_whose_clock_is_off_from_the_database_holds_its_dials(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """On PostgreSQL daemons judge each other by timestamps: one whose clock is a minute
+    behind would look dead to the others at once, and its fresh dials old enough to redial."""
+    real = FakeClock(datetime.now(UTC))
+    behind = FakeClock(real.now - timedelta(minutes=1))
+    sim = simulator(real)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), behind, db_url=pg_url) as w:
+        a = await w.engine("a")
+        assert a.fire("e2e", behind.now) is not None
+        a.check_clock()
+        assert a.clock_skew is not None and a.clock_skew < -timedelta(seconds=50)
+        assert await a.dispatch_once() == 0
+        assert await a.reconcile_once() == 0
+        assert sim.created == []
+
+        behind.now = datetime.now(UTC)  # NTP caught up
+        a.check_clock()
+        assert a.clock_skew is None
+        assert await a.dispatch_once() == 1
+        await a.drain()
+        assert [r.destination for r in sim.created] == [PHONE]
