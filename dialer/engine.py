@@ -1235,6 +1235,8 @@ class Engine:
                 or now - self._last_reconcile >= self.settings.reconcile_interval
             ):
                 self._last_reconcile = now
+                # on this cadence, not after every outcome: a cancel is rare, the query is not
+                self.store.cancel_stragglers(now=now)
                 await self.reconcile_once()
             # Runs end when their last attempt does; another daemon's attempts end unseen by
             # us, hence the periodic look besides the one after each of ours.
@@ -1245,7 +1247,6 @@ class Engine:
             ):
                 self._runs_dirty = False
                 self._last_finish_runs = now
-                self.store.cancel_stragglers(now=now)
                 self.store.finish_runs(now=now)
             if on_tick is not None:
                 on_tick()

@@ -1326,21 +1326,19 @@ class Store:
         """Cancel what became planned in a cancelled campaign after it was cancelled: a dial
         released after the cancel (a 429, a withdrawn create, reconciliation) or a retry that
         a call in flight earned. Without this, such a row would keep its run open for ever."""
-        with self._connection() as connection:
-            cancelled = connection.execute(
-                sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
-            ).scalars()
-            ids = list(cancelled)
-        return sum(self.cancel_planned(cid, now=now, reason="campaign_cancelled") for cid in ids)
+        cancelled = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
+        return self._cancel_planned(
+            col(AttemptRow.campaign_id).in_(cancelled), now=now, reason="campaign_cancelled"
+        )
 
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
+        return self._cancel_planned(AttemptRow.campaign_id == campaign_id, now=now, reason=reason)
+
+    def _cancel_planned(self, which: sa.ColumnElement[bool], *, now: datetime, reason: str) -> int:
         with self.session() as session:
             ids = (
                 session.execute(
-                    select(AttemptRow.id).where(
-                        AttemptRow.campaign_id == campaign_id,
-                        AttemptRow.state == AttemptState.PLANNED,
-                    )
+                    select(AttemptRow.id).where(which, AttemptRow.state == AttemptState.PLANNED)
                 )
                 .scalars()
                 .all()
