@@ -1326,26 +1326,23 @@ class Store:
         """Cancel what became planned in a cancelled campaign after it was cancelled: a dial
         released after the cancel (a 429, a withdrawn create, reconciliation) or a retry that
         a call in flight earned. Without this, such a row would keep its run open for ever."""
-        cancelled = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
-        return self._cancel_planned(
-            col(AttemptRow.campaign_id).in_(cancelled), now=now, reason="campaign_cancelled"
-        )
+        return self._cancel_planned(_PLANNED_IN_CANCELLED, {}, now=now, reason="campaign_cancelled")
 
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
-        return self._cancel_planned(AttemptRow.campaign_id == campaign_id, now=now, reason=reason)
+        return self._cancel_planned(
+            _PLANNED_IN_CAMPAIGN, {"campaign_id": campaign_id}, now=now, reason=reason
+        )
 
-    def _cancel_planned(self, which: sa.ColumnElement[bool], *, now: datetime, reason: str) -> int:
-        with self.session() as session:
-            ids = (
-                session.execute(
-                    select(AttemptRow.id).where(which, AttemptRow.state == AttemptState.PLANNED)
-                )
-                .scalars()
-                .all()
-            )
+    def _cancel_planned(
+        self, which: sa.Select[tuple[int]], params: Mapping[str, Any], *, now: datetime, reason: str
+    ) -> int:
+        # prebuilt Core statements: housekeeping runs the stragglers' query every
+        # reconcile_interval, and it almost always finds nothing
+        with self._connection() as connection:
+            ids = connection.execute(which, params).scalars().all()
             for attempt_id in ids:
                 self._transition(
-                    session,
+                    connection,
                     attempt_id,
                     AttemptState.CANCELLED,
                     now=now,
@@ -1534,6 +1531,16 @@ _NEXT_DUE = (
     sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
     .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
     .where(*_PLANNED_AND_ACTIVE)
+)
+_PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+)
+_PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    _ATTEMPTS.c.campaign_id.in_(
+        sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
+    ),
 )
 _RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
 _OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
