@@ -170,6 +170,8 @@ class Engine:
         self._awaiting_report: dict[str, tuple[datetime, int | None]] = {}
         #: call ids a webhook said were answered (oldest first): their end has a report
         self._answered: dict[str, None] = {}
+        # looks in a row that showed nothing, per attempt in flight (see _unobserved)
+        self._misses: dict[int, int] = {}
         #: an attempt became final since finish_runs last looked (or it never looked)
         self._runs_dirty = True
         self._last_finish_runs: datetime | None = None
@@ -827,7 +829,7 @@ class Engine:
         try:
             call = await client.get_call(attempt.call_id)
         except NotFound:
-            self._observe_missing(attempt)
+            self._unobserved(attempt, "call id not found")
             return
         except AccountError as exc:
             self._hold_account(attempt.api_key_name, exc)
@@ -835,7 +837,7 @@ class Engine:
             return
         except ProviderError as exc:
             log.warning("dialer.poll.failed", attempt_id=attempt.id, error=str(exc))
-            self._push_poll(attempt, self.settings.poll.ringing)
+            self._unobserved(attempt, f"call unreadable: {exc}")
             return
         self.observe_call(attempt, call)
 
@@ -846,6 +848,7 @@ class Engine:
         writes nothing (the next look is the next list, not a time stored on the attempt).
         """
         now = self.clock()
+        self._misses.pop(attempt.id, None)
         if call.terminal:
             outcome = classify(call.raw, self.settings.outcome_rules)
             # Decided before the write, so the retry is written with the outcome (see Retry).
@@ -887,9 +890,10 @@ class Engine:
         unchanged = call.status == attempt.call_status
         if listed and unchanged and attempt.state is AttemptState.IN_FLIGHT:
             return
+        nxt: datetime | None
         if attempt.state is AttemptState.UNKNOWN:
-            late = now - dialed < self.settings.late_result_horizon
-            nxt = now + self.settings.poll.late if late else None
+            late = self._late_look(dialed, now)
+            nxt = None if late is None else now + late
         else:
             nxt = next_poll_at(
                 self.settings.poll,
@@ -899,11 +903,7 @@ class Engine:
                 answered_at=call.started_at,
             )
         self.store.record_poll(
-            attempt.id,
-            call_status=call.status,
-            raw=call.raw,
-            now=now,
-            next_poll_at=nxt or now + self.settings.late_result_horizon,
+            attempt.id, call_status=call.status, raw=call.raw, now=now, next_poll_at=nxt
         )
 
     async def on_webhook(self, event: WebhookEvent) -> None:
@@ -939,7 +939,10 @@ class Engine:
             log.info("dialer.webhook.ignored", call_id=call_id, kind=event.kind)
             return
         if event.terminal:
-            self.observe_call(attempt, Call.from_api(event.call))
+            # a report found by our metadata alone may lack the call's id: it is the attempt's
+            self.observe_call(
+                attempt, Call.from_api({**event.call, "id": call_id or attempt.call_id})
+            )
             self.stats["webhooks"] = self.stats.get("webhooks", 0) + 1
             if call_id:
                 self._awaiting_report.pop(call_id, None)
@@ -961,32 +964,45 @@ class Engine:
                 attempt = self.store.attempt(attempt_id)
         return attempt
 
-    def _observe_missing(self, attempt: AttemptView) -> None:
+    def _unobserved(self, attempt: AttemptView, reason: str) -> None:
+        """A look that showed nothing: the call id is not found, or its GET keeps failing.
+
+        A call we cannot see is given up on after ``stuck_after`` like one that never ends
+        (it must not hold its line and its run for ever), and each miss in a row doubles the
+        wait before the next look, up to ``poll.late``: a GET failing every few seconds for
+        hours would eat a third of the budget."""
         now = self.clock()
         dialed = attempt.dialing_at or now
-        if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= self.settings.stuck_after:
-            with self._unless_taken_over(attempt, "not_found"):
+        if attempt.state is AttemptState.UNKNOWN:
+            self._push_poll(attempt, self._late_look(dialed, now))
+            return
+        if now - dialed >= self.settings.stuck_after:
+            self._misses.pop(attempt.id, None)
+            with self._unless_taken_over(attempt, "unobserved"):
                 self.store.mark_unknown(
-                    attempt.id,
-                    now=now,
-                    next_poll_at=now + self.settings.poll.late,
-                    reason="call id not found",
+                    attempt.id, now=now, next_poll_at=now + self.settings.poll.late, reason=reason
                 )
                 self.stats["unknown"] += 1
+                log.warning("dialer.call.unobserved", attempt_id=attempt.id, reason=reason)
             self._after_final(attempt)
-        elif attempt.state is AttemptState.UNKNOWN:
-            # Given up on already: looked at as seldom as any unknown call, and only within
-            # the late-result horizon (a GET every few seconds for ever would eat the budget).
-            late = now - dialed < self.settings.late_result_horizon
-            self._push_poll(
-                attempt, self.settings.poll.late if late else self.settings.late_result_horizon
-            )
-        else:
-            self._push_poll(attempt, self.settings.poll.ringing)
+            return
+        misses = self._misses[attempt.id] = self._misses.get(attempt.id, 0) + 1
+        plan = self.settings.poll
+        self._push_poll(attempt, min(plan.late, plan.ringing * 2 ** min(misses - 1, 16)))
 
-    def _push_poll(self, attempt: AttemptView, delay: timedelta) -> None:
+    def _late_look(self, dialed: datetime, now: datetime) -> timedelta | None:
+        """When to look again at an `unknown` call: every ``poll.late`` within the late-result
+        horizon, then never (a webhook can still bring its result)."""
+        if now - dialed < self.settings.late_result_horizon:
+            return self.settings.poll.late
+        return None
+
+    def _push_poll(self, attempt: AttemptView, delay: timedelta | None) -> None:
+        """Look again after ``delay``; None: never again."""
         now = self.clock()
-        self.store.reschedule_poll(attempt.id, next_poll_at=now + delay, now=now)
+        self.store.reschedule_poll(
+            attempt.id, next_poll_at=None if delay is None else now + delay, now=now
+        )
 
     def _retry_after(
         self, attempt: AttemptView, outcome: Outcome, ended_at: datetime

@@ -62,8 +62,10 @@ WINDOW_S = 60.0
 """The server counts requests per minute."""
 
 MAX_HOLD_S = 120.0
-"""Longest hold taken from an ``X-RateLimit-Reset`` header. A reset further away than two windows
-is a skewed clock or a misread unit, and obeying it could stall the dialer for hours."""
+"""Longest hold taken from an ``X-RateLimit-Reset`` or ``Retry-After`` header. A wait longer than
+two windows is a skewed clock or a misread unit (an epoch, milliseconds), and obeying it could
+stall every daemon on the key for hours; if the limit really lasts longer, the next request is
+answered with another 429 and another hold, which costs one request per hold."""
 
 # Below this a "unix timestamp" is really a number of seconds (some servers send a delta); above
 # _MS_EPOCH it is in milliseconds. Neither is documented for VoiceDock; both are cheap to accept.
@@ -97,6 +99,15 @@ def seconds_until_reset(value: str | None, *, now_wall: float) -> float | None:
         reset /= 1000.0
     delta = reset if reset < _DELTA_BELOW else reset - now_wall
     return min(max(delta, 0.0), MAX_HOLD_S)
+
+
+def _header_count(text: str) -> int | None:
+    """A header's whole number ("42", "42.0"); None when it is not a finite number."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) else None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -207,18 +218,17 @@ class RequestBudget:
         remaining_text = _header(headers, "X-RateLimit-Remaining")
         if remaining_text is None:
             return
-        try:
-            remaining = int(float(remaining_text.strip()))
-        except ValueError:
+        remaining = _header_count(remaining_text)
+        if remaining is None:
             return
         self._server_remaining = remaining
         reserve = self._reserve
         limit_text = _header(headers, "X-RateLimit-Limit")
-        if limit_text is not None and self._margin_reserve:
+        limit = None if limit_text is None else _header_count(limit_text)
+        if limit is not None and self._margin_reserve:
             # The server's own limit is the truth about its window; a configured rate that
             # differs (another key's settings, a time-scaled test) must not hold traffic early.
-            with contextlib.suppress(ValueError):
-                reserve = min(reserve, math.ceil(int(float(limit_text.strip())) * self._margin))
+            reserve = min(reserve, math.ceil(limit * self._margin))
         if remaining > reserve:
             return
         seconds = seconds_until_reset(
@@ -230,6 +240,7 @@ class RequestBudget:
     def _hold(self, seconds: float, *, reason: str, **detail: object) -> None:
         if not seconds > 0:  # also rejects NaN
             return
+        seconds = min(seconds, MAX_HOLD_S)
         until = self._clock() + seconds
         if self._paused_until is not None and until <= self._paused_until:
             return  # pauses only extend
@@ -386,7 +397,7 @@ class SharedBudget(RequestBudget):
         if seconds > 0:  # also rejects NaN
             self._slots.hold_request_slots(
                 self._key_name,
-                until=self._wall_now() + timedelta(seconds=seconds),
+                until=self._wall_now() + timedelta(seconds=min(seconds, MAX_HOLD_S)),
                 interval=self._interval,
                 burst=self._burst,
             )

@@ -1183,9 +1183,10 @@ class Store:
         call_status: str,
         raw: Mapping[str, Any],
         now: datetime,
-        next_poll_at: datetime,
+        next_poll_at: datetime | None,
     ) -> None:
-        """A non-terminal observation: keep the latest call object, schedule the next look."""
+        """A non-terminal observation: keep the latest call object, schedule the next look
+        (None: no more looks)."""
         with self._connection() as connection:
             connection.execute(
                 _RECORD_POLL,
@@ -1198,7 +1199,9 @@ class Store:
                 },
             )
 
-    def reschedule_poll(self, attempt_id: int, *, next_poll_at: datetime, now: datetime) -> None:
+    def reschedule_poll(
+        self, attempt_id: int, *, next_poll_at: datetime | None, now: datetime
+    ) -> None:
         """Look again later without having learnt anything (a failed or refused GET).
 
         An attempt that ended meanwhile (another daemon's look) keeps its NULL next poll."""

@@ -75,7 +75,7 @@ from dialer.errors import (
     TransportFailure,
     Unauthorized,
 )
-from dialer.ratelimit import Priority, RequestBudget, seconds_until_reset
+from dialer.ratelimit import MAX_HOLD_S, Priority, RequestBudget, seconds_until_reset
 
 __all__ = ["MAX_PAGE_SIZE", "TERMINAL_STATUSES", "Call", "CreatedCall", "VoiceDockClient"]
 
@@ -267,19 +267,20 @@ def _describe_body(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response, *, now_wall: float) -> float:
-    """Retry-After seconds (or HTTP-date), else X-RateLimit-Reset - now, else one second."""
+    """Retry-After seconds (or HTTP-date), else X-RateLimit-Reset - now, else one second;
+    never more than ``MAX_HOLD_S`` (a number that large is an epoch or a misread unit)."""
     value = response.headers.get("Retry-After", "").strip()
     if value:
         try:
             seconds = float(value)
         except ValueError:
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
                 # RFC 9110 also allows an HTTP-date
                 seconds = email.utils.parsedate_to_datetime(value).timestamp() - now_wall
-                return max(seconds, 0.0)
+                return min(max(seconds, 0.0), MAX_HOLD_S)
         else:
             if math.isfinite(seconds):
-                return max(seconds, 0.0)
+                return min(max(seconds, 0.0), MAX_HOLD_S)
     reset = seconds_until_reset(response.headers.get("X-RateLimit-Reset"), now_wall=now_wall)
     return reset if reset is not None else DEFAULT_RETRY_AFTER_S
 

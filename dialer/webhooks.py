@@ -30,12 +30,35 @@ from dialer.errors import DialerError
 log = structlog.get_logger("dialer.webhooks")
 
 MAX_AGE_S = 300.0
+#: Largest body read. A long call's report (its transcript) is tens of kilobytes; a body past
+#: this is refused unread, so no stranger can make the daemon's process run out of memory
+#: (the outcome of a real call whose report this was is still read by polling).
+MAX_BODY_BYTES = 4 * 1024 * 1024
 #: status-update statuses that end a call, and the call-object status each one stands for
 TERMINAL_UPDATES = {"ended": "ended", "ended-with-error": "failed"}
 
 
 class WebhookRejected(DialerError):
     """A webhook that failed verification or could not be understood."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _body(request: Request) -> bytes:
+    """The body, refused (413) past ``MAX_BODY_BYTES`` whatever Content-Length claims."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise WebhookRejected(f"body of {declared} bytes is too large", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise WebhookRejected("body is too large", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -54,16 +77,24 @@ def verify(
     max_age_s: float = MAX_AGE_S,
 ) -> None:
     """Raise WebhookRejected unless the signature is right and the timestamp fresh."""
+    check_headers(timestamp=timestamp, signature=signature, now=now, max_age_s=max_age_s)
+    assert timestamp is not None and signature is not None
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
+        raise WebhookRejected("signature does not match")
+
+
+def check_headers(
+    *, timestamp: str | None, signature: str | None, now: float, max_age_s: float = MAX_AGE_S
+) -> None:
+    """The checks that need no body: both headers there, the timestamp a fresh one."""
     if not timestamp or not signature:
         raise WebhookRejected("missing X-Webhook-Timestamp or X-Webhook-Signature")
     try:
         sent = float(timestamp)
     except ValueError:
         raise WebhookRejected("X-Webhook-Timestamp is not a unix timestamp") from None
-    if abs(now - sent) > max_age_s:
+    if not abs(now - sent) <= max_age_s:  # also refuses nan and inf
         raise WebhookRejected(f"timestamp {timestamp} is more than {max_age_s:g}s from now")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
-        raise WebhookRejected("signature does not match")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +114,9 @@ class WebhookEvent:
         return self.kind == "status-update" and self.terminal and self.call["status"] == "ended"
 
 
-def parse_event(payload: Mapping[str, Any]) -> WebhookEvent:
+def parse_event(payload: object) -> WebhookEvent:
+    if not isinstance(payload, Mapping):
+        raise WebhookRejected("body is not a JSON object")
     message = payload.get("message")
     if not isinstance(message, Mapping):
         raise WebhookRejected("body has no 'message' object")
@@ -152,19 +185,21 @@ def webhook_app(
     """The receiver: verify, parse, hand over, answer 2xx fast (VoiceDock ignores the body)."""
 
     async def receive(request: Request) -> Response:
-        body = await request.body()
+        timestamp = request.headers.get("x-webhook-timestamp")
+        signature = request.headers.get("x-webhook-signature")
         try:
-            verify(
-                secret,
-                timestamp=request.headers.get("x-webhook-timestamp"),
-                signature=request.headers.get("x-webhook-signature"),
-                body=body,
-                now=clock(),
-            )
+            # Before reading a byte of the body: a stranger's request costs us nothing.
+            check_headers(timestamp=timestamp, signature=signature, now=clock())
+            body = await _body(request)
+            verify(secret, timestamp=timestamp, signature=signature, body=body, now=clock())
+        except WebhookRejected as exc:
+            log.warning("dialer.webhook.rejected", reason=str(exc))
+            return JSONResponse({"error": "rejected"}, status_code=exc.status)
+        try:
             event = parse_event(json.loads(body))
         except (WebhookRejected, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            log.warning("dialer.webhook.rejected", reason=str(exc))
-            return JSONResponse({"error": "rejected"}, status_code=401)
+            log.warning("dialer.webhook.unreadable", reason=str(exc))
+            return JSONResponse({"error": "unreadable"}, status_code=400)
         log.info(
             "dialer.webhook.received",
             kind=event.kind,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dialer.attempts import AttemptState
 from tests.clock import FakeClock
@@ -20,9 +21,18 @@ class Stubborn:
     """Creates succeed; then GET /calls answers ``list_status`` and every call stays
     in progress, or is never found (``found=False``)."""
 
-    def __init__(self, *, list_status: int = 503, found: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        list_status: int = 503,
+        found: bool = True,
+        get_status: int = 200,
+        call_status: str | None = "in-progress",
+    ) -> None:
         self.list_status = list_status
         self.found = found
+        self.get_status = get_status
+        self.call_status = call_status
         self.seen: Counter[str] = Counter()
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -38,7 +48,9 @@ class Stubborn:
         if not self.found:
             return httpx.Response(404, json={"error": "Call not found"})
         call_id = path.rsplit("/", 1)[1]
-        return httpx.Response(200, json={"id": call_id, "status": "in-progress"})
+        if self.get_status != 200:
+            return httpx.Response(self.get_status, json={"error": "unavailable"})
+        return httpx.Response(200, json={"id": call_id, "status": self.call_status})
 
 
 async def test_calls_are_given_up_on_even_while_listing_keeps_failing(tmp_path: Path) -> None:
@@ -78,3 +90,52 @@ async def test_an_unknown_call_that_is_never_found_is_looked_at_seldom(tmp_path:
             clock.now += step
         # one look per `late` interval (10 min), not one per ringing interval (5 s)
         assert api.seen["GET"] - gets <= 7
+
+
+@pytest.mark.parametrize(
+    "api",
+    [Stubborn(get_status=503), Stubborn(call_status=None)],
+    ids=["get_503", "unreadable_call"],
+)
+async def test_a_call_that_cannot_be_read_is_given_up_on_and_looked_at_less_often(
+    tmp_path: Path, api: Stubborn
+) -> None:
+    clock = FakeClock(T0)
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        end = T0 + engine.settings.stuck_after + timedelta(minutes=2)
+        while clock.now < end:
+            await engine.follow_once()
+            clock.now += timedelta(seconds=5)
+        # its line and its run are not held for ever by a call we cannot see
+        assert w.attempt().state is AttemptState.UNKNOWN
+        assert "unreadable" in (w.attempt().reason or "")
+        # each miss in a row doubles the wait (5 s ... 10 min): about ten looks in half an
+        # hour, each repeated by the client on a 5xx, not a look every 5 s (360 looks)
+        assert api.seen["GET"] <= 60, api.seen
+
+
+async def test_an_unknown_call_is_not_looked_at_past_the_late_result_horizon(
+    tmp_path: Path,
+) -> None:
+    api = Stubborn(found=False)
+    clock = FakeClock(T0)
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        horizon = T0 + engine.settings.late_result_horizon
+        while clock.now < horizon + timedelta(minutes=30):
+            await engine.follow_once()
+            clock.now += engine.settings.poll.late
+        assert w.attempt().state is AttemptState.UNKNOWN
+        gets = api.seen["GET"]
+        for _ in range(30):
+            clock.now += timedelta(days=1)
+            await engine.follow_once()
+        assert api.seen["GET"] == gets
+        assert w.attempt().next_poll_at is None

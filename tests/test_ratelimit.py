@@ -273,6 +273,9 @@ def headers(remaining: str | None, reset: str | None) -> dict[str, str]:
         (headers("0", None), None),
         (headers(None, str(int(WALL0) + 20)), None),
         (headers("lots", str(int(WALL0) + 20)), None),
+        (headers("inf", str(int(WALL0) + 20)), None),  # not a count: ignored, not raised
+        (headers("1e400", str(int(WALL0) + 20)), None),
+        ({**headers("0", str(int(WALL0) + 20)), "X-RateLimit-Limit": "Infinity"}, 20.0),
         (headers("0", "soon"), None),
         ({}, None),
     ],
@@ -285,6 +288,13 @@ def test_observe_holds_until_the_reset_once_remaining_hits_the_reserve(
     budget = RequestBudget(100, margin=0.05, clock=fake, wall_clock=lambda: WALL0, sleep=fake.sleep)
     budget.observe(sent)
     assert budget.paused_until == (None if held_for is None else 1000.0 + held_for)
+
+
+def test_a_pause_is_never_longer_than_max_hold() -> None:
+    fake = FakeTime()
+    budget = budget_on(fake, 100, reserve=0)
+    budget.pause_for(86_400)  # a Retry-After of a day: a misread unit, or an epoch
+    assert budget.paused_until == MAX_HOLD_S
 
 
 async def test_a_hold_from_headers_delays_the_next_request() -> None:
@@ -357,3 +367,12 @@ async def test_a_429_on_one_daemon_holds_every_daemon_on_the_key(slot_store: Sto
     assert fake.now >= 30  # the other daemon's request waited out the pause too
     await paused.acquire(Priority.CREATE)
     assert fake.now >= 30
+
+
+async def test_a_shared_hold_is_capped_too(slot_store: Store) -> None:
+    fake = FakeTime()
+    paused, other = shared_on(fake, slot_store), shared_on(fake, slot_store)
+    await paused.acquire(Priority.POLL)
+    paused.pause_for(1e12)  # beyond any datetime: capped, not an OverflowError
+    await other.acquire(Priority.CREATE)
+    assert MAX_HOLD_S <= fake.now <= MAX_HOLD_S + 5  # held, but not for 30,000 years

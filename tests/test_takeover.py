@@ -288,6 +288,20 @@ async def test_the_outcome_comes_from_the_report_not_from_the_ended_status_updat
     assert len(w.store.events(kind="attempt.ended")) == 1
 
 
+async def test_a_report_without_the_call_id_is_recorded_by_our_metadata(
+    placed: Placed,
+) -> None:
+    w = placed.w
+    report = webhook("end-of-call-report", placed.call_id, attempt_id=w.attempt().id, **REPORT)
+    message = report["message"]
+    assert isinstance(message, dict)
+    del message["call"]["id"]
+    await placed.engine.on_webhook(parse_event(report))
+    recorded = w.attempt()
+    assert recorded.state is AttemptState.ENDED
+    assert (recorded.call_id, recorded.summary) == (placed.call_id, REPORT["summary"])
+
+
 async def test_an_ended_call_whose_report_never_comes_is_read_after_the_grace(
     placed: Placed,
 ) -> None:

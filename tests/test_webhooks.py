@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from dialer.webhooks import WebhookEvent, WebhookRejected, parse_event, sign, verify, webhook_app
+from dialer.webhooks import (
+    MAX_BODY_BYTES,
+    WebhookEvent,
+    WebhookRejected,
+    parse_event,
+    sign,
+    verify,
+    webhook_app,
+)
 
 SECRET = "whsec_test"
 NOW = 1_764_000_000.0
@@ -47,6 +56,8 @@ def test_verify_accepts_a_fresh_correct_signature() -> None:
         (str(int(NOW) - 301), b"body", b"body", "from now"),
         (str(int(NOW) + 301), b"body", b"body", "from now"),
         ("yesterday", b"body", b"body", "unix timestamp"),
+        ("nan", b"body", b"body", "from now"),
+        ("inf", b"body", b"body", "from now"),
         (None, b"body", b"body", "missing"),
     ],
 )
@@ -137,8 +148,58 @@ async def test_app_verifies_and_hands_over_each_delivery() -> None:
                     "X-Webhook-Signature": sign(SECRET, ts, b"not json"),
                 },
             )
-        ).status_code == 401
+        ).status_code == 400
     assert [e.call_id for e in seen] == [
         "call-1",
         "call-1",
     ]  # duplicates reach the engine; it dedupes
+
+
+async def _ignore(event: WebhookEvent) -> None:
+    raise AssertionError(f"handed over: {event}")
+
+
+def _client() -> httpx.AsyncClient:
+    app = webhook_app(SECRET, _ignore, clock=lambda: NOW)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hook")
+
+
+async def test_an_unsigned_body_is_refused_before_it_is_read() -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 64 MiB, if anyone read it
+            sent += 1
+            yield b"x" * (1024 * 1024)
+
+    async with _client() as client:
+        answer = await client.post("/webhooks/voicedock", content=endless())
+    assert answer.status_code == 401
+    assert sent <= 1  # at most the chunk the transport hands over before the app answers
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content_length", "chunked"])
+async def test_a_signed_body_past_the_cap_is_refused_unread(declared: bool) -> None:
+    ts = str(int(NOW))
+    body = b"x" * (MAX_BODY_BYTES + 1)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    headers = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(SECRET, ts, body)}
+    async with _client() as client:
+        answer = await client.post(
+            "/webhooks/voicedock", content=body if declared else chunks(), headers=headers
+        )
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"42", b'{"message": []}'])
+async def test_a_signed_body_that_is_not_an_event_is_a_400(body: bytes) -> None:
+    ts = str(int(NOW))
+    headers = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(SECRET, ts, body)}
+    async with _client() as client:
+        answer = await client.post("/webhooks/voicedock", content=body, headers=headers)
+    assert answer.status_code == 400
