@@ -70,6 +70,8 @@ ENDED_MEMORY = 10_000
 #: while every line is taken, the dispatcher re-counts them this often (in ticks) besides
 #: being woken by the ends it sees
 FULL_RECOUNT_TICKS = 5
+#: attempts the dispatcher examines between two turns of the event loop
+YIELD_EVERY = 32
 
 
 def utc_now() -> datetime:
@@ -238,6 +240,7 @@ class Engine:
         live_by_name = {name: live.get(cid, 0) for name, cid in self._campaign_ids.items()}
         # Pages a little larger than the free lines: some due attempts are deferred or closed
         # rather than dialled, and those leave the due set, so the next page holds new ones.
+        examined = 0
         while started < capacity:
             page = (capacity - started) * 2 + 4
             batch = self.store.due_attempts(now=now, limit=page)
@@ -245,6 +248,13 @@ class Engine:
             for attempt in batch:
                 if started >= capacity:
                     break
+                examined += 1
+                if examined % YIELD_EVERY == 0:
+                    # A run firing outside its window defers every contact in one pass, a
+                    # write each: the heartbeat, the polls and the sends must not stall behind
+                    # it (a daemon silent past worker_ttl is taken for dead).
+                    await asyncio.sleep(0)
+                    now = self.clock()
                 campaign = self.campaigns.get(attempt.campaign_name)
                 if campaign is None:
                     continue  # its file is gone from the config: leave it planned, untouched
@@ -280,6 +290,7 @@ class Engine:
                     body=body,
                     now=now,
                     evidence=self._evidence(campaign, attempt, now, body, permit),
+                    key_name=attempt.api_key_name,
                 ):
                     continue  # another worker claimed it between our read and our write
                 if pacer is not None:
@@ -476,10 +487,15 @@ class Engine:
             self._unsent.discard(asyncio.current_task())  # type: ignore[arg-type]
             return True
 
+        def before_wait() -> None:
+            # Nothing of this dial is out (not yet, or the last send was refused with a 429 or
+            # never connected): a stop releases it rather than waiting for the re-send.
+            self._unsent.add(asyncio.current_task())  # type: ignore[arg-type]
+
         try:
             try:
                 created = await self.clients[attempt.api_key_name].create_call(
-                    body, before_send=before_send
+                    body, before_send=before_send, before_wait=before_wait
                 )
             except asyncio.CancelledError:
                 if asyncio.current_task() in self._unsent:
@@ -1094,7 +1110,7 @@ class Engine:
         adopted_ids = self.store.known_call_ids([c.id for c in calls])
         resolved = 0
         for attempt in sorted(candidates, key=lambda a: a.dialing_at or now):
-            match = self._match(attempt, calls, adopted_ids)
+            match = self._match(attempt, calls, adopted_ids, self.store.request_body(attempt.id))
             # The POST went out at most send_recheck_after after dialing_at (else it was
             # re-stamped), and its answer came within create_timeout of that, or never.
             settled = now - attempt.dialing_at >= (  # type: ignore[operator]
@@ -1136,10 +1152,22 @@ class Engine:
             resolved += 1
         return resolved
 
-    def _match(self, attempt: AttemptView, calls: Sequence[Call], taken: set[str]) -> Call | None:
+    def _match(
+        self,
+        attempt: AttemptView,
+        calls: Sequence[Call],
+        taken: set[str],
+        sent: Mapping[str, Any] | None,
+    ) -> Call | None:
+        """The earliest call not yet adopted that the dial's POST could have created.
+
+        Judged by what was sent (``sent``, the stored body), not by the campaign file: an
+        assistant or caller id edited since the dial would make its call look like another's,
+        and the contact would be released and dialled twice."""
         assert attempt.dialing_at is not None
         earliest = attempt.dialing_at - self.settings.reconcile_margin
-        campaign = self.campaigns.get(attempt.campaign_name)
+        # no body (never the case since begin_dialing keeps it): match on less, the safe side
+        assistant_id, number_id = (sent or {}).get("assistant_id"), (sent or {}).get("number_id")
         best: Call | None = None
         for call in calls:
             if call.id in taken:
@@ -1148,15 +1176,10 @@ class Engine:
                 continue
             if call.created_at is not None and call.created_at < earliest:
                 continue
-            if campaign is not None:
-                if (
-                    campaign.assistant_id
-                    and call.agent_id
-                    and call.agent_id != campaign.assistant_id
-                ):
-                    continue
-                if campaign.number_id and call.number_id and call.number_id != campaign.number_id:
-                    continue
+            if assistant_id and call.agent_id and call.agent_id != assistant_id:
+                continue
+            if number_id and call.number_id and call.number_id != number_id:
+                continue
             if best is None or (call.created_at or earliest) < (best.created_at or earliest):
                 best = call
         return best

@@ -123,6 +123,9 @@ class AttemptRow(SQLModel, table=True):
     owner: str | None = None  # the daemon that moved it to dialing
     dialing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
     request_body: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # the API key the dial was sent with, while it is dialled or followed (NULL when planned):
+    # a call exists in that key's organisation only, whatever the campaign file says now
+    dial_key_name: str | None = None
     call_id: str | None = Field(default=None, sa_column_kwargs={"unique": True})
     next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
     polls: int = 0
@@ -932,6 +935,11 @@ class Store:
                 if v is not None
             ]
 
+    def request_body(self, attempt_id: int) -> dict[str, Any] | None:
+        """The body of the attempt's last create, as sent (None: never dialled)."""
+        with self._connection() as connection:
+            return connection.execute(_REQUEST_BODY, {"attempt_id": attempt_id}).scalar()
+
     def attempt_history(self, run_id: int, contact_id: int) -> list[AttemptView]:
         with self.session() as session:
             return self._views(
@@ -967,6 +975,8 @@ class Store:
         allowed = sources_of(target) if expect is None else frozenset(expect)
         assert all(can_transition(s, target) for s in allowed), (allowed, target)
         values["updated_at"] = now
+        if target is AttemptState.PLANNED:
+            values["dial_key_name"] = None  # its next dial goes out with the campaign's key
         statement = _transition_statement(
             target,
             allowed,
@@ -1007,11 +1017,13 @@ class Store:
         body: Mapping[str, Any],
         now: datetime,
         evidence: Mapping[str, Any] | None = None,
+        key_name: str | None = None,
     ) -> bool:
         """Claim a planned attempt and record that a call is about to be placed.
 
         Committed BEFORE the POST is sent. False when another worker claimed it first.
-        ``evidence`` is the policy's reason for allowing the dial (audit trail).
+        ``evidence`` is the policy's reason for allowing the dial (audit trail). ``key_name``:
+        the API key the POST goes out with (None: the campaign's), which the attempt keeps.
         """
         try:
             self._move(
@@ -1023,6 +1035,7 @@ class Store:
                 owner=owner,
                 dialing_at=now,
                 request_body=_jsonable(dict(body)),
+                dial_key_name=key_name,
                 reason=None,
                 event_data={"owner": owner, **dict(evidence or {})},
                 campaign_active=True,
@@ -1511,7 +1524,9 @@ _JOINED = (
             )
         ),
         _CAMPAIGNS.c.name.label("campaign_name"),
-        _CAMPAIGNS.c.api_key_name,
+        sa.func.coalesce(_ATTEMPTS.c.dial_key_name, _CAMPAIGNS.c.api_key_name).label(
+            "api_key_name"
+        ),
     )
     .join_from(_ATTEMPTS, _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id)
     .join(_CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
@@ -1534,6 +1549,9 @@ _NEXT_DUE = (
     sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
     .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
     .where(*_PLANNED_AND_ACTIVE)
+)
+_REQUEST_BODY = sa.select(_ATTEMPTS.c.request_body).where(
+    _ATTEMPTS.c.id == sa.bindparam("attempt_id")
 )
 _PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
     _ATTEMPTS.c.state == AttemptState.PLANNED.value,

@@ -405,13 +405,19 @@ class VoiceDockClient:
 
     # ------------------------------------------------------------------ endpoints
     async def create_call(
-        self, body: Mapping[str, Any], *, before_send: Callable[[], bool] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        before_send: Callable[[], bool] | None = None,
+        before_wait: Callable[[], None] | None = None,
     ) -> CreatedCall:
         """``POST /calls/outbound``; re-sent only when VoiceDock cannot have acted on it.
 
         ``before_send`` is asked after each budget wait, just before the bytes go out; False
         withdraws the create (CreateWithdrawn, nothing sent). A wait can be long (a 429 pause),
         and what allowed the dial when it was queued may no longer hold by then.
+        ``before_wait`` is told before each budget wait, the first and those before a re-send:
+        until ``before_send``, nothing of this create is out.
 
         Raises AmbiguousCreate when it may have acted (5xx, timeout after sending, dropped
         connection, 2xx without ``call_id``); RateLimited / TransportFailure once the safe
@@ -425,6 +431,7 @@ class VoiceDockClient:
             body=dict(body),
             timeouts=self._create_timeout,
             before_send=before_send,
+            before_wait=before_wait,
         )
         try:
             data = response.json()
@@ -526,6 +533,7 @@ class VoiceDockClient:
         timeouts: httpx.Timeout | None = None,
         call_id: str | None = None,
         before_send: Callable[[], bool] | None = None,
+        before_wait: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """A 2xx response, sending again on the failures in ``retry_on`` (and only those)."""
         retrying = AsyncRetrying(
@@ -545,6 +553,7 @@ class VoiceDockClient:
                     timeouts=timeouts,
                     call_id=call_id,
                     before_send=before_send,
+                    before_wait=before_wait,
                 )
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
@@ -567,8 +576,11 @@ class VoiceDockClient:
         timeouts: httpx.Timeout | None = None,
         call_id: str | None = None,
         before_send: Callable[[], bool] | None = None,
+        before_wait: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """One request: a budget slot, the exchange, a log line, a count; non-2xx raises."""
+        if before_wait is not None:
+            before_wait()
         await self._budget.acquire(route.priority)
         if before_send is not None and not before_send():
             raise CreateWithdrawn(f"{route.method} {route.template} withdrawn before sending")

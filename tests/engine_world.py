@@ -4,7 +4,7 @@ hand: dispatch, follow and reconcile when the test says, with a budget the test 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,19 +52,29 @@ class World:
             sleep=self.clock.sleep,
         )
 
-    async def engine(self, worker: str, budget: RequestBudget | None = None) -> Engine:
-        client = await self.stack.enter_async_context(
-            VoiceDockClient(
-                base_url=self.config.voicedock.base_url,
-                api_key=KEY,
-                budget=budget or self.budget(),
-                transport=self.transport,
-                backoff_base_s=0,
+    async def engine(
+        self,
+        worker: str,
+        budget: RequestBudget | None = None,
+        *,
+        keys: Mapping[str, str] | None = None,
+    ) -> Engine:
+        """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default")."""
+        clients = {
+            name: await self.stack.enter_async_context(
+                VoiceDockClient(
+                    base_url=self.config.voicedock.base_url,
+                    api_key=secret,
+                    budget=budget or self.budget(),
+                    transport=self.transport,
+                    backoff_base_s=0,
+                )
             )
-        )
+            for name, secret in (keys or {"default": KEY}).items()
+        }
         engine = Engine(
             store=self.store,
-            clients={"default": client},
+            clients=clients,
             campaigns=[self.campaign],
             settings=engine_settings(
                 self.config,

@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 from dialer.attempts import AttemptState
+from dialer.campaign import Campaign, load_campaign
 from dialer.daemon import worker_id
-from dialer.engine import Engine
-from dialer.simulator import Simulator
+from dialer.engine import YIELD_EVERY, Engine
+from dialer.simulator import Faults, Simulator, SimulatorConfig
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
-from tests.e2e import ASSISTANT
+from tests.e2e import ASSISTANT, KEY, nl_numbers
 from tests.engine_world import (
     CREATE_TIMEOUT,
     PHONE,
@@ -375,6 +376,35 @@ async def test_a_call_that_never_connected_is_recorded_from_its_error_at_once(
     assert (recorded.state, recorded.call_status) == (AttemptState.ENDED, "failed")
 
 
+async def test_a_long_dispatch_pass_lets_the_heartbeat_run(tmp_path: Path) -> None:
+    """A run fired outside its window defers every contact in one pass, a write each (35,000
+    took 74 s on PostgreSQL): the event loop must keep turning, or the heartbeat stalls past
+    worker_ttl and the other daemons take this one's dials for dead."""
+    clock = FakeClock(T0)
+    closed = '[window]\ndays = ["mon-sun"]\nhours = ["20:00-21:00"]\n'
+    phones = nl_numbers(200)
+    async with world(tmp_path, httpx.MockTransport(lambda r: httpx.Response(500)), clock,
+                     phones=phones, window=closed) as w:  # fmt: skip
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        turns = 0
+
+        async def other_loop() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_loop())
+        await asyncio.sleep(0)
+        before = turns
+        assert await engine.dispatch_once() == 0
+        other.cancel()
+        assert {a.state for a in w.store.attempts()} == {AttemptState.PLANNED}
+        assert engine.stats["deferred"] == len(phones)
+        assert turns - before >= len(phones) // YIELD_EVERY
+
+
 # ---------------------------------------------------------------------------- stops and cancels
 async def test_a_stop_does_not_wait_out_a_429_pause_and_frees_the_queued_dial(
     tmp_path: Path,
@@ -396,6 +426,37 @@ async def test_a_stop_does_not_wait_out_a_429_pause_and_frees_the_queued_dial(
         assert sim.created == []
         freed = w.attempt()
         assert (freed.state, freed.reason) == (AttemptState.PLANNED, "stopped")
+
+
+async def test_a_stop_frees_a_dial_whose_post_was_refused_and_waits_to_be_sent_again(
+    tmp_path: Path,
+) -> None:
+    """A 429 on the POST itself: VoiceDock did nothing, and the re-send waits for its pause.
+    A stop then releases the dial at once, as for a create that never went out."""
+    clock = FakeClock(T0, autojump=False)
+    posts = 0
+
+    def refuse_creates(request: httpx.Request) -> httpx.Response:
+        nonlocal posts
+        if request.method == "POST":
+            posts += 1
+            retry_after = {"Retry-After": str(int(RETRY_AFTER_S))}
+            return httpx.Response(429, headers=retry_after, json={"error": "slow down"})
+        return httpx.Response(200, json={"calls": [], "pagination": {"total": 0}})
+
+    async with world(tmp_path, httpx.MockTransport(refuse_creates), clock) as w:
+        budget = w.budget()
+        a = await w.engine("a", budget)
+        assert a.fire("e2e", T0) is not None
+        stop = asyncio.Event()
+        running = asyncio.create_task(a.run(stop))
+        await eventually(lambda: posts == 1 and budget.waiting() == 1)
+        stop.set()
+        async with asyncio.timeout(2):  # far less than drain's 10 s grace for sent POSTs
+            await running
+        freed = w.attempt()
+        assert (freed.state, freed.reason) == (AttemptState.PLANNED, "stopped")
+        assert posts == 1
 
 
 async def test_a_dial_withdrawn_after_its_campaign_was_cancelled_is_cancelled_too(
@@ -471,4 +532,79 @@ async def test_a_daemon_whose_clock_is_off_from_the_database_holds_its_dials(
         assert a.clock_skew is None
         assert await a.dispatch_once() == 1
         await a.drain()
+        assert [r.destination for r in sim.created] == [PHONE]
+
+
+def edit_campaign(folder: Path, old: str, new: str) -> Campaign:
+    path = folder / "e2e.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return load_campaign(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "edited"),
+    [("number_id", "deadbeef-1d2e-4f3a-8b4c-5d6e7f8a9b0c"), ("assistant_id", "1111-2222")],
+)
+async def test_an_ambiguous_dial_is_judged_by_what_was_sent_not_by_the_edited_file(
+    tmp_path: Path, field: str, edited: str
+) -> None:
+    """A 502 on the create (the call was placed), then the caller id or assistant is edited
+    and the daemon restarted: the listed call still matches the dial, and is adopted."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    sim.set_faults(Faults(ambiguous_create=1.0, ambiguous_kinds=("error",)))
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a = await w.engine("a")
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await a.drain()
+        assert w.attempt().state is AttemptState.DIALING
+        sim.set_faults(Faults())
+        w.campaign = edit_campaign(
+            tmp_path, f'{field} = "{getattr(w.campaign, field)}"', f'{field} = "{edited}"'
+        )
+        b = await w.engine("b")  # the restarted daemon
+
+        clock.advance(CREATE_TIMEOUT + SETTLE + RECHECK + timedelta(seconds=1))
+        assert await b.reconcile_once() == 1
+        assert w.attempt().state is AttemptState.IN_FLIGHT  # adopted
+        await b.dispatch_once()
+        await b.drain()
+        assert [r.destination for r in sim.created] == [PHONE]
+
+
+async def test_an_ambiguous_dial_is_reconciled_with_the_key_it_was_sent_with(
+    tmp_path: Path,
+) -> None:
+    """The campaign moves to another key (another organisation) after an ambiguous create:
+    the call is looked for in the old key's list, where it is, and followed with that key."""
+    clock = FakeClock(T0)
+    other_key = "sim_test_key_north"
+    sim = Simulator(
+        SimulatorConfig(
+            api_key=KEY, extra_api_keys=(other_key,), requests_per_minute=100_000, seed=3
+        ),
+        clock=clock.monotonic,
+        wall_clock=clock,
+    )
+    sim.set_faults(Faults(ambiguous_create=1.0, ambiguous_kinds=("error",)))
+    keys = {"default": KEY, "north": other_key}
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        a = await w.engine("a", keys=keys)
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await a.drain()
+        sim.set_faults(Faults())
+        w.campaign = edit_campaign(tmp_path, "contacts_file", 'key = "north"\ncontacts_file')
+        assert w.campaign.api_key_name == "north"
+        b = await w.engine("b", keys=keys)
+        assert w.attempt().api_key_name == "default"  # the dial's key, not the file's
+
+        clock.advance(CREATE_TIMEOUT + SETTLE + RECHECK + timedelta(seconds=1))
+        assert await b.reconcile_once() == 1
+        assert w.attempt().state is AttemptState.IN_FLIGHT
+        await b.dispatch_once()
+        await b.drain()
         assert [r.destination for r in sim.created] == [PHONE]
