@@ -46,7 +46,7 @@ from dialer.policy.durations import parse_duration
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import RetryPolicy, RetryRule
-from dialer.policy.timezones import zone_or_none
+from dialer.policy.timezones import calling_code, campaign_zone_applies, zone_or_none
 from dialer.policy.windows import CallingWindow, parse_days, parse_range
 from dialer.suppression import read_suppression_file
 from dialer.templating import TemplateIssue, TemplateTree
@@ -1159,7 +1159,7 @@ class _Loader:
         # (index in self.warnings, phone, line) of each duplicate: its message names the line
         # of the first contact with the number, looked up once at the end
         duplicates: list[tuple[int, int, _RawContact]] = []
-        zones: dict[tuple[tuple[str, ...], str | None], ZoneInfo | None] = {}
+        zones: dict[tuple[tuple[str, ...], str | None, int | None], ZoneInfo | None] = {}
         utc = ZoneInfo("UTC")
         for item in raw:
 
@@ -1236,11 +1236,15 @@ class _Loader:
 
             zone: ZoneInfo | None = None
             if phone is not None:
-                zone_key = (candidates, zone_name)
+                # several candidates: whether the campaign's zone applies depends on the
+                # number's country too (calling_code is cheap, parsing again is not)
+                country = calling_code(phone) if len(candidates) > 1 else None
+                zone_key = (candidates, zone_name, country)
                 if zone_key in zones:
                     zone = zones[zone_key]
                 else:
                     zone = zones[zone_key] = _resolve(
+                        phone,
                         candidates,
                         explicit=zone_name,
                         campaign_zone=timezone,
@@ -1355,6 +1359,7 @@ _EOL = re.compile(rb"\r\n?|\n")
 
 
 def _resolve(
+    phone: str,
     candidates: tuple[str, ...],
     *,
     explicit: str | None,
@@ -1371,7 +1376,11 @@ def _resolve(
     if len(candidates) == 1 and (only := zone_or_none(candidates[0])) is not None:
         return only
     campaign = zone_or_none(campaign_zone)
-    if campaign is not None and campaign_zone in candidates:
+    if (
+        campaign is not None
+        and candidates
+        and campaign_zone_applies(campaign.key, phone, candidates)
+    ):
         return campaign
     if unknown_policy == "campaign" and campaign is not None:
         return campaign

@@ -15,6 +15,7 @@ a silently dropped row means calling someone who asked not to be called.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Sequence
@@ -98,19 +99,36 @@ def _add(
     lineno: int,
     region: str | None,
 ) -> None:
-    """One entry of a list: its E.164 form, or a problem naming its line (never skipped)."""
+    """One entry of a list: its E.164 form, or a problem naming its line (never skipped).
+
+    An entry written without its "+" (as spreadsheets and CRMs export "4915123456789") is
+    also read as the international number it may well be, when that is a valid one: read in
+    the region alone it can be another valid number ("+49 4915123456789"), and the person on
+    the list would be called. Blocking both is the safe side."""
+    found: list[str] = []
+    error: ValueError | None = None
     try:
-        numbers.add(phones.normalize(raw, region=region))
+        found.append(phones.normalize(raw, region=region))
     except ValueError as exc:
-        problems.append(
-            Problem(
-                file=path,
-                field="phone",
-                line=lineno,
-                message=f"number {exc}",
-                accepted=phones.ACCEPTED,
-            )
+        error = exc
+    text = raw.strip()
+    if not text.startswith(("+", "0")):
+        digits = "".join(ch for ch in text if ch.isdigit())
+        with contextlib.suppress(ValueError):
+            found.append(phones.normalize("+" + digits))
+    if found:
+        numbers.update(found)
+        return
+    assert error is not None
+    problems.append(
+        Problem(
+            file=path,
+            field="phone",
+            line=lineno,
+            message=f"number {error}",
+            accepted=phones.ACCEPTED,
         )
+    )
 
 
 def read_suppression_files(

@@ -539,6 +539,19 @@ def test_suppression_files_of_the_campaign(tmp_path: Path) -> None:
     assert campaign.suppressed == frozenset({"+31612345601", "+31612345602"})
 
 
+def test_a_dnc_entry_without_its_plus_blocks_the_international_number_too(
+    tmp_path: Path,
+) -> None:
+    # "4915123456789" as a CRM exports +49 1512 3456789; read in DE alone, it is another valid
+    # number (+49 4915123456789), and the person on the list would be called
+    write(tmp_path, "dnc.txt", "4915123456789\n06 1234 5602\n")
+    campaign = load_campaign(
+        minimal(tmp_path, 'default_region = "DE"\nsuppression_files = ["dnc.txt"]')
+    )
+    assert "+4915123456789" in campaign.suppressed
+    assert "+494915123456789" in campaign.suppressed  # the national reading stays blocked too
+
+
 def test_validate_paths_flags_names_used_twice_and_missing_files(tmp_path: Path) -> None:
     one = minimal(tmp_path)
     two = write(tmp_path, "d.toml", one.read_text().replace("[[contacts]]", "\n[[contacts]]"))

@@ -96,7 +96,9 @@ def test_timing_is_rebuilt_in_the_zone_it_was_checked_in(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("phone", ["+31612345601", "+12125550123", "+61491570156", "+79123456789"])
 @pytest.mark.parametrize("explicit", [None, "Europe/Paris"])
-@pytest.mark.parametrize("campaign_zone", [None, "Australia/Perth", "America/New_York"])
+@pytest.mark.parametrize(
+    "campaign_zone", [None, "Australia/Perth", "Australia/Melbourne", "America/New_York"]
+)
 @pytest.mark.parametrize("policy", ["skip", "campaign"])
 def test_the_loaders_zone_is_the_engines(
     phone: str, explicit: str | None, campaign_zone: str | None, policy: str
@@ -108,6 +110,7 @@ def test_the_loaders_zone_is_the_engines(
         unknown_policy=policy,  # type: ignore[arg-type]
     ).zone
     got = _resolve(
+        phone,
         candidate_zones(phone),
         explicit=explicit,
         campaign_zone=campaign_zone,
