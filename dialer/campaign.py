@@ -296,7 +296,8 @@ def _zone_problem(value: str) -> str | None:
         return None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a tzdata folder ("Europe") or a name too long for a file
         return f"unknown time zone {value!r}" + did_you_mean(value, _zones())
     return None
 
@@ -314,6 +315,10 @@ def _text(value: Any) -> str:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return str(value)
+
+
+#: the dates a campaign may name (a "never" of 9999-12-31 is refused with a clear error)
+FIRST_YEAR, LAST_YEAR = 1970, 9990
 
 
 def parse_when(value: Any, *, zone: ZoneInfo | None) -> datetime:
@@ -337,6 +342,12 @@ def parse_when(value: Any, *, zone: ZoneInfo | None) -> datetime:
             raise ValueError(f"{value!r} is not a date and time") from None
     else:
         raise ValueError(f"{value!r} is not a date and time")
+    if not FIRST_YEAR <= when.year <= LAST_YEAR:
+        # beyond these, converting between zones or adding a day overflows the calendar
+        raise ValueError(
+            f"{_text(value)!r} is not between the years {FIRST_YEAR} and {LAST_YEAR} "
+            "(for no deadline, leave the field out)"
+        )
     if when.tzinfo is None:
         if zone is None:
             raise ValueError(

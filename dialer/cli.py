@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from dialer.campaign import Campaign, load_campaign, validate_paths
+from dialer.campaign import FIRST_YEAR, LAST_YEAR, Campaign, load_campaign, validate_paths
 from dialer.config import DEFAULT_KEY, Config, load_config
 from dialer.errors import (
     CampaignError,
@@ -98,6 +98,18 @@ def _fail_input(exc: InputError) -> typer.Exit:
 def load_all(config: Config) -> list[Campaign]:
     """Every campaign the config names; every problem of every file reported in one error."""
     paths = config.campaign_paths()
+    if not paths:
+        # a daemon with nothing to dial would start and sit there, silently
+        raise CampaignError(
+            [
+                Problem(
+                    file=config.source_file,
+                    field="dialer.campaigns",
+                    message=f"no campaign file matches {config.dialer.campaigns}",
+                    accepted="existing files or globs, relative to the config file",
+                )
+            ]
+        )
     problems: list[Problem] = []
     campaigns: list[Campaign] = []
     for path in paths:
@@ -121,10 +133,15 @@ def load_all(config: Config) -> list[Campaign]:
                 if c.name in dupes
             ]
         )
+    _check_keys(campaigns, config)
+    return campaigns
+
+
+def _check_keys(campaigns: Sequence[Campaign], config: Config) -> None:
+    """CampaignError unless every campaign's ``key`` is one the config defines."""
     unknown_keys = [c for c in campaigns if c.api_key_name not in config.voicedock.key_names]
     if unknown_keys:
         raise CampaignError([_unknown_key(c, config) for c in unknown_keys])
-    return campaigns
 
 
 def _unknown_key(campaign: Campaign, config: Config) -> Problem:
@@ -162,6 +179,7 @@ def run(
         campaigns = load_all(cfg)
         for key_name in keys_in_use(campaigns):
             cfg.api_key(key_name)  # fail before anything starts when a key is missing
+        cfg.webhook_secret()  # likewise: before any campaign is imported or run fired
     except InputError as exc:
         raise _fail_input(exc) from None
     attached = sys.stdout.isatty()
@@ -198,12 +216,16 @@ def validate(
     try:
         if files:
             region = None
+            cfg = None
             if config is not None or Path("config.toml").exists():
-                region = load_config(_config_path(config)).dialer.default_region
+                cfg = load_config(_config_path(config))
+                region = cfg.dialer.default_region
             problems = validate_paths(list(files), default_region=region)
             if problems:
                 raise CampaignError(problems)
             campaigns = [load_campaign(p, default_region=region) for p in files]
+            if cfg is not None:
+                _check_keys(campaigns, cfg)
         else:
             campaigns = load_all(load_config(_config_path(config)))
     except InputError as exc:
@@ -510,7 +532,11 @@ class _open_out:
     def __enter__(self) -> Any:
         if self.path is None:
             return sys.stdout
-        self._file = self.path.open("w", encoding="utf-8", newline="")
+        try:
+            self._file = self.path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            err.print(f"error: --output: cannot write {self.path}: {exc.strerror or exc}")
+            raise typer.Exit(code=2) from None
         return self._file
 
     def __exit__(self, *exc: object) -> None:
@@ -701,15 +727,18 @@ def plan(
     if now.tzinfo is None:
         err.print(f"error: --at: {at!r} needs an offset (e.g. +01:00 or Z)")
         raise typer.Exit(code=2)
+    if not FIRST_YEAR <= now.year <= LAST_YEAR:
+        err.print(f"error: --at: {at!r} is not between the years {FIRST_YEAR} and {LAST_YEAR}")
+        raise typer.Exit(code=2)
     try:
-        if config is not None or Path("config.toml").exists():
-            cfg = load_config(_config_path(config))
-        else:
-            cfg = Config.default(Path.cwd())
+        with_config = config is not None or Path("config.toml").exists()
+        cfg = load_config(_config_path(config)) if with_config else Config.default(Path.cwd())
         problems = validate_paths([file], default_region=cfg.dialer.default_region)
         if problems:
             raise CampaignError(problems)
         campaign = load_campaign(file, default_region=cfg.dialer.default_region)
+        if with_config:
+            _check_keys([campaign], cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
     for warning in campaign.warnings:

@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 
+import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -106,7 +107,9 @@ Margin = Annotated[
 
 
 def _env_name(value: str) -> str:
-    if value.startswith(("fl_", "sk_", "sim_")) or not _ENV_NAME.fullmatch(value):
+    # the prefixes of VoiceDock keys and webhook secrets (and the simulator's): a value pasted
+    # where its variable's name belongs would otherwise be printed in "variable ... not set"
+    if value.startswith(("fl_", "sk_", "sim_", "whsec_")) or not _ENV_NAME.fullmatch(value):
         raise ValueError(
             "must be the NAME of an environment variable, not the key itself "
             "(the key never lives in a file)"
@@ -214,6 +217,15 @@ class VoiceDockSettings(_Section):
     def _url(cls, value: str) -> str:
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError("is not an http(s) URL")
+        try:
+            # what the client will parse at the first request: a port past 65535 or a broken
+            # IPv6 host must not pass validation and then stop the daemon with a traceback
+            url = httpx.URL(value)
+            port = url.port
+        except (httpx.InvalidURL, ValueError):
+            raise ValueError("is not an http(s) URL") from None
+        if not url.host or (port is not None and not 0 < port < 65536):
+            raise ValueError("has no host, or a port outside 1-65535")
         return value.rstrip("/")
 
 
@@ -351,9 +363,11 @@ class WebhookSettings(_Listener):
     #: reads the call instead (the report carries the summary, transcript and analysis)
     report_grace: Duration = timedelta(seconds=30)
 
-    def secret(self) -> str:
+    def secret(self, *, file: Path | str = "environment") -> str:
         """The shared webhook secret, from the environment variable named by ``secret_env``."""
-        return _from_env(self.secret_env, "webhooks.secret_env", "the webhook signing secret")
+        return _from_env(
+            self.secret_env, "webhooks.secret_env", "the webhook signing secret", file=file
+        )
 
 
 class MetricsSettings(_Listener):
@@ -422,6 +436,10 @@ class Config(_Section):
             file=self._where(),
         )
 
+    def webhook_secret(self) -> str | None:
+        """The webhook secret when ``[webhooks]`` is configured; ConfigError naming the file."""
+        return None if self.webhooks is None else self.webhooks.secret(file=self._where())
+
     def campaign_paths(self) -> list[Path]:
         """Every campaign file the ``dialer.campaigns`` globs match, sorted, each once."""
         found: dict[Path, None] = {}
@@ -449,6 +467,11 @@ class Config(_Section):
 
     def _where(self) -> Path | str:
         return self._source if self._source is not None else "config"
+
+    @property
+    def source_file(self) -> Path | str:
+        """The file this config was read from ("config" when it was built in code)."""
+        return self._where()
 
 
 def _from_env(name: str, field: str, what: str, *, file: Path | str = "environment") -> str:
@@ -488,6 +511,17 @@ def _expand(base_dir: Path, pattern: str) -> list[Path]:
     if not _GLOB_CHARS.search(pattern):
         return [full] if full.is_file() else []
     return sorted(Path(p) for p in glob.glob(str(full), recursive=True) if Path(p).is_file())
+
+
+def _in_memory(url: URL) -> bool:
+    if not url.drivername.startswith("sqlite"):
+        return False
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or url.query.get("mode") == "memory"
+    )
 
 
 def _database_url(text: str) -> URL | str:
@@ -547,10 +581,15 @@ def _valid_sections(data: Mapping[str, Any]) -> dict[str, Any]:
 def _check_files(config: Config, source: TomlSource) -> list[Problem]:
     problems: list[Problem] = []
     url = _database_url(config.database.url)
-    if isinstance(url, str):
+    if isinstance(url, str) or _in_memory(url):
         problems.append(
             source.problem(
-                ("database", "url"), url, accepted=DatabaseSettings.model_fields["url"].description
+                ("database", "url"),
+                url
+                if isinstance(url, str)
+                else f"{config.database.url!r} is a database in memory: every restart would "
+                "forget what was dialled and dial every contact again",
+                accepted=DatabaseSettings.model_fields["url"].description,
             )
         )
     for i, pattern in enumerate(config.dialer.campaigns):

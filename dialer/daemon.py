@@ -29,6 +29,7 @@ from apscheduler.triggers.date import DateTrigger
 from dialer.campaign import Campaign
 from dialer.config import DEFAULT_KEY, Config, KeyLimits
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
+from dialer.errors import ConfigError, Problem
 from dialer.metrics import DialerMetrics
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
@@ -165,15 +166,17 @@ async def open_daemon(
                 database=store.dialect,
                 keys=sorted(clients),
             )
-            engine.sync_campaigns()
-            scheduler = _schedule(engine, store, campaigns)
-            engine.upcoming_fire = lambda: _earliest_fire(scheduler)
-            scheduler.start()
-            try:
-                async with (
-                    _webhook_receiver(config, engine, webhook_secret),
-                    _metrics_endpoint(config) as metrics,
-                ):
+            # The listeners first: a port already taken is a config error before any
+            # campaign is imported or any run fired, not a traceback after.
+            async with (
+                _webhook_receiver(config, engine, webhook_secret),
+                _metrics_endpoint(config) as metrics,
+            ):
+                engine.sync_campaigns()
+                scheduler = _schedule(engine, store, campaigns)
+                engine.upcoming_fire = lambda: _earliest_fire(scheduler)
+                scheduler.start()
+                try:
                     yield Daemon(
                         config=config,
                         store=store,
@@ -182,10 +185,24 @@ async def open_daemon(
                         scheduler=scheduler,
                         metrics=metrics,
                     )
-            finally:
-                scheduler.shutdown(wait=False)
+                finally:
+                    scheduler.shutdown(wait=False)
     finally:
         store.close()
+
+
+def _listen_error(config: Config, section: str, listen: str) -> ConfigError:
+    return ConfigError(
+        [
+            Problem(
+                file=config.source_file,
+                field=f"{section}.listen",
+                message=f"cannot listen on {listen}: the port is taken or the address is not "
+                "this host's",
+                accepted='a free "host:port" of this host',
+            )
+        ]
+    )
 
 
 @asynccontextmanager
@@ -196,7 +213,10 @@ async def _webhook_receiver(
     if config.webhooks is None:
         yield
         return
-    app = webhook_app(secret if secret is not None else config.webhooks.secret(), engine.on_webhook)
+    if secret is None:
+        secret = config.webhook_secret()
+        assert secret is not None
+    app = webhook_app(secret, engine.on_webhook)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -207,13 +227,23 @@ async def _webhook_receiver(
             access_log=False,
         )
     )
-    task = asyncio.create_task(server.serve(), name="webhooks")
+    # bound here, so a taken port is an error now (uvicorn would exit the process later)
+    host = config.webhooks.host
+    try:
+        sock = socket.create_server(
+            (host, config.webhooks.port),
+            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        )
+    except OSError:
+        raise _listen_error(config, "webhooks", config.webhooks.listen) from None
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="webhooks")
     try:
         yield
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, timeout=5)
+        sock.close()
 
 
 @asynccontextmanager
@@ -223,7 +253,10 @@ async def _metrics_endpoint(config: Config) -> AsyncIterator[DialerMetrics | Non
         yield None
         return
     metrics = DialerMetrics()
-    server = metrics.start_server(config.metrics.host, config.metrics.port)
+    try:
+        server = metrics.start_server(config.metrics.host, config.metrics.port)
+    except OSError:
+        raise _listen_error(config, "metrics", config.metrics.listen) from None
     log.info("dialer.metrics.serving", listen=f"{config.metrics.host}:{server.port}")
     try:
         yield metrics

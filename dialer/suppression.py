@@ -60,6 +60,17 @@ def _read_csv(
     except csv.Error as exc:
         return frozenset(), [unreadable_record(path, 1, reader.line_num, exc)]
     columns = [h.strip().lower() for h in header or []]
+    if columns.count("phone") > 1:
+        # the numbers under the second one would be read by no one, and called
+        return frozenset(), [
+            Problem(
+                file=path,
+                field="phone",
+                line=1,
+                message="the column 'phone' appears more than once",
+                accepted="a header row naming one 'phone' column, e.g. phone,reason",
+            )
+        ]
     if "phone" not in columns:
         return frozenset(), [
             Problem(

@@ -230,7 +230,10 @@ def _render(
         issues.append(TemplateIssue(path=path, message=message))
     except TemplateError as exc:
         issues.append(TemplateIssue(path=path, message=f"template error: {exc}"))
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        # e.g. {{ count + 1 }} on a string column: the contact's data, not the code
-        issues.append(TemplateIssue(path=path, message=f"template error: {exc}"))
+    except Exception as exc:
+        # e.g. {{ count + 1 }} on a string column, truncate() with too small a length, a
+        # recursive macro: the campaign's template or the contact's data, never the code
+        issues.append(
+            TemplateIssue(path=path, message=f"template error: {type(exc).__name__}: {exc}")
+        )
     return None

@@ -87,6 +87,16 @@ def decode_utf8(data: bytes, path: Path) -> str | Problem:
             message=f"is not UTF-8 (byte 0x{bad} at offset {exc.start})",
             accepted="UTF-8 text; re-save the file as 'UTF-8' (e.g. 'CSV UTF-8' in Excel)",
         )
+    nul = text.find("\x00")
+    if nul >= 0:
+        # PostgreSQL refuses NUL in text; a UTF-16 file read as UTF-8 is full of them
+        return Problem(
+            file=path,
+            field="encoding",
+            line=text.count("\n", 0, nul) + 1,
+            message="has a NUL character (a UTF-16 file, or binary data)",
+            accepted="UTF-8 text; re-save the file as 'UTF-8' (e.g. 'CSV UTF-8' in Excel)",
+        )
     return text.removeprefix("\ufeff")
 
 

@@ -5,23 +5,27 @@ the simulator served on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from dialer.attempts import AttemptState
 from dialer.cli import app
 from dialer.config import Config
 from dialer.daemon import Daemon
+from dialer.errors import StoreError
 from dialer.simulator import Simulator, SimulatorConfig, serve
 from dialer.store import ContactRecord, Store
 from tests.e2e import (
@@ -375,3 +379,69 @@ def _campaign_imported(url: str) -> bool:
             return store.campaign("e2e") is not None
         except Exception:  # the schema may be half-created while the daemon migrates
             return False
+
+
+def _imported(url: str) -> int:
+    """How many campaigns a database holds (0 when it has no schema yet)."""
+    with Store(url) as store:
+        try:
+            return len(store.campaigns())
+        except StoreError:  # no schema: nothing was imported
+            return 0
+
+
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """`dialer run` in-process points structlog at CliRunner's stderr, closed afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("own_logging")
+@pytest.mark.parametrize("problem", ["no_webhook_secret", "metrics_port_taken", "no_campaign"])
+def test_run_refuses_a_config_it_cannot_serve_before_importing_anything(
+    runner: CliRunner,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    problem: str,
+) -> None:
+    write_campaign(tmp_path, nl_numbers(2))
+    monkeypatch.setenv("VOICEDOCK_API_KEY", KEY)
+    monkeypatch.delenv("VOICEDOCK_WEBHOOK_SECRET", raising=False)
+    with contextlib.ExitStack() as stack:
+        extra, campaigns, field = "", "e2e.toml", ""
+        if problem == "no_webhook_secret":
+            extra, field = "\n[webhooks]\n", "webhooks.secret_env"
+        elif problem == "metrics_port_taken":
+            taken = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            port = taken.getsockname()[1]
+            extra, field = f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n', "metrics.listen"
+        else:
+            campaigns, field = "campaigns/*.toml", "dialer.campaigns"
+        config = write_config(tmp_path, db_url=sqlite_url, campaigns=campaigns, extra=extra)
+        code, _, err = invoke(runner, config, "run", "--until-idle")
+    assert code == 2, err
+    assert field in err and "Traceback" not in err
+    assert _imported(sqlite_url) == 0
+
+
+def test_validate_and_plan_of_a_file_check_its_key_against_the_config(
+    runner: CliRunner, tmp_path: Path, sqlite_url: str
+) -> None:
+    path = write_campaign(tmp_path, nl_numbers(1), extra='key = "clinic_nrth"')
+    config = write_config(tmp_path, db_url=sqlite_url)
+    for command in ("validate", "plan"):
+        code, _, err = invoke(runner, config, command, str(path))
+        assert code == 2, (command, err)
+        assert "no API key 'clinic_nrth'" in err
+
+
+def test_an_output_file_that_cannot_be_written_is_a_clear_error(
+    runner: CliRunner, prepared: tuple[Config, Store], tmp_path: Path
+) -> None:
+    config, _ = prepared
+    for target in (tmp_path / "no" / "such" / "out.csv", tmp_path):
+        code, _, err = invoke(runner, config, "report", "e2e", "-o", str(target))
+        assert code == 2, err
+        assert "cannot write" in err and "Traceback" not in err

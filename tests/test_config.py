@@ -183,7 +183,6 @@ listen = "[::1]:9000"
         ("sqlite:///dialer.db", "sqlite:///{base}/dialer.db"),
         ("sqlite:///data/x.db", "sqlite:///{base}/data/x.db"),
         ("sqlite:////var/lib/dialer.db", "sqlite:////var/lib/dialer.db"),
-        ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("postgresql://u:p@db:5432/dialer", "postgresql+psycopg://u:p@db:5432/dialer"),
         ("postgresql+psycopg://u@127.0.0.1/x", "postgresql+psycopg://u@127.0.0.1/x"),
     ],
@@ -191,6 +190,35 @@ listen = "[::1]:9000"
 def test_database_url(tmp_path: Path, url: str, expected: str) -> None:
     config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'))
     assert config.database_url == expected.format(base=tmp_path.resolve())
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"],
+)
+def test_a_database_in_memory_is_refused(tmp_path: Path, url: str) -> None:
+    # every restart would forget what was dialled, and dial every contact again
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'))
+    (problem,) = info.value.problems
+    assert (problem.field, problem.line) == ("database.url", 2)
+    assert "in memory" in problem.message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/api/v1", "http://[::1/api", "http://:80/api/v1"]
+)
+def test_a_base_url_the_client_cannot_use_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f'[voicedock]\nbase_url = "{url}"\n'))
+    (problem,) = info.value.problems
+    assert (problem.field, problem.line) == ("voicedock.base_url", 2)
+
+
+def test_a_pasted_webhook_secret_is_refused_as_a_variable_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[webhooks]\nsecret_env = "whsec_PASTEDSECRET"\n'))
+    assert "PASTEDSECRET" not in str(info.value)
 
 
 def test_paths_are_relative_to_the_config_file_not_the_cwd(
