@@ -134,6 +134,9 @@ class Campaign:
     #: (see _CsvContacts): index, iterate and len() it, never rely on it being a tuple
     contacts: Sequence[Contact] = ()
     suppressed: frozenset[str] = frozenset()  # E.164, from the campaign's own DNC files
+    #: those files, read again by the daemon when they change; and the region they are read in
+    suppression_paths: tuple[Path, ...] = ()
+    region: str | None = None
     api_key_name: str = "default"
     definition_hash: str = ""
     warnings: tuple[Problem, ...] = ()
@@ -587,7 +590,7 @@ class _Loader:
             if "expires_at" in data
             else None
         )
-        suppressed = self.suppression(data, region)
+        suppressed, suppression_paths = self.suppression(data, region)
         api_key_name = "default"
         if "key" in data:
             accepted = "a key name: letters, digits, '_' or '-'"
@@ -640,6 +643,8 @@ class _Loader:
             expires_at=expires_at,
             contacts=contacts,
             suppressed=suppressed,
+            suppression_paths=suppression_paths,
+            region=region,
             api_key_name=api_key_name,
             definition_hash=digest.hexdigest(),
             warnings=tuple(_collapse(self.warnings)),
@@ -929,12 +934,15 @@ class _Loader:
             return None
         return RetryRule(after=after, max=count, backoff=backoff, jitter=jitter)
 
-    def suppression(self, data: Mapping[str, Any], region: str | None) -> frozenset[str]:
+    def suppression(
+        self, data: Mapping[str, Any], region: str | None
+    ) -> tuple[frozenset[str], tuple[Path, ...]]:
         if "suppression_files" not in data:
-            return frozenset()
+            return frozenset(), ()
         accepted = 'a list of do-not-call files relative to this file, e.g. ["dnc.csv"]'
         items = self.get_list(("suppression_files",), data["suppression_files"], accepted)
         numbers: set[str] = set()
+        paths: list[Path] = []
         for i, item in enumerate(items or []):
             path: KeyPath = ("suppression_files", i)
             name = self.get_str(path, item, accepted)
@@ -946,8 +954,9 @@ class _Loader:
                 continue
             found, issues = read_suppression_file(full, default_region=region)
             numbers |= found
+            paths.append(full)
             self.problems.extend(issues)
-        return frozenset(numbers)
+        return frozenset(numbers), tuple(paths)
 
     # -- contacts ------------------------------------------------------------------------
     def raw_contacts(self, data: Mapping[str, Any]) -> Iterable[_RawContact]:

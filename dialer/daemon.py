@@ -71,6 +71,8 @@ def engine_settings(
         reconcile_settle=d.reconcile_settle,
         outcome_rules=config.outcome_rules(),
         suppressed=config.suppressed_numbers(),
+        suppression_files=tuple(config.suppression_paths()),
+        default_region=config.dialer.default_region,
         frequency_cap=config.frequency_cap(),
     )
     if config.webhooks is not None:

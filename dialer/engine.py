@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,7 @@ from dialer.store import (
     Store,
     TransitionRefused,
 )
+from dialer.suppression import LiveSuppression
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
 
@@ -101,6 +103,9 @@ class EngineSettings:
     account_recheck: timedelta = timedelta(minutes=1)
     outcome_rules: tuple[OutcomeRule, ...] = DEFAULT_OUTCOME_RULES
     suppressed: frozenset[str] = frozenset()
+    #: the files ``suppressed`` was read from, read again when they change, in this region
+    suppression_files: tuple[Path, ...] = ()
+    default_region: str | None = None
     frequency_cap: FrequencyCap | None = None
     #: a claimed poll is hidden from other daemons this long (until the claimer writes the next)
     poll_lease: timedelta = timedelta(seconds=30)
@@ -147,6 +152,19 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.campaigns: dict[str, Campaign] = {c.name: c for c in campaigns}
+        #: the config's do-not-call files, then each campaign's own: additions apply at once
+        self._dnc = LiveSuppression(
+            self.settings.suppression_files,
+            default_region=self.settings.default_region,
+            numbers=self.settings.suppressed,
+            field="dialer.suppression_files",
+        )
+        self._campaign_dnc = {
+            c.name: LiveSuppression(
+                c.suppression_paths, default_region=c.region, numbers=c.suppressed
+            )
+            for c in campaigns
+        }
         self._campaign_ids: dict[str, int] = {}
         self._rng = random.Random(self.settings.seed)
         self._pacers: dict[str, AsyncLimiter] = {}
@@ -231,6 +249,8 @@ class Engine:
         if held >= self.clients.keys() or self.clock_skew is not None:
             self._full = False  # not counted: look again on the next tick
             return 0
+        for dnc in (self._dnc, *self._campaign_dnc.values()):
+            dnc.refresh()  # a number added to a list while we run is not dialled from now on
         live = self.store.live_counts()
         capacity = self.settings.max_concurrent_calls - sum(live.values())
         self._full = capacity <= 0
@@ -376,7 +396,7 @@ class Engine:
         temporary ones (window, cap) defer it.
         """
         phone = attempt.phone
-        if phone in self.settings.suppressed or phone in campaign.suppressed:
+        if self._suppressed(campaign, phone):
             self._close(attempt, AttemptState.SKIPPED, "dnc", now)
             return None
         not_before, deadline = _bounds(campaign, attempt)
@@ -630,9 +650,18 @@ class Engine:
         log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
         return None
 
+    def _suppressed(self, campaign: Campaign, phone: str, *, refresh: bool = False) -> bool:
+        """On a do-not-call list of the config or of the campaign, as the files were at the
+        last refresh (each dispatch pass), or now."""
+        lists = [self._dnc, self._campaign_dnc.get(campaign.name)]
+        return any(
+            phone in (dnc.refresh() if refresh else dnc.numbers) for dnc in lists if dnc is not None
+        )
+
     def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
-        """Which rule that allowed a queued dial no longer holds now, if any (do-not-call lists
-        are read at start, so a number cannot become suppressed while its dial waits)."""
+        """Which rule that allowed a queued dial no longer holds now, if any."""
+        if self._suppressed(campaign, attempt.phone, refresh=True):
+            return "dnc"
         _, deadline = _bounds(campaign, attempt)
         if deadline is not None and now >= deadline:
             return "deadline"

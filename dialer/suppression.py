@@ -21,11 +21,15 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from dialer import phones
 from dialer.errors import Problem
 from dialer.tomlsource import decode_utf8, quote_runs_on, read_bytes, unreadable_record
 
-__all__ = ["read_suppression_file", "read_suppression_files"]
+__all__ = ["LiveSuppression", "read_suppression_file", "read_suppression_files"]
+
+log = structlog.get_logger("dialer.suppression")
 
 
 def read_suppression_file(
@@ -153,3 +157,62 @@ def read_suppression_files(
         numbers |= found
         problems.extend(issues)
     return frozenset(numbers), problems
+
+
+class LiveSuppression:
+    """Do-not-call files that take additions while the daemon runs.
+
+    ``refresh`` stats the files; one that changed (time or size) is read again and its numbers
+    are added; ``numbers`` is what the last refresh found. Someone who asks not to be called
+    is not called again, whenever they asked. A number taken off a list stays blocked until
+    the next start: a file read halfway through being written must not unblock anyone.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        default_region: str | None,
+        numbers: frozenset[str],
+        field: str = "suppression_files",
+    ) -> None:
+        self._region = default_region
+        self._field = field
+        self._numbers = numbers
+        # stamped now: ``numbers`` are what was read from these files at load
+        self._stamps = {path: _stamp(path) for path in paths}
+
+    @property
+    def numbers(self) -> frozenset[str]:
+        return self._numbers
+
+    def refresh(self) -> frozenset[str]:
+        for path, stamp in self._stamps.items():
+            now = _stamp(path)
+            if now == stamp or now is None:  # unchanged, or gone (its numbers stay blocked)
+                continue
+            self._stamps[path] = now
+            found, problems = read_suppression_file(
+                path, default_region=self._region, field=self._field
+            )
+            if problems:
+                # the entries that can be read are blocked; the others wait for a fix
+                log.error(
+                    "dialer.dnc.unreadable",
+                    file=str(path),
+                    problems=[str(p) for p in problems[:10]],
+                    count=len(problems),
+                )
+            added = found - self._numbers
+            if added:
+                self._numbers |= added
+                log.info("dialer.dnc.added", file=str(path), numbers=len(added))
+        return self._numbers
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size

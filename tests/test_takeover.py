@@ -26,7 +26,7 @@ from dialer.simulator import Faults, Simulator, SimulatorConfig
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
-from tests.e2e import ASSISTANT, KEY, nl_numbers
+from tests.e2e import ASSISTANT, KEY, nl_numbers, write_config
 from tests.engine_world import (
     CREATE_TIMEOUT,
     PHONE,
@@ -101,6 +101,30 @@ async def test_a_create_that_waited_past_the_window_is_withdrawn_and_deferred(
         deferred = w.attempt()
         tomorrow_nine = datetime(2027, 3, 2, 9, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
         assert (deferred.reason, deferred.due_at) == ("window", tomorrow_nine)
+
+
+async def test_a_create_queued_when_its_number_was_put_on_the_dnc_list_is_withdrawn(
+    tmp_path: Path,
+) -> None:
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_text("# do-not-call\n", encoding="utf-8")
+    clock = FakeClock(T0, autojump=False)
+    sim = simulator(clock)
+    extra = 'suppression_files = ["dnc.txt"]'
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock, extra=extra) as w:
+        a_budget = held_budget(w)
+        a = await w.engine("a", a_budget)
+        assert a.fire("e2e", T0) is not None
+        assert await a.dispatch_once() == 1
+        await eventually(lambda: a_budget.waiting() == 1)
+        dnc.write_text(f"{PHONE}\n", encoding="utf-8")  # asked while the dial waited
+
+        clock.advance(timedelta(seconds=RETRY_AFTER_S))
+        await a.drain()
+        assert sim.created == []
+        assert w.attempt().reason == "withdrawn:dnc"
+        assert await a.dispatch_once() == 0
+        assert (w.attempt().state, w.attempt().reason) == (AttemptState.SKIPPED, "dnc")
 
 
 async def test_a_short_budget_wait_sends_without_a_recheck(tmp_path: Path) -> None:
@@ -608,3 +632,38 @@ async def test_an_ambiguous_dial_is_reconciled_with_the_key_it_was_sent_with(
         await b.dispatch_once()
         await b.drain()
         assert [r.destination for r in sim.created] == [PHONE]
+
+
+# ---------------------------------------------------------------------------- do-not-call
+@pytest.mark.parametrize("level", ["campaign", "config"])
+async def test_an_opt_out_written_while_the_daemon_runs_is_honoured(
+    tmp_path: Path, level: str
+) -> None:
+    """The person phones the clinic and asks not to be called; the list is updated while
+    the daemon runs (a campaign's list, or the config's): no dial, and none sent after a
+    wait for the budget either. A number taken off the list stays blocked until a restart."""
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_text("# do-not-call\n", encoding="utf-8")
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    extra = 'suppression_files = ["dnc.txt"]' if level == "campaign" else ""
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock, extra=extra) as w:
+        if level == "config":
+            w.config = write_config(
+                tmp_path, db_url=w.config.database.url, extra='suppression_files = ["dnc.txt"]'
+            )
+        engine = await w.engine("a")
+        dnc.write_text(f"# do-not-call\n{PHONE}\n", encoding="utf-8")
+        clock.advance(timedelta(hours=1))
+        assert engine.fire("e2e", clock.now) is not None
+        assert await engine.dispatch_once() == 0
+        assert (w.attempt().state, w.attempt().reason) == (AttemptState.SKIPPED, "dnc")
+
+        dnc.write_text("# do-not-call\n# (taken off, halfway through an edit?)\n", "utf-8")
+        clock.advance(timedelta(days=1))
+        assert engine.fire("e2e", clock.now) is not None  # the next day's run
+        assert await engine.dispatch_once() == 0
+        assert [(a.state, a.reason) for a in w.store.attempts()] == [
+            (AttemptState.SKIPPED, "dnc")
+        ] * 2
+    assert sim.created == []
