@@ -312,7 +312,15 @@ class Engine:
                     evidence=self._evidence(campaign, attempt, now, body, permit),
                     key_name=attempt.api_key_name,
                 ):
-                    continue  # another worker claimed it between our read and our write
+                    if self.store.phone_live(attempt.phone):
+                        # One call at a time to a person: another campaign's (or run's) call
+                        # to this number is under way; look again once it has likely ended.
+                        # (Refused: another worker claimed this very attempt meanwhile.)
+                        with contextlib.suppress(TransitionRefused):
+                            self._defer(
+                                attempt, now + self.settings.poll.expected_talk, "phone_busy", now
+                            )
+                    continue  # or another worker claimed it between our read and our write
                 if pacer is not None:
                     await pacer.acquire()
                 live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1

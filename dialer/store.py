@@ -920,6 +920,11 @@ class Store:
         with self._connection() as connection:
             return int(connection.execute(_count_query(frozenset(states))).scalar_one())
 
+    def phone_live(self, phone: str) -> bool:
+        """Whether an attempt to this number is being dialled or is in flight (any campaign)."""
+        with self._connection() as connection:
+            return connection.execute(_PHONE_LIVE, {"phone": phone}).first() is not None
+
     def calls_since(self, phone: str, since: datetime) -> list[datetime]:
         """When this number was dialled (any campaign) since ``since``: for frequency caps."""
         with self.session() as session:
@@ -962,9 +967,13 @@ class Store:
         event_data: Mapping[str, Any] | None = None,
         dialed_at: datetime | None = None,
         campaign_active: bool = False,
+        phone_free: bool = False,
         **values: Any,
     ) -> None:
         """Compare-and-set one attempt into ``target``, with its event, in ``session``.
+
+        ``phone_free`` makes it conditional on no other attempt to the same number being
+        dialled or in flight (one call at a time to a person, whatever the campaign).
 
         ``campaign_active`` makes the move conditional on the campaign still being active, so a
         pause or cancel takes effect even for an attempt a dispatcher read just before it.
@@ -982,6 +991,7 @@ class Store:
             allowed,
             pinned=dialed_at is not None,
             campaign_active=campaign_active,
+            phone_free=phone_free,
             columns=tuple(sorted(values)),
         )
         params = {f"_{name}": value for name, value in values.items()}
@@ -1021,7 +1031,8 @@ class Store:
     ) -> bool:
         """Claim a planned attempt and record that a call is about to be placed.
 
-        Committed BEFORE the POST is sent. False when another worker claimed it first.
+        Committed BEFORE the POST is sent. False when another worker claimed it first, or
+        when another attempt to the same number is being dialled or in flight.
         ``evidence`` is the policy's reason for allowing the dial (audit trail). ``key_name``:
         the API key the POST goes out with (None: the campaign's), which the attempt keeps.
         """
@@ -1039,6 +1050,7 @@ class Store:
                 reason=None,
                 event_data={"owner": owner, **dict(evidence or {})},
                 campaign_active=True,
+                phone_free=True,
             )
             return True
         except TransitionRefused:
@@ -1553,6 +1565,16 @@ _NEXT_DUE = (
 _REQUEST_BODY = sa.select(_ATTEMPTS.c.request_body).where(
     _ATTEMPTS.c.id == sa.bindparam("attempt_id")
 )
+_OTHER = _ATTEMPTS.alias("other")
+_LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
+    _OTHER.c.phone == _ATTEMPTS.c.phone,
+    sa.or_(*(_OTHER.c.state == s.value for s in sorted(LIVE_STATES))),
+)
+_PHONE_LIVE = (
+    sa.select(_ATTEMPTS.c.id)
+    .where(_ATTEMPTS.c.phone == sa.bindparam("phone"), _state_in(LIVE_STATES))
+    .limit(1)
+)
 _PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
     _ATTEMPTS.c.state == AttemptState.PLANNED.value,
     _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
@@ -1683,6 +1705,7 @@ def _transition_statement(
     pinned: bool,
     campaign_active: bool,
     columns: tuple[str, ...],
+    phone_free: bool = False,
 ) -> sa.Update:
     """The compare-and-set UPDATE of one kind of transition (see ``Store._transition``).
 
@@ -1700,6 +1723,8 @@ def _transition_statement(
     if campaign_active:
         active = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "active")
         conditions.append(_ATTEMPTS.c.campaign_id.in_(active))
+    if phone_free:
+        conditions.append(~sa.exists(_LIVE_TO_SAME_PHONE))
     values = {name: sa.bindparam(f"_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
     return (
         sa.update(_ATTEMPTS)

@@ -634,6 +634,24 @@ async def test_an_ambiguous_dial_is_reconciled_with_the_key_it_was_sent_with(
         assert [r.destination for r in sim.created] == [PHONE]
 
 
+async def test_a_person_gets_one_call_at_a_time_whatever_the_campaign(tmp_path: Path) -> None:
+    """Two attempts to one number due at once (two runs here; two campaigns alike): the
+    second waits for the first call to end instead of ringing the same phone twice."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0 - timedelta(hours=1)) is not None
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        first, second = sorted(w.store.attempts(), key=lambda a: a.state.value)
+        assert first.state is AttemptState.IN_FLIGHT
+        assert (second.state, second.reason) == (AttemptState.PLANNED, "phone_busy")
+        assert second.due_at > T0
+        assert [r.destination for r in sim.created] == [PHONE]
+
+
 # ---------------------------------------------------------------------------- do-not-call
 @pytest.mark.parametrize("level", ["campaign", "config"])
 async def test_an_opt_out_written_while_the_daemon_runs_is_honoured(
