@@ -3,18 +3,21 @@ that is never found. Every call still reaches an outcome (or `unknown`), within 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from dialer.attempts import AttemptState
+from dialer.engine import Engine
 from tests.clock import FakeClock
 from tests.e2e import nl_numbers
-from tests.engine_world import T0, world
+from tests.engine_world import PHONE, T0, World, world
 
 
 class Stubborn:
@@ -53,19 +56,32 @@ class Stubborn:
         return httpx.Response(200, json={"id": call_id, "status": self.call_status})
 
 
+@contextlib.asynccontextmanager
+async def placed(
+    tmp_path: Path, api: Stubborn, clock: FakeClock, phones: Sequence[str] = (PHONE,)
+) -> AsyncIterator[tuple[World, Engine]]:
+    """A world whose calls (one per phone) were all placed at T0 on ``api``."""
+    async with world(tmp_path, httpx.MockTransport(api.handler), clock, phones=phones) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == len(phones)
+        await engine.drain()
+        yield w, engine
+
+
+async def follow_until(engine: Engine, clock: FakeClock, end: datetime, step: timedelta) -> None:
+    while clock.now < end:
+        await engine.follow_once()
+        clock.now += step
+
+
 async def test_calls_are_given_up_on_even_while_listing_keeps_failing(tmp_path: Path) -> None:
     api = Stubborn(list_status=503)
     clock = FakeClock(T0)
     phones = nl_numbers(3)  # enough calls in flight to follow them by listing
-    async with world(tmp_path, httpx.MockTransport(api.handler), clock, phones=phones) as w:
-        engine = await w.engine("a")
-        assert engine.fire("e2e", T0) is not None
-        assert await engine.dispatch_once() == 3
-        await engine.drain()
+    async with placed(tmp_path, api, clock, phones) as (w, engine):
         end = T0 + engine.settings.stuck_after + timedelta(minutes=2)
-        while clock.now < end:
-            await engine.follow_once()
-            clock.now += timedelta(seconds=20)
+        await follow_until(engine, clock, end, timedelta(seconds=20))
         states = {a.phone: a.state for a in w.store.attempts()}
         assert states == dict.fromkeys(phones, AttemptState.UNKNOWN)
         assert api.seen["LIST"] > 0 and api.seen["GET"] > 0  # lists failed; GETs took over
@@ -74,20 +90,13 @@ async def test_calls_are_given_up_on_even_while_listing_keeps_failing(tmp_path: 
 async def test_an_unknown_call_that_is_never_found_is_looked_at_seldom(tmp_path: Path) -> None:
     api = Stubborn(found=False)
     clock = FakeClock(T0)
-    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
-        engine = await w.engine("a")
-        assert engine.fire("e2e", T0) is not None
-        assert await engine.dispatch_once() == 1
-        await engine.drain()
+    async with placed(tmp_path, api, clock) as (w, engine):
         step = timedelta(seconds=5)
         while w.attempt().state is not AttemptState.UNKNOWN:
             await engine.follow_once()
             clock.now += step
         gets = api.seen["GET"]
-        hour = clock.now + timedelta(hours=1)
-        while clock.now < hour:
-            await engine.follow_once()
-            clock.now += step
+        await follow_until(engine, clock, clock.now + timedelta(hours=1), step)
         # one look per `late` interval (10 min), not one per ringing interval (5 s)
         assert api.seen["GET"] - gets <= 7
 
@@ -101,15 +110,9 @@ async def test_a_call_that_cannot_be_read_is_given_up_on_and_looked_at_less_ofte
     tmp_path: Path, api: Stubborn
 ) -> None:
     clock = FakeClock(T0)
-    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
-        engine = await w.engine("a")
-        assert engine.fire("e2e", T0) is not None
-        assert await engine.dispatch_once() == 1
-        await engine.drain()
+    async with placed(tmp_path, api, clock) as (w, engine):
         end = T0 + engine.settings.stuck_after + timedelta(minutes=2)
-        while clock.now < end:
-            await engine.follow_once()
-            clock.now += timedelta(seconds=5)
+        await follow_until(engine, clock, end, timedelta(seconds=5))
         # its line and its run are not held for ever by a call we cannot see
         assert w.attempt().state is AttemptState.UNKNOWN
         assert "unreadable" in (w.attempt().reason or "")
@@ -123,15 +126,9 @@ async def test_an_unknown_call_is_not_looked_at_past_the_late_result_horizon(
 ) -> None:
     api = Stubborn(found=False)
     clock = FakeClock(T0)
-    async with world(tmp_path, httpx.MockTransport(api.handler), clock) as w:
-        engine = await w.engine("a")
-        assert engine.fire("e2e", T0) is not None
-        assert await engine.dispatch_once() == 1
-        await engine.drain()
-        horizon = T0 + engine.settings.late_result_horizon
-        while clock.now < horizon + timedelta(minutes=30):
-            await engine.follow_once()
-            clock.now += engine.settings.poll.late
+    async with placed(tmp_path, api, clock) as (w, engine):
+        end = T0 + engine.settings.late_result_horizon + timedelta(minutes=30)
+        await follow_until(engine, clock, end, engine.settings.poll.late)
         assert w.attempt().state is AttemptState.UNKNOWN
         gets = api.seen["GET"]
         for _ in range(30):
