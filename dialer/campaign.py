@@ -48,7 +48,7 @@ from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import RetryPolicy, RetryRule
 from dialer.policy.timezones import calling_code, campaign_zone_applies, zone_or_none
 from dialer.policy.windows import CallingWindow, parse_days, parse_range
-from dialer.suppression import read_suppression_file
+from dialer.suppression import FileStamp, file_stamp, read_suppression_file
 from dialer.templating import TemplateIssue, TemplateTree
 from dialer.tomlsource import (
     KeyPath,
@@ -134,8 +134,9 @@ class Campaign:
     #: (see _CsvContacts): index, iterate and len() it, never rely on it being a tuple
     contacts: Sequence[Contact] = ()
     suppressed: frozenset[str] = frozenset()  # E.164, from the campaign's own DNC files
-    #: those files, read again by the daemon when they change; and the region they are read in
-    suppression_paths: tuple[Path, ...] = ()
+    #: those files with their stamps when read: the daemon reads one again when it changes
+    suppression_files: tuple[tuple[Path, FileStamp | None], ...] = ()
+    #: the default region the numbers (of the contacts, of those files) are read in
     region: str | None = None
     api_key_name: str = "default"
     definition_hash: str = ""
@@ -590,7 +591,7 @@ class _Loader:
             if "expires_at" in data
             else None
         )
-        suppressed, suppression_paths = self.suppression(data, region)
+        suppressed, suppression_files = self.suppression(data, region)
         api_key_name = "default"
         if "key" in data:
             accepted = "a key name: letters, digits, '_' or '-'"
@@ -643,7 +644,7 @@ class _Loader:
             expires_at=expires_at,
             contacts=contacts,
             suppressed=suppressed,
-            suppression_paths=suppression_paths,
+            suppression_files=suppression_files,
             region=region,
             api_key_name=api_key_name,
             definition_hash=digest.hexdigest(),
@@ -936,13 +937,13 @@ class _Loader:
 
     def suppression(
         self, data: Mapping[str, Any], region: str | None
-    ) -> tuple[frozenset[str], tuple[Path, ...]]:
+    ) -> tuple[frozenset[str], tuple[tuple[Path, FileStamp | None], ...]]:
         if "suppression_files" not in data:
             return frozenset(), ()
         accepted = 'a list of do-not-call files relative to this file, e.g. ["dnc.csv"]'
         items = self.get_list(("suppression_files",), data["suppression_files"], accepted)
         numbers: set[str] = set()
-        paths: list[Path] = []
+        files: list[tuple[Path, FileStamp | None]] = []
         for i, item in enumerate(items or []):
             path: KeyPath = ("suppression_files", i)
             name = self.get_str(path, item, accepted)
@@ -952,11 +953,11 @@ class _Loader:
             if not full.is_file():
                 self.bad(path, f"no such file {name!r}", accepted)
                 continue
+            files.append((full, file_stamp(full)))  # before the read: a change during it counts
             found, issues = read_suppression_file(full, default_region=region)
             numbers |= found
-            paths.append(full)
             self.problems.extend(issues)
-        return frozenset(numbers), tuple(paths)
+        return frozenset(numbers), tuple(files)
 
     # -- contacts ------------------------------------------------------------------------
     def raw_contacts(self, data: Mapping[str, Any]) -> Iterable[_RawContact]:

@@ -44,7 +44,7 @@ from dialer.errors import ConfigError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.durations import parse_duration
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
-from dialer.suppression import read_suppression_files
+from dialer.suppression import FileStamp, file_stamp, read_suppression_files
 from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
 
 __all__ = [
@@ -389,6 +389,7 @@ class Config(_Section):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
     _suppressed: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _suppression_files: tuple[tuple[Path, FileStamp | None], ...] = PrivateAttr(default=())
 
     @classmethod
     def default(cls, base_dir: Path) -> Config:
@@ -450,6 +451,10 @@ class Config(_Section):
 
     def suppression_paths(self) -> list[Path]:
         return [self.base_dir / name for name in self.dialer.suppression_files]
+
+    def suppression_files_read(self) -> tuple[tuple[Path, FileStamp | None], ...]:
+        """The config's do-not-call files, each with its stamp from when it was read."""
+        return self._suppression_files
 
     def suppressed_numbers(self) -> frozenset[str]:
         """E.164 numbers from the config's do-not-call files (read when the config was loaded)."""
@@ -518,7 +523,8 @@ def _in_memory(url: URL) -> bool:
         return False
     database = url.database or ""
     return (
-        database in ("", ":memory:")
+        database == ""
+        or ":memory:" in database  # also the URI form, file::memory:?cache=shared
         or "mode=memory" in database
         or url.query.get("mode") == "memory"
     )
@@ -615,6 +621,7 @@ def _check_files(config: Config, source: TomlSource) -> list[Problem]:
                     accepted="an existing file, relative to the config file",
                 )
             )
+    config._suppression_files = tuple((path, file_stamp(path)) for path in existing)
     numbers, issues = read_suppression_files(existing, default_region=config.dialer.default_region)
     problems.extend(issues)
     config._suppressed = numbers

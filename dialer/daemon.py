@@ -71,7 +71,7 @@ def engine_settings(
         reconcile_settle=d.reconcile_settle,
         outcome_rules=config.outcome_rules(),
         suppressed=config.suppressed_numbers(),
-        suppression_files=tuple(config.suppression_paths()),
+        suppression_files=config.suppression_files_read(),
         default_region=config.dialer.default_region,
         frequency_cap=config.frequency_cap(),
     )

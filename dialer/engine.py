@@ -59,7 +59,7 @@ from dialer.store import (
     Store,
     TransitionRefused,
 )
-from dialer.suppression import LiveSuppression
+from dialer.suppression import FileStamp, LiveSuppression
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
 
@@ -103,8 +103,9 @@ class EngineSettings:
     account_recheck: timedelta = timedelta(minutes=1)
     outcome_rules: tuple[OutcomeRule, ...] = DEFAULT_OUTCOME_RULES
     suppressed: frozenset[str] = frozenset()
-    #: the files ``suppressed`` was read from, read again when they change, in this region
-    suppression_files: tuple[Path, ...] = ()
+    #: the files ``suppressed`` was read from (with their stamps then), read again when they
+    #: change, in this region
+    suppression_files: tuple[tuple[Path, FileStamp | None], ...] = ()
     default_region: str | None = None
     frequency_cap: FrequencyCap | None = None
     #: a claimed poll is hidden from other daemons this long (until the claimer writes the next)
@@ -161,7 +162,7 @@ class Engine:
         )
         self._campaign_dnc = {
             c.name: LiveSuppression(
-                c.suppression_paths, default_region=c.region, numbers=c.suppressed
+                c.suppression_files, default_region=c.region, numbers=c.suppressed
             )
             for c in campaigns
         }
@@ -244,13 +245,15 @@ class Engine:
     # ------------------------------------------------------------------ dispatch
     async def dispatch_once(self) -> int:
         """Start every dial that is due and fits the caps; returns how many POSTs were started."""
+        # First, whatever holds dialling: a number added to a do-not-call list while we run
+        # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
+        for dnc in (self._dnc, *self._campaign_dnc.values()):
+            await dnc.refresh()
         now = self.clock()
         held = {key for key, (until, _) in self._account_holds.items() if now < until}
         if held >= self.clients.keys() or self.clock_skew is not None:
             self._full = False  # not counted: look again on the next tick
             return 0
-        for dnc in (self._dnc, *self._campaign_dnc.values()):
-            dnc.refresh()  # a number added to a list while we run is not dialled from now on
         live = self.store.live_counts()
         capacity = self.settings.max_concurrent_calls - sum(live.values())
         self._full = capacity <= 0
@@ -658,17 +661,15 @@ class Engine:
         log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
         return None
 
-    def _suppressed(self, campaign: Campaign, phone: str, *, refresh: bool = False) -> bool:
+    def _suppressed(self, campaign: Campaign, phone: str) -> bool:
         """On a do-not-call list of the config or of the campaign, as the files were at the
-        last refresh (each dispatch pass), or now."""
-        lists = [self._dnc, self._campaign_dnc.get(campaign.name)]
-        return any(
-            phone in (dnc.refresh() if refresh else dnc.numbers) for dnc in lists if dnc is not None
-        )
+        last refresh (each dispatch pass)."""
+        own = self._campaign_dnc.get(campaign.name)
+        return phone in self._dnc.numbers or (own is not None and phone in own.numbers)
 
     def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
         """Which rule that allowed a queued dial no longer holds now, if any."""
-        if self._suppressed(campaign, attempt.phone, refresh=True):
+        if self._suppressed(campaign, attempt.phone):
             return "dnc"
         _, deadline = _bounds(campaign, attempt)
         if deadline is not None and now >= deadline:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import math
 import time
 from collections import Counter, deque
@@ -54,7 +55,15 @@ from typing import Any, Protocol
 
 import structlog
 
-__all__ = ["MAX_HOLD_S", "WINDOW_S", "Priority", "RequestBudget", "seconds_until_reset"]
+__all__ = [
+    "MAX_HOLD_S",
+    "MAX_RETRY_AFTER_S",
+    "WINDOW_S",
+    "Priority",
+    "RequestBudget",
+    "retry_after_seconds",
+    "seconds_until_reset",
+]
 
 log = structlog.get_logger("dialer.ratelimit")
 
@@ -62,10 +71,14 @@ WINDOW_S = 60.0
 """The server counts requests per minute."""
 
 MAX_HOLD_S = 120.0
-"""Longest hold taken from an ``X-RateLimit-Reset`` or ``Retry-After`` header. A wait longer than
-two windows is a skewed clock or a misread unit (an epoch, milliseconds), and obeying it could
-stall every daemon on the key for hours; if the limit really lasts longer, the next request is
-answered with another 429 and another hold, which costs one request per hold."""
+"""Longest hold taken from an ``X-RateLimit-Reset`` header. The window is a minute: a reset
+further away than two is a skewed clock or a misread unit, and obeying it could stall the
+dialer for hours."""
+
+MAX_RETRY_AFTER_S = 3600.0
+"""Longest pause taken from a 429's ``Retry-After``, which is honoured in full up to this. A
+longer one (a day, a number that is really an epoch) would freeze every daemon on the key,
+across restarts on PostgreSQL; past an hour, the next request asks the server again."""
 
 # Below this a "unix timestamp" is really a number of seconds (some servers send a delta); above
 # _MS_EPOCH it is in milliseconds. Neither is documented for VoiceDock; both are cheap to accept.
@@ -108,6 +121,38 @@ def _header_count(text: str) -> int | None:
     except ValueError:
         return None
     return int(value) if math.isfinite(value) else None
+
+
+def retry_after_seconds(value: str | None, *, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (RFC 9110),
+    a number that is really a unix time read as one; at most ``MAX_RETRY_AFTER_S``. None when
+    absent or unreadable.
+
+    >>> retry_after_seconds("300", now_wall=1702479600.0)
+    300.0
+    >>> retry_after_seconds("1702479645", now_wall=1702479600.0)
+    45.0
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(text).timestamp() - now_wall
+        except (TypeError, ValueError, OverflowError):
+            return None
+    else:
+        if not math.isfinite(seconds):
+            return None
+        if seconds > _MS_EPOCH:
+            seconds /= 1000.0
+        if seconds >= _DELTA_BELOW:
+            seconds -= now_wall  # a unix time, not a number of seconds
+    if seconds > MAX_RETRY_AFTER_S:
+        log.warning("dialer.budget.retry_after_capped", retry_after=text, cap_s=MAX_RETRY_AFTER_S)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -240,7 +285,7 @@ class RequestBudget:
     def _hold(self, seconds: float, *, reason: str, **detail: object) -> None:
         if not seconds > 0:  # also rejects NaN
             return
-        seconds = min(seconds, MAX_HOLD_S)
+        seconds = min(seconds, MAX_RETRY_AFTER_S)
         until = self._clock() + seconds
         if self._paused_until is not None and until <= self._paused_until:
             return  # pauses only extend
@@ -397,7 +442,7 @@ class SharedBudget(RequestBudget):
         if seconds > 0:  # also rejects NaN
             self._slots.hold_request_slots(
                 self._key_name,
-                until=self._wall_now() + timedelta(seconds=min(seconds, MAX_HOLD_S)),
+                until=self._wall_now() + timedelta(seconds=min(seconds, MAX_RETRY_AFTER_S)),
                 interval=self._interval,
                 burst=self._burst,
             )

@@ -1037,21 +1037,28 @@ class Store:
         the API key the POST goes out with (None: the campaign's), which the attempt keeps.
         """
         try:
-            self._move(
-                attempt_id,
-                AttemptState.DIALING,
-                now=now,
-                kind="attempt.dialing",
-                expect=[AttemptState.PLANNED],
-                owner=owner,
-                dialing_at=now,
-                request_body=_jsonable(dict(body)),
-                dial_key_name=key_name,
-                reason=None,
-                event_data={"owner": owner, **dict(evidence or {})},
-                campaign_active=True,
-                phone_free=True,
-            )
+            with self._connection() as connection:
+                if self.dialect == "postgresql":
+                    # "no other live attempt to this number" is a read: under READ COMMITTED
+                    # two daemons claiming two attempts to one number would both pass it.
+                    # Held to the commit, the lock makes the second one see the first's claim.
+                    connection.execute(_LOCK_PHONE, {"attempt_id": attempt_id})
+                self._transition(
+                    connection,
+                    attempt_id,
+                    AttemptState.DIALING,
+                    now=now,
+                    kind="attempt.dialing",
+                    expect=[AttemptState.PLANNED],
+                    owner=owner,
+                    dialing_at=now,
+                    request_body=_jsonable(dict(body)),
+                    dial_key_name=key_name,
+                    reason=None,
+                    event_data={"owner": owner, **dict(evidence or {})},
+                    campaign_active=True,
+                    phone_free=True,
+                )
             return True
         except TransitionRefused:
             return False
@@ -1565,6 +1572,11 @@ _NEXT_DUE = (
 _REQUEST_BODY = sa.select(_ATTEMPTS.c.request_body).where(
     _ATTEMPTS.c.id == sa.bindparam("attempt_id")
 )
+#: the first key of the advisory locks this store takes (the second: the phone's hash)
+_PHONE_LOCK_CLASS = 0x44_49_41_4C  # "DIAL"
+_LOCK_PHONE = sa.select(
+    sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(_ATTEMPTS.c.phone))
+).where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
 _OTHER = _ATTEMPTS.alias("other")
 _LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
     _OTHER.c.phone == _ATTEMPTS.c.phone,

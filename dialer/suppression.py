@@ -15,6 +15,7 @@ a silently dropped row means calling someone who asked not to be called.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -27,7 +28,13 @@ from dialer import phones
 from dialer.errors import Problem
 from dialer.tomlsource import decode_utf8, quote_runs_on, read_bytes, unreadable_record
 
-__all__ = ["LiveSuppression", "read_suppression_file", "read_suppression_files"]
+__all__ = [
+    "FileStamp",
+    "LiveSuppression",
+    "file_stamp",
+    "read_suppression_file",
+    "read_suppression_files",
+]
 
 log = structlog.get_logger("dialer.suppression")
 
@@ -116,34 +123,30 @@ def _add(
 ) -> None:
     """One entry of a list: its E.164 form, or a problem naming its line (never skipped).
 
-    An entry written without its "+" (as spreadsheets and CRMs export "4915123456789") is
-    also read as the international number it may well be, when that is a valid one: read in
-    the region alone it can be another valid number ("+49 4915123456789"), and the person on
-    the list would be called. Blocking both is the safe side."""
-    found: list[str] = []
-    error: ValueError | None = None
+    An entry written without its "+" (as spreadsheets and CRMs export "4915123456789") that
+    the region reads is also read as the international number it may well be, when that is a
+    valid one: read in the region alone it can be another valid number ("+49 4915123456789"),
+    and the person on the list would be called. Blocking both is the safe side. An entry the
+    region cannot read stays an error, whatever it might mean with a "+": a guess there could
+    block a stranger instead of the person ("2015111703" is an Egyptian number with a "+")."""
     try:
-        found.append(phones.normalize(raw, region=region))
-    except ValueError as exc:
-        error = exc
+        numbers.add(phones.normalize(raw, region=region))
+    except ValueError as error:
+        problems.append(
+            Problem(
+                file=path,
+                field="phone",
+                line=lineno,
+                message=f"number {error}",
+                accepted=phones.ACCEPTED,
+            )
+        )
+        return
     text = raw.strip()
     if not text.startswith(("+", "0")):
         digits = "".join(ch for ch in text if ch.isdigit())
         with contextlib.suppress(ValueError):
-            found.append(phones.normalize("+" + digits))
-    if found:
-        numbers.update(found)
-        return
-    assert error is not None
-    problems.append(
-        Problem(
-            file=path,
-            field="phone",
-            line=lineno,
-            message=f"number {error}",
-            accepted=phones.ACCEPTED,
-        )
-    )
+            numbers.add(phones.normalize("+" + digits))
 
 
 def read_suppression_files(
@@ -159,42 +162,66 @@ def read_suppression_files(
     return frozenset(numbers), problems
 
 
+#: what tells a file changed: modification time, size, inode, status-change time (a copy that
+#: keeps the time and the size, ``cp -p``, still gets a new inode or ctime)
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """The file's stamp now; None when it cannot be read. Taken before a read, so a change
+    made during it is seen at the next look."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns
+
+
 class LiveSuppression:
     """Do-not-call files that take additions while the daemon runs.
 
-    ``refresh`` stats the files; one that changed (time or size) is read again and its numbers
-    are added; ``numbers`` is what the last refresh found. Someone who asks not to be called
-    is not called again, whenever they asked. A number taken off a list stays blocked until
-    the next start: a file read halfway through being written must not unblock anyone.
+    ``refresh`` stats the files; one that changed since it was read is read again (in a
+    thread: a list of millions of numbers must not stall the heartbeat) and its numbers are
+    added; ``numbers`` is what the last refresh found. Someone who asks not to be called is
+    not called again, whenever they asked. A number taken off a list stays blocked until the
+    next start: a file read halfway through being written must not unblock anyone.
     """
 
     def __init__(
         self,
-        paths: Sequence[Path],
+        files: Sequence[tuple[Path, FileStamp | None]],
         *,
         default_region: str | None,
         numbers: frozenset[str],
         field: str = "suppression_files",
     ) -> None:
+        """``files``: each file with its stamp from before ``numbers`` were read from it."""
         self._region = default_region
         self._field = field
         self._numbers = numbers
-        # stamped now: ``numbers`` are what was read from these files at load
-        self._stamps = {path: _stamp(path) for path in paths}
+        self._stamps = dict(files)
 
     @property
     def numbers(self) -> frozenset[str]:
         return self._numbers
 
-    def refresh(self) -> frozenset[str]:
-        for path, stamp in self._stamps.items():
-            now = _stamp(path)
-            if now == stamp or now is None:  # unchanged, or gone (its numbers stay blocked)
-                continue
-            self._stamps[path] = now
-            found, problems = read_suppression_file(
-                path, default_region=self._region, field=self._field
-            )
+    async def refresh(self) -> frozenset[str]:
+        changed = [
+            (path, now)
+            for path, then in self._stamps.items()
+            # None: gone or unreadable for now; its numbers stay blocked
+            if (now := file_stamp(path)) is not None and now != then
+        ]
+        if not changed:
+            return self._numbers
+        read = await asyncio.to_thread(
+            lambda: [
+                read_suppression_file(path, default_region=self._region, field=self._field)
+                for path, _ in changed
+            ]
+        )
+        for (path, stamp), (found, problems) in zip(changed, read, strict=True):
+            self._stamps[path] = stamp
             if problems:
                 # the entries that can be read are blocked; the others wait for a fix
                 log.error(
@@ -208,11 +235,3 @@ class LiveSuppression:
                 self._numbers |= added
                 log.info("dialer.dnc.added", file=str(path), numbers=len(added))
         return self._numbers
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size

@@ -31,10 +31,8 @@ their locals cleared, because structlog's rich tracebacks print every frame's lo
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import enum
 import json
-import math
 import time
 import traceback
 from collections import Counter
@@ -75,7 +73,12 @@ from dialer.errors import (
     TransportFailure,
     Unauthorized,
 )
-from dialer.ratelimit import MAX_HOLD_S, Priority, RequestBudget, seconds_until_reset
+from dialer.ratelimit import (
+    Priority,
+    RequestBudget,
+    retry_after_seconds,
+    seconds_until_reset,
+)
 
 __all__ = ["MAX_PAGE_SIZE", "TERMINAL_STATUSES", "Call", "CreatedCall", "VoiceDockClient"]
 
@@ -267,20 +270,10 @@ def _describe_body(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response, *, now_wall: float) -> float:
-    """Retry-After seconds (or HTTP-date), else X-RateLimit-Reset - now, else one second;
-    never more than ``MAX_HOLD_S`` (a number that large is an epoch or a misread unit)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value:
-        try:
-            seconds = float(value)
-        except ValueError:
-            with contextlib.suppress(TypeError, ValueError, OverflowError):
-                # RFC 9110 also allows an HTTP-date
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - now_wall
-                return min(max(seconds, 0.0), MAX_HOLD_S)
-        else:
-            if math.isfinite(seconds):
-                return min(max(seconds, 0.0), MAX_HOLD_S)
+    """Retry-After (see ``retry_after_seconds``), else X-RateLimit-Reset - now, else a second."""
+    seconds = retry_after_seconds(response.headers.get("Retry-After"), now_wall=now_wall)
+    if seconds is not None:
+        return seconds
     reset = seconds_until_reset(response.headers.get("X-RateLimit-Reset"), now_wall=now_wall)
     return reset if reset is not None else DEFAULT_RETRY_AFTER_S
 
@@ -541,6 +534,8 @@ class VoiceDockClient:
             wait=self._wait,
             retry=retry_if_exception_type(retry_on),
             reraise=True,  # the caller sees our exception, not tenacity's RetryError
+            # the back-off before a re-send is a wait too: nothing of the request is out
+            before_sleep=None if before_wait is None else lambda _: before_wait(),
         )
         async for attempt in retrying:
             with attempt:

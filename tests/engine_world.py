@@ -58,8 +58,10 @@ class World:
         budget: RequestBudget | None = None,
         *,
         keys: Mapping[str, str] | None = None,
+        backoff_s: float = 0,
     ) -> Engine:
-        """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default")."""
+        """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
+        ``backoff_s``: the client's back-off before re-sending after a failure (real time)."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -67,7 +69,7 @@ class World:
                     api_key=secret,
                     budget=budget or self.budget(),
                     transport=self.transport,
-                    backoff_base_s=0,
+                    backoff_base_s=backoff_s,
                 )
             )
             for name, secret in (keys or {"default": KEY}).items()

@@ -552,6 +552,21 @@ def test_a_dnc_entry_without_its_plus_blocks_the_international_number_too(
     assert "+494915123456789" in campaign.suppressed  # the national reading stays blocked too
 
 
+@pytest.mark.parametrize("region", [None, "NL"])
+def test_a_dnc_entry_its_region_cannot_read_stays_an_error(
+    tmp_path: Path, region: str | None
+) -> None:
+    # "2015111703" is a US number without its +1; with a "+" it would be an Egyptian one, and
+    # blocking that stranger instead would call the person who asked not to be called
+    write(tmp_path, "dnc.txt", "2015111703\n")
+    settings = f'default_region = "{region}"\n' if region else ""
+    with pytest.raises(CampaignError) as info:
+        load_campaign(minimal(tmp_path, settings + 'suppression_files = ["dnc.txt"]'))
+    assert [(Path(p.file).name, p.line, p.field) for p in info.value.problems] == [
+        ("dnc.txt", 1, "phone")
+    ]
+
+
 def test_validate_paths_flags_names_used_twice_and_missing_files(tmp_path: Path) -> None:
     one = minimal(tmp_path)
     two = write(tmp_path, "d.toml", one.read_text().replace("[[contacts]]", "\n[[contacts]]"))

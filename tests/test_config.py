@@ -194,7 +194,13 @@ def test_database_url(tmp_path: Path, url: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"],
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite:///file:x?mode=memory&uri=true",
+        "sqlite:///file::memory:?cache=shared&uri=true",
+    ],
 )
 def test_a_database_in_memory_is_refused(tmp_path: Path, url: str) -> None:
     # every restart would forget what was dialled, and dial every contact again

@@ -18,6 +18,7 @@ import pytest
 
 from dialer.ratelimit import (
     MAX_HOLD_S,
+    MAX_RETRY_AFTER_S,
     WINDOW_S,
     Priority,
     RequestBudget,
@@ -293,8 +294,8 @@ def test_observe_holds_until_the_reset_once_remaining_hits_the_reserve(
 def test_a_pause_is_never_longer_than_max_hold() -> None:
     fake = FakeTime()
     budget = budget_on(fake, 100, reserve=0)
-    budget.pause_for(86_400)  # a Retry-After of a day: a misread unit, or an epoch
-    assert budget.paused_until == MAX_HOLD_S
+    budget.pause_for(86_400)  # a Retry-After of a day
+    assert budget.paused_until == MAX_RETRY_AFTER_S
 
 
 async def test_a_hold_from_headers_delays_the_next_request() -> None:
@@ -375,4 +376,4 @@ async def test_a_shared_hold_is_capped_too(slot_store: Store) -> None:
     await paused.acquire(Priority.POLL)
     paused.pause_for(1e12)  # beyond any datetime: capped, not an OverflowError
     await other.acquire(Priority.CREATE)
-    assert MAX_HOLD_S <= fake.now <= MAX_HOLD_S + 5  # held, but not for 30,000 years
+    assert MAX_RETRY_AFTER_S <= fake.now <= MAX_RETRY_AFTER_S + 5  # not for 30,000 years

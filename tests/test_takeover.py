@@ -9,6 +9,9 @@ simulator's record of creates, never from our own database.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from dialer.campaign import Campaign, load_campaign
 from dialer.daemon import worker_id
 from dialer.engine import YIELD_EVERY, Engine
 from dialer.simulator import Faults, Simulator, SimulatorConfig
+from dialer.store import Store
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
@@ -118,6 +122,7 @@ async def test_a_create_queued_when_its_number_was_put_on_the_dnc_list_is_withdr
         assert await a.dispatch_once() == 1
         await eventually(lambda: a_budget.waiting() == 1)
         dnc.write_text(f"{PHONE}\n", encoding="utf-8")  # asked while the dial waited
+        assert await a.dispatch_once() == 0  # the next pass reads the list again
 
         clock.advance(timedelta(seconds=RETRY_AFTER_S))
         await a.drain()
@@ -483,6 +488,32 @@ async def test_a_stop_frees_a_dial_whose_post_was_refused_and_waits_to_be_sent_a
         assert posts == 1
 
 
+async def test_a_stop_frees_a_dial_waiting_to_be_sent_again_after_a_refused_connection(
+    tmp_path: Path,
+) -> None:
+    """The POST never connected (nothing sent); its re-send waits out the client's back-off.
+    A stop releases the dial then too, instead of waiting for it."""
+    clock = FakeClock(T0)
+    connects = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal connects
+        connects += 1
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with world(tmp_path, httpx.MockTransport(refuse), clock) as w:
+        a = await w.engine("a", backoff_s=60)
+        assert a.fire("e2e", T0) is not None
+        stop = asyncio.Event()
+        running = asyncio.create_task(a.run(stop))
+        await eventually(lambda: connects == 1)
+        stop.set()
+        async with asyncio.timeout(2):  # the back-off is a minute
+            await running
+        freed = w.attempt()
+        assert (freed.state, freed.reason) == (AttemptState.PLANNED, "stopped")
+
+
 async def test_a_dial_withdrawn_after_its_campaign_was_cancelled_is_cancelled_too(
     tmp_path: Path,
 ) -> None:
@@ -654,12 +685,13 @@ async def test_a_person_gets_one_call_at_a_time_whatever_the_campaign(tmp_path: 
 
 # ---------------------------------------------------------------------------- do-not-call
 @pytest.mark.parametrize("level", ["campaign", "config"])
+@pytest.mark.parametrize("when", ["running", "starting"])
 async def test_an_opt_out_written_while_the_daemon_runs_is_honoured(
-    tmp_path: Path, level: str
+    tmp_path: Path, level: str, when: str
 ) -> None:
     """The person phones the clinic and asks not to be called; the list is updated while
-    the daemon runs (a campaign's list, or the config's): no dial, and none sent after a
-    wait for the budget either. A number taken off the list stays blocked until a restart."""
+    the daemon runs, or while it starts (after the lists were read, before the engine runs):
+    no dial. A number taken off the list stays blocked until a restart."""
     dnc = tmp_path / "dnc.txt"
     dnc.write_text("# do-not-call\n", encoding="utf-8")
     clock = FakeClock(T0)
@@ -670,8 +702,11 @@ async def test_an_opt_out_written_while_the_daemon_runs_is_honoured(
             w.config = write_config(
                 tmp_path, db_url=w.config.database.url, extra='suppression_files = ["dnc.txt"]'
             )
+        if when == "starting":
+            dnc.write_text(f"# do-not-call\n{PHONE}\n", encoding="utf-8")
         engine = await w.engine("a")
-        dnc.write_text(f"# do-not-call\n{PHONE}\n", encoding="utf-8")
+        if when == "running":
+            dnc.write_text(f"# do-not-call\n{PHONE}\n", encoding="utf-8")
         clock.advance(timedelta(hours=1))
         assert engine.fire("e2e", clock.now) is not None
         assert await engine.dispatch_once() == 0
@@ -685,3 +720,64 @@ async def test_an_opt_out_written_while_the_daemon_runs_is_honoured(
             (AttemptState.SKIPPED, "dnc")
         ] * 2
     assert sim.created == []
+
+
+async def test_a_dnc_file_replaced_with_one_of_the_same_size_and_time_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """``cp -p`` or ``rsync -t`` keeps the modification time, and the size may be the same."""
+    dnc = tmp_path / "dnc.txt"
+    other = nl_numbers(2)[1]  # same length as PHONE
+    dnc.write_text(f"{other}\n", encoding="utf-8")
+    stat = dnc.stat()
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    extra = 'suppression_files = ["dnc.txt"]'
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock, extra=extra) as w:
+        engine = await w.engine("a")
+        replacement = tmp_path / "dnc.new"
+        replacement.write_text(f"{PHONE}\n", encoding="utf-8")
+        os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        replacement.replace(dnc)
+        assert (dnc.stat().st_mtime_ns, dnc.stat().st_size) == (stat.st_mtime_ns, stat.st_size)
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 0
+        assert (w.attempt().state, w.attempt().reason) == (AttemptState.SKIPPED, "dnc")
+    assert sim.created == []
+
+
+@pytest.mark.postgres
+async def test_two_daemons_claiming_one_number_at_once_on_postgres_claim_it_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two attempts to each number (two runs), claimed at the same instant by two daemons
+    (threads, one connection each): under READ COMMITTED the 'no other live attempt' check
+    alone let both through; the claim must hold for one of them only."""
+    clock = FakeClock(T0)
+    phones = nl_numbers(60)
+    transport = httpx.MockTransport(lambda r: httpx.Response(500))
+    async with world(tmp_path, transport, clock, db_url=pg_url, phones=phones) as w:
+        engine = await w.engine("a")
+        earlier, later = engine.fire("e2e", T0 - timedelta(hours=1)), engine.fire("e2e", T0)
+        pairs: dict[str, dict[int | None, int]] = {}
+        for a in w.store.attempts():
+            pairs.setdefault(a.phone, {})[a.run_id] = a.id
+        stores = [Store(pg_url), Store(pg_url)]
+        barrier = threading.Barrier(2)
+
+        def daemon(i: int) -> None:
+            for pair in pairs.values():
+                barrier.wait()
+                stores[i].begin_dialing(
+                    pair[earlier if i == 0 else later], owner=f"d{i}", body={}, now=T0
+                )
+
+        threads = [threading.Thread(target=daemon, args=(i,)) for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for store in stores:
+            store.close()
+        dialing = Counter(a.phone for a in w.store.attempts() if a.state is AttemptState.DIALING)
+        assert set(dialing) == set(phones) and set(dialing.values()) == {1}

@@ -32,7 +32,7 @@ from dialer.errors import (
     TransportFailure,
     Unauthorized,
 )
-from dialer.ratelimit import MAX_HOLD_S, RequestBudget
+from dialer.ratelimit import MAX_RETRY_AFTER_S, RequestBudget
 from dialer.voicedock import TERMINAL_STATUSES, Call, VoiceDockClient
 
 KEY = "fl_live_s3cr3t_8f2a41c9d0e7"
@@ -460,11 +460,17 @@ async def test_a_200_we_cannot_read_is_a_server_error_and_not_repeated(server: S
             20.0,
         ),
         (httpx.Response(429, text="slow down"), 1.0),
-        # a day, an epoch, a number beyond any date: capped (another 429 would hold again)
-        (rate_limited(retry_after="86400", reset_in=None), MAX_HOLD_S),
-        (rate_limited(retry_after=str(int(WALL0)), reset_in=None), MAX_HOLD_S),
-        (rate_limited(retry_after="1e300", reset_in=None), MAX_HOLD_S),
-        (rate_limited(retry_after="Fri, 31 Dec 9999 23:59:59 GMT", reset_in=None), MAX_HOLD_S),
+        # honoured in full, however far past the minute's reset
+        (rate_limited(retry_after="300", reset_in=60), 300.0),
+        # a unix time where seconds belong: read as one
+        (rate_limited(retry_after=str(int(WALL0) + 30), reset_in=None), 30.0),
+        # a day, a number beyond any date: capped (the next request asks the server again)
+        (rate_limited(retry_after="86400", reset_in=None), MAX_RETRY_AFTER_S),
+        (rate_limited(retry_after="1e300", reset_in=None), MAX_RETRY_AFTER_S),
+        (
+            rate_limited(retry_after="Fri, 31 Dec 9999 23:59:59 GMT", reset_in=None),
+            MAX_RETRY_AFTER_S,
+        ),
     ],
 )
 async def test_a_429_pauses_the_key_for_retry_after_then_repeats_the_get(
