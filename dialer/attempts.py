@@ -55,6 +55,8 @@ ALLOWED_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
 
 #: States in which a call may exist at VoiceDock that nobody has seen end yet.
 LIVE_STATES = frozenset({AttemptState.DIALING, AttemptState.IN_FLIGHT})
+#: VoiceDock call statuses after which nothing changes (voicedock-api.md §5).
+TERMINAL_STATUSES: frozenset[str] = frozenset({"ended", "failed"})
 #: States after which the contact needs nothing more from this attempt.
 FINAL_STATES = frozenset(
     {

@@ -263,6 +263,9 @@ class Engine:
         live_by_name = {name: live.get(cid, 0) for name, cid in self._campaign_ids.items()}
         # Pages a little larger than the free lines: some due attempts are deferred or closed
         # rather than dialled, and those leave the due set, so the next page holds new ones.
+        # a call given up on while it was still ringing or talking may still be (see
+        # phone_live), until its late results stop being looked for
+        busy_since = now - self.settings.late_result_horizon
         examined = 0
         while started < capacity:
             page = (capacity - started) * 2 + 4
@@ -314,8 +317,9 @@ class Engine:
                     now=now,
                     evidence=self._evidence(campaign, attempt, now, body, permit),
                     key_name=attempt.api_key_name,
+                    busy_since=busy_since,
                 ):
-                    if self.store.phone_live(attempt.phone):
+                    if self.store.phone_live(attempt.phone, busy_since=busy_since):
                         # One call at a time to a person: another campaign's (or run's) call
                         # to this number is under way; look again once it has likely ended.
                         # (Refused: another worker claimed this very attempt meanwhile.)

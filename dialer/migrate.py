@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -32,9 +33,17 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+#: the advisory lock that lets one daemon at a time migrate a PostgreSQL database
+_MIGRATION_LOCK = (0x44_42_55_50, 0)  # "DBUP"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = _alembic_config()
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Daemons started together on an empty database would each create the tables
+            # (DuplicateTable for all but one): the others wait here, then find it done.
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(*_MIGRATION_LOCK)))
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

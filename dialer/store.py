@@ -29,7 +29,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState, can_transition, sources_of
+from dialer.attempts import (
+    FINAL_STATES,
+    LIVE_STATES,
+    TERMINAL_STATUSES,
+    AttemptState,
+    can_transition,
+    sources_of,
+)
 from dialer.errors import StoreError
 
 T = TypeVar("T")
@@ -648,12 +655,31 @@ class Store:
 
         Keyed on (campaign, fire time): firing twice (a restart, a second daemon) creates nothing.
         Returns the new run's id, or None when that fire already has its run.
+
+        The attempts of the campaign's earlier runs still waiting to be dialled are cancelled
+        (reason ``superseded``): the new run calls each contact once. Otherwise a daily
+        reminder paused for a week would call everyone seven times on resume, and a contact
+        deferred past the next fire would be called twice.
         """
         try:
             with self.session() as session:
                 run = RunRow(campaign_id=campaign_id, fire_time=fire_time, created_at=now)
                 session.add(run)
                 session.flush()
+                earlier = session.execute(
+                    _PLANNED_IN_OTHER_RUNS, {"campaign_id": campaign_id, "run_id": run.id}
+                ).scalars()
+                for attempt_id in list(earlier):
+                    self._transition(
+                        session,
+                        attempt_id,
+                        AttemptState.CANCELLED,
+                        now=now,
+                        kind="attempt.cancelled",
+                        expect=[AttemptState.PLANNED],
+                        reason="superseded",
+                        event_data={"reason": "superseded", "by_run": run.id},
+                    )
                 planned = self._plan_missing(session, run=run, now=now)
                 self._event(
                     session,
@@ -920,10 +946,12 @@ class Store:
         with self._connection() as connection:
             return int(connection.execute(_count_query(frozenset(states))).scalar_one())
 
-    def phone_live(self, phone: str) -> bool:
-        """Whether an attempt to this number is being dialled or is in flight (any campaign)."""
+    def phone_live(self, phone: str, *, busy_since: datetime) -> bool:
+        """Whether a call to this number may be ringing or talking (any campaign): see
+        ``begin_dialing``."""
         with self._connection() as connection:
-            return connection.execute(_PHONE_LIVE, {"phone": phone}).first() is not None
+            found = connection.execute(_PHONE_LIVE, {"phone": phone, "busy_since": busy_since})
+            return found.first() is not None
 
     def calls_since(self, phone: str, since: datetime) -> list[datetime]:
         """When this number was dialled (any campaign) since ``since``: for frequency caps."""
@@ -967,13 +995,14 @@ class Store:
         event_data: Mapping[str, Any] | None = None,
         dialed_at: datetime | None = None,
         campaign_active: bool = False,
-        phone_free: bool = False,
+        phone_free_since: datetime | None = None,
         **values: Any,
     ) -> None:
         """Compare-and-set one attempt into ``target``, with its event, in ``session``.
 
-        ``phone_free`` makes it conditional on no other attempt to the same number being
-        dialled or in flight (one call at a time to a person, whatever the campaign).
+        ``phone_free_since`` makes it conditional on no other attempt to the same number whose
+        call may be ringing or talking: dialled, in flight, or `unknown` since then with its
+        call last seen live (one call at a time to a person, whatever the campaign).
 
         ``campaign_active`` makes the move conditional on the campaign still being active, so a
         pause or cancel takes effect even for an attempt a dispatcher read just before it.
@@ -991,13 +1020,15 @@ class Store:
             allowed,
             pinned=dialed_at is not None,
             campaign_active=campaign_active,
-            phone_free=phone_free,
+            phone_free=phone_free_since is not None,
             columns=tuple(sorted(values)),
         )
         params = {f"_{name}": value for name, value in values.items()}
         params["_attempt_id"] = attempt_id
         if dialed_at is not None:
             params["_dialed_at"] = dialed_at
+        if phone_free_since is not None:
+            params["busy_since"] = phone_free_since
         moved = session.execute(statement, params).all()
         if len(moved) != 1:
             raise TransitionRefused(
@@ -1028,6 +1059,7 @@ class Store:
         now: datetime,
         evidence: Mapping[str, Any] | None = None,
         key_name: str | None = None,
+        busy_since: datetime | None = None,
     ) -> bool:
         """Claim a planned attempt and record that a call is about to be placed.
 
@@ -1035,6 +1067,8 @@ class Store:
         when another attempt to the same number is being dialled or in flight.
         ``evidence`` is the policy's reason for allowing the dial (audit trail). ``key_name``:
         the API key the POST goes out with (None: the campaign's), which the attempt keeps.
+        ``busy_since``: an `unknown` attempt to the same number dialled since then, whose call
+        was last seen ringing or talking, holds the number too (None: only live attempts).
         """
         try:
             with self._connection() as connection:
@@ -1057,7 +1091,7 @@ class Store:
                     reason=None,
                     event_data={"owner": owner, **dict(evidence or {})},
                     campaign_active=True,
-                    phone_free=True,
+                    phone_free_since=busy_since or now,
                 )
             return True
         except TransitionRefused:
@@ -1291,6 +1325,7 @@ class Store:
                     messages=_jsonable(result.messages),
                     raw=_jsonable(result.raw),
                     next_poll_at=None,
+                    reason=None,  # a late result: "still in-progress after 0:30:00" is over
                     event_data={"outcome": result.outcome, "call_status": result.call_status},
                 )
                 if retry is not None:
@@ -1301,6 +1336,19 @@ class Store:
 
     def _write_retry(self, connection: sa.Connection, retry: Retry, *, now: datetime) -> None:
         previous = retry.after
+        state = connection.execute(_CAMPAIGN_STATE, {"campaign_id": previous.campaign_id})
+        if state.scalar() == "cancelled":
+            # a call that was in flight when its campaign was cancelled earns nothing more
+            self._event(
+                connection,
+                at=now,
+                kind="retry.dropped",
+                campaign_id=previous.campaign_id,
+                attempt_id=previous.id,
+                outcome=retry.outcome,
+                reason="campaign_cancelled",
+            )
+            return
         if retry.due_at is None:
             self._event(
                 connection,
@@ -1578,18 +1626,41 @@ _LOCK_PHONE = sa.select(
     sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(_ATTEMPTS.c.phone))
 ).where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
 _OTHER = _ATTEMPTS.alias("other")
+
+
+def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A call of this attempt may be ringing or talking: it is dialled or in flight, or it
+    was given up on (`unknown`) while its call was last seen live, since ``busy_since``."""
+    return sa.or_(
+        *(attempts.c.state == s.value for s in sorted(LIVE_STATES)),
+        sa.and_(
+            attempts.c.state == AttemptState.UNKNOWN.value,
+            attempts.c.call_status.is_not(None),
+            attempts.c.call_status.not_in(sorted(TERMINAL_STATUSES)),
+            attempts.c.dialing_at >= sa.bindparam("busy_since", type_=attempts.c.dialing_at.type),
+        ),
+    )
+
+
 _LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
-    _OTHER.c.phone == _ATTEMPTS.c.phone,
-    sa.or_(*(_OTHER.c.state == s.value for s in sorted(LIVE_STATES))),
+    _OTHER.c.phone == _ATTEMPTS.c.phone, _on_the_phone(_OTHER)
 )
 _PHONE_LIVE = (
     sa.select(_ATTEMPTS.c.id)
-    .where(_ATTEMPTS.c.phone == sa.bindparam("phone"), _state_in(LIVE_STATES))
+    .where(_ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(_ATTEMPTS))
     .limit(1)
 )
 _PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
     _ATTEMPTS.c.state == AttemptState.PLANNED.value,
     _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+)
+_CAMPAIGN_STATE = sa.select(_CAMPAIGNS.c.state).where(
+    _CAMPAIGNS.c.id == sa.bindparam("campaign_id")
+)
+_PLANNED_IN_OTHER_RUNS = sa.select(_ATTEMPTS.c.id).where(
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+    _ATTEMPTS.c.run_id != sa.bindparam("run_id"),
 )
 _PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
     _ATTEMPTS.c.state == AttemptState.PLANNED.value,

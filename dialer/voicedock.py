@@ -61,6 +61,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from dialer.attempts import TERMINAL_STATUSES
 from dialer.errors import (
     AmbiguousCreate,
     CreateWithdrawn,
@@ -84,8 +85,8 @@ __all__ = ["MAX_PAGE_SIZE", "TERMINAL_STATUSES", "Call", "CreatedCall", "VoiceDo
 
 log = structlog.get_logger("dialer.voicedock")
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"ended", "failed"})
-"""Call statuses after which nothing changes (§5). Override per client if VoiceDock adds one."""
+# TERMINAL_STATUSES (dialer.attempts): the call statuses after which nothing changes (§5);
+# override per client if VoiceDock adds one.
 
 MAX_PAGE_SIZE = 1000
 """``GET /calls`` refuses a larger ``limit`` (§6)."""

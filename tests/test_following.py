@@ -43,7 +43,8 @@ class Stubborn:
         if request.method == "POST":
             self.seen["POST"] += 1
             body = json.loads(request.content)
-            return httpx.Response(201, json={"call_id": f"call-{body['destination']}"})
+            call_id = f"call-{body['destination']}-{self.seen['POST']}"
+            return httpx.Response(201, json={"call_id": call_id})
         if path.endswith("/calls"):
             self.seen["LIST"] += 1
             return httpx.Response(self.list_status, json={"error": "unavailable"})
@@ -136,3 +137,25 @@ async def test_an_unknown_call_is_not_looked_at_past_the_late_result_horizon(
             await engine.follow_once()
         assert api.seen["GET"] == gets
         assert w.attempt().next_poll_at is None
+
+
+async def test_a_call_given_up_on_while_still_talking_holds_its_number(tmp_path: Path) -> None:
+    """`unknown` after stuck_after, but last seen in progress: the person may still be on the
+    phone, so another run's (or campaign's) attempt waits, until late results stop being
+    looked for."""
+    api = Stubborn(call_status="in-progress")
+    clock = FakeClock(T0)
+    async with placed(tmp_path, api, clock) as (w, engine):
+        end = T0 + engine.settings.stuck_after + timedelta(minutes=1)
+        await follow_until(engine, clock, end, timedelta(seconds=30))
+        (stuck,) = w.store.attempts()
+        assert (stuck.state, stuck.call_status) == (AttemptState.UNKNOWN, "in-progress")
+
+        assert engine.fire("e2e", clock.now) is not None  # the next run
+        assert await engine.dispatch_once() == 0
+        waiting = next(a for a in w.store.attempts() if a.id != stuck.id)
+        assert (waiting.state, waiting.reason) == (AttemptState.PLANNED, "phone_busy")
+        assert api.seen["POST"] == 1
+
+        clock.now = T0 + engine.settings.late_result_horizon + timedelta(minutes=1)
+        assert await engine.dispatch_once() == 1

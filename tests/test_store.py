@@ -162,7 +162,8 @@ def test_unknown_still_records_a_late_result(store: Store) -> None:
     )
     assert store.attempt(due.id).outcome == "unknown"
     assert store.record_outcome(due.id, result=result(), now=T0 + timedelta(hours=3))
-    assert store.attempt(due.id).state is AttemptState.ENDED
+    late = store.attempt(due.id)
+    assert (late.state, late.reason) == (AttemptState.ENDED, None)  # no longer "stuck"
 
 
 def test_illegal_transitions_are_refused(store: Store) -> None:
@@ -356,3 +357,15 @@ def test_a_paused_campaign_cannot_be_dialled_even_from_a_stale_read(store: Store
     assert not store.begin_dialing(due.id, owner="a", body={}, now=T0)
     store.set_campaign_state("reminders", "active", now=T0)
     assert store.begin_dialing(due.id, owner="a", body={}, now=T0)
+
+
+def test_a_call_that_ends_after_its_campaign_was_cancelled_earns_no_retry(store: Store) -> None:
+    run_id, attempt = in_flight_attempt(store)
+    (campaign,) = store.campaigns()
+    assert store.set_campaign_state(campaign.name, "cancelled", now=T0)
+    retry = Retry(after=attempt, outcome="no_answer", due_at=T0 + timedelta(hours=2))
+    assert store.record_outcome(attempt.id, result=result(outcome="no_answer"), now=T0, retry=retry)
+    assert [a.attempt_no for a in store.attempt_history(run_id, attempt.contact_id)] == [1]
+    (event,) = store.events(kind="retry.dropped")
+    assert event.data["reason"] == "campaign_cancelled"
+    assert store.finish_runs(now=T0) != []  # nothing keeps the run open

@@ -666,16 +666,17 @@ async def test_an_ambiguous_dial_is_reconciled_with_the_key_it_was_sent_with(
 
 
 async def test_a_person_gets_one_call_at_a_time_whatever_the_campaign(tmp_path: Path) -> None:
-    """Two attempts to one number due at once (two runs here; two campaigns alike): the
-    second waits for the first call to end instead of ringing the same phone twice."""
+    """An attempt to a number whose call of another run (another campaign alike) is still
+    going: it waits for that call to end instead of ringing the same phone twice."""
     clock = FakeClock(T0)
     sim = simulator(clock)
     async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
         engine = await w.engine("a")
         assert engine.fire("e2e", T0 - timedelta(hours=1)) is not None
-        assert engine.fire("e2e", T0) is not None
         assert await engine.dispatch_once() == 1
         await engine.drain()
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 0
         first, second = sorted(w.store.attempts(), key=lambda a: a.state.value)
         assert first.state is AttemptState.IN_FLIGHT
         assert (second.state, second.reason) == (AttemptState.PLANNED, "phone_busy")
@@ -781,3 +782,26 @@ async def test_two_daemons_claiming_one_number_at_once_on_postgres_claim_it_once
             store.close()
         dialing = Counter(a.phone for a in w.store.attempts() if a.state is AttemptState.DIALING)
         assert set(dialing) == set(phones) and set(dialing.values()) == {1}
+
+
+async def test_a_new_run_supersedes_what_earlier_runs_still_had_to_dial(tmp_path: Path) -> None:
+    """A daily reminder paused for three days: each day's fire still makes its run, and on
+    resume the person is called once, by the newest run, not once per day missed."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
+        engine = await w.engine("a")
+        w.store.set_campaign_state("e2e", "paused", now=T0)
+        for day in range(3):
+            assert engine.fire("e2e", T0 + timedelta(days=day)) is not None
+        clock.advance(timedelta(days=2, hours=1))
+        w.store.set_campaign_state("e2e", "active", now=clock.now)
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        by_state = Counter((a.run_id, a.state, a.reason) for a in w.store.attempts())
+        assert sorted(by_state) == [
+            (1, AttemptState.CANCELLED, "superseded"),
+            (2, AttemptState.CANCELLED, "superseded"),
+            (3, AttemptState.IN_FLIGHT, None),
+        ]
+        assert [r.destination for r in sim.created] == [PHONE]
