@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -364,6 +364,8 @@ def cancel(campaign: Annotated[str, typer.Argument()], config: ConfigOption = No
 
 REPORT_FIELDS = [
     "campaign",
+    "run_id",
+    "fire_time",
     "phone",
     "name",
     "attempt_no",
@@ -418,11 +420,15 @@ def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
             [Problem(file="database", field="campaign", message=f"no campaign {campaign_name!r}")]
         )
     zone_of = _zone_resolver(row.source)
+    # the runs of a cron campaign: each contact appears once per run
+    fired = {run.id: _iso(run.fire_time) for run in store.runs(row.id)}
     for attempt, contact in store.iter_attempt_rows(row.id):
         analysis = attempt.analysis_result or {}
         zone = zone_of(contact.phone, contact.timezone)
         yield {
             "campaign": campaign_name,
+            "run_id": attempt.run_id,
+            "fire_time": fired.get(attempt.run_id),
             "phone": contact.phone,
             "name": contact.name,
             "attempt_no": attempt.attempt_no,
@@ -450,6 +456,22 @@ def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
         }
 
 
+#: what a spreadsheet reads as the start of a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A report row for CSV: text that a spreadsheet would run as a formula (a contact named
+    ``=HYPERLINK(...)``, a call summary starting with ``=``) is kept as text by a leading
+    quote. Phone numbers (E.164, validated at import) are left as they are."""
+    return {
+        key: f"'{value}"
+        if key != "phone" and isinstance(value, str) and value.startswith(_FORMULA_START)
+        else value
+        for key, value in record.items()
+    }
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -468,7 +490,7 @@ def _write_report(campaign: str, fmt: str, output: Path | None, config: Path | N
                 writer = csv.DictWriter(stream, fieldnames=REPORT_FIELDS)
                 writer.writeheader()
                 for record in rows:
-                    writer.writerow(record)
+                    writer.writerow(_spreadsheet_safe(record))
             else:
                 for record in rows:
                     stream.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -148,10 +148,40 @@ def test_report_adds_local_time_and_skip_reasons(
     assert dialled["skip_reason"] == ""
     assert (skipped["state"], skipped["skip_reason"]) == ("skipped", "dnc")
 
+    assert {(r["run_id"], r["fire_time"]) for r in rows.values()} == {("1", NOW.isoformat())}
+
     code, out, _ = invoke(runner, config, "export", "e2e")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(records) == 4
     assert {r["skip_reason"] for r in records} == {None, "dnc"}
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil.example","x")', "-1+1", "@SUM(1)", "+1"])
+def test_a_csv_report_does_not_hand_a_spreadsheet_a_formula(
+    runner: CliRunner, tmp_path: Path, sqlite_url: str, name: str
+) -> None:
+    write_campaign(tmp_path, nl_numbers(1))
+    config = write_config(tmp_path, db_url=sqlite_url)
+    with Store(sqlite_url) as store:
+        store.create_schema()
+        campaign_id = store.sync_campaign(
+            name="e2e",
+            source=str(tmp_path / "e2e.toml"),
+            definition_hash="h1",
+            api_key_name="default",
+            contacts=[
+                ContactRecord(phone=nl_numbers(1)[0], name=name, timezone=None, variables={})
+            ],
+            now=NOW,
+        )
+        assert store.create_run(campaign_id, fire_time=NOW, now=NOW) is not None
+    code, out, _ = invoke(runner, config, "report", "e2e", "--format", "csv")
+    assert code == 0
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert row["name"] == f"'{name}"  # text to a spreadsheet, not a formula
+    assert row["phone"] == nl_numbers(1)[0]
+    code, out, _ = invoke(runner, config, "report", "e2e", "--format", "json")
+    assert json.loads(out)["name"] == name  # JSON is data, kept as it is
 
 
 # ------------------------------------------------------------------ db upgrade / check
