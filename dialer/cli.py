@@ -661,11 +661,34 @@ def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
     )
 
 
+def first_run(campaign: Campaign, *, now: datetime) -> datetime | None:
+    """When the campaign's first run at or after ``now`` starts (its ``start_at``, its next
+    ``cron`` match, else now); None when its schedule never fires again. A run's attempts
+    are due from its fire time on, never before."""
+    fire: datetime | None = campaign.trigger(now=now).get_next_fire_time(None, now)
+    return None if fire is None else max(now, fire)
+
+
 def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[PlannedContact]:
     """Who is called when, and who is skipped why; pure apart from reading ``campaign``."""
     from dialer.forecast import Demand, forecast
     from dialer.policy.reminders import timing_bounds
 
+    start = first_run(campaign, now=now)
+    if start is None:
+        return [
+            PlannedContact(
+                phone=c.phone,
+                name=c.name,
+                line=c.line,
+                zone=None,
+                skip="no_run",
+                first_call=None,
+                override=campaign.render(c)[0],
+            )
+            for c in campaign.contacts
+        ]
+    now = start  # the forecast begins with the run
     suppressed = cfg.suppressed_numbers() | campaign.suppressed
     skips: dict[str, str] = {}
     zones: dict[str, ZoneInfo] = {}
@@ -766,12 +789,18 @@ def plan(
     for warning in campaign.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
     rows = plan_campaign(campaign, cfg, now=now)
+    start = first_run(campaign, now=now)
     if fmt == "json":
         for row in rows:
             zone = ZoneInfo(row.zone) if row.zone else None
             sys.stdout.write(json.dumps(row.as_json(zone), ensure_ascii=False) + "\n")
         return
-    table = Table(title=f"Plan — {campaign.name} (as of {now:%Y-%m-%d %H:%M} UTC)")
+    title = f"Plan — {campaign.name} (as of {now:%Y-%m-%d %H:%M} UTC"
+    if start is None:
+        title += ", no run to come"
+    elif start > now:
+        title += f", first run at {start:%Y-%m-%d %H:%M} UTC"
+    table = Table(title=title + ")")
     for column in ("line", "phone", "name", "zone", "first call (local)", "first call (UTC)"):
         table.add_column(column, justify="right" if column == "line" else "left")
     table.add_column("skipped", style="yellow")

@@ -250,6 +250,29 @@ def test_plan_lists_skips_and_forecasts_without_writing(runner: CliRunner, tmp_p
     assert bad.exit_code == 2 and "asistant_id" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("schedule", "first_local"),
+    [
+        # start_at a week later: nothing before that run
+        ('start_at = 2027-03-08T10:00:00+01:00\ntimezone = "Europe/Amsterdam"', "2027-03-08T10:00"),
+        # the next Friday 14:00 cron match
+        ('cron = "0 14 * * fri"\ntimezone = "Europe/Amsterdam"', "2027-03-05T14:00"),
+    ],
+)
+def test_plan_starts_with_the_campaigns_first_run(
+    runner: CliRunner, tmp_path: Path, schedule: str, first_local: str
+) -> None:
+    path = write_campaign(tmp_path, nl_numbers(1), extra=schedule)
+    config = write_config(tmp_path, db_url=f"sqlite:///{tmp_path}/never.db")
+    args = ["plan", str(path), "--at", "2027-03-01T08:00:00Z", "--config", str(config.source)]
+    result = runner.invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    (row,) = map(json.loads, result.stdout.splitlines())
+    assert row["first_call_local"].startswith(first_local), row
+    table = runner.invoke(app, args)
+    assert "first run at" in table.stdout
+
+
 # ------------------------------------------------------------------ pause on a running engine
 
 
