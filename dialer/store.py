@@ -669,17 +669,9 @@ class Store:
                 earlier = session.execute(
                     _PLANNED_IN_OTHER_RUNS, {"campaign_id": campaign_id, "run_id": run.id}
                 ).scalars()
-                for attempt_id in list(earlier):
-                    self._transition(
-                        session,
-                        attempt_id,
-                        AttemptState.CANCELLED,
-                        now=now,
-                        kind="attempt.cancelled",
-                        expect=[AttemptState.PLANNED],
-                        reason="superseded",
-                        event_data={"reason": "superseded", "by_run": run.id},
-                    )
+                self._cancel_each(
+                    session, list(earlier), now=now, reason="superseded", by_run=run.id
+                )
                 planned = self._plan_missing(session, run=run, now=now)
                 self._event(
                     session,
@@ -1423,18 +1415,30 @@ class Store:
         # reconcile_interval, and it almost always finds nothing
         with self._connection() as connection:
             ids = connection.execute(which, params).scalars().all()
-            for attempt_id in ids:
-                self._transition(
-                    connection,
-                    attempt_id,
-                    AttemptState.CANCELLED,
-                    now=now,
-                    kind="attempt.cancelled",
-                    expect=[AttemptState.PLANNED],
-                    reason=reason,
-                    event_data={"reason": reason},
-                )
+            self._cancel_each(connection, ids, now=now, reason=reason)
             return len(ids)
+
+    def _cancel_each(
+        self,
+        session: Session | sa.Connection,
+        attempt_ids: Sequence[int],
+        *,
+        now: datetime,
+        reason: str,
+        **event: Any,
+    ) -> None:
+        """planned -> cancelled, each with its event, in ``session``."""
+        for attempt_id in attempt_ids:
+            self._transition(
+                session,
+                attempt_id,
+                AttemptState.CANCELLED,
+                now=now,
+                kind="attempt.cancelled",
+                expect=[AttemptState.PLANNED],
+                reason=reason,
+                event_data={"reason": reason, **event},
+            )
 
     # ----- reporting
     def state_counts(self, campaign_id: int | None = None) -> dict[tuple[str, str | None], int]:

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,25 +58,32 @@ def invoke(runner: CliRunner, config: Config, *args: str) -> tuple[int, str, str
     return result.exit_code, result.stdout, result.stderr
 
 
+def seed(store: Store, folder: Path, names: Sequence[str]) -> int:
+    """Campaign "e2e" in ``store`` with one contact per name and one run at NOW; its id."""
+    phones = nl_numbers(len(names))
+    write_campaign(folder, phones)
+    store.create_schema()
+    campaign_id = store.sync_campaign(
+        name="e2e",
+        source=str(folder / "e2e.toml"),
+        definition_hash="h1",
+        api_key_name="default",
+        contacts=[
+            ContactRecord(phone=p, name=n, timezone=None, variables={})
+            for p, n in zip(phones, names, strict=True)
+        ],
+        now=NOW,
+    )
+    assert store.create_run(campaign_id, fire_time=NOW, now=NOW) is not None
+    return campaign_id
+
+
 @pytest.fixture
 def prepared(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[Config, Store]]:
     """A database with campaign "e2e": 4 contacts planned, one dialled, one skipped (dnc)."""
-    write_campaign(tmp_path, nl_numbers(4))
-    config = write_config(tmp_path, db_url=sqlite_url)
     with Store(sqlite_url) as store:
-        store.create_schema()
-        campaign_id = store.sync_campaign(
-            name="e2e",
-            source=str(tmp_path / "e2e.toml"),
-            definition_hash="h1",
-            api_key_name="default",
-            contacts=[
-                ContactRecord(phone=p, name=f"Person {i}", timezone=None, variables={})
-                for i, p in enumerate(nl_numbers(4))
-            ],
-            now=NOW,
-        )
-        assert store.create_run(campaign_id, fire_time=NOW, now=NOW) is not None
+        campaign_id = seed(store, tmp_path, [f"Person {i}" for i in range(4)])
+        config = write_config(tmp_path, db_url=sqlite_url)
         first, second, *_ = store.attempts(campaign_id=campaign_id)
         assert store.begin_dialing(first.id, owner="test", body={}, now=NOW)
         store.close_unplaced(second.id, state=AttemptState.SKIPPED, reason="dnc", now=NOW)
@@ -160,21 +167,9 @@ def test_report_adds_local_time_and_skip_reasons(
 def test_a_csv_report_does_not_hand_a_spreadsheet_a_formula(
     runner: CliRunner, tmp_path: Path, sqlite_url: str, name: str
 ) -> None:
-    write_campaign(tmp_path, nl_numbers(1))
-    config = write_config(tmp_path, db_url=sqlite_url)
     with Store(sqlite_url) as store:
-        store.create_schema()
-        campaign_id = store.sync_campaign(
-            name="e2e",
-            source=str(tmp_path / "e2e.toml"),
-            definition_hash="h1",
-            api_key_name="default",
-            contacts=[
-                ContactRecord(phone=nl_numbers(1)[0], name=name, timezone=None, variables={})
-            ],
-            now=NOW,
-        )
-        assert store.create_run(campaign_id, fire_time=NOW, now=NOW) is not None
+        seed(store, tmp_path, [name])
+    config = write_config(tmp_path, db_url=sqlite_url)
     code, out, _ = invoke(runner, config, "report", "e2e", "--format", "csv")
     assert code == 0
     (row,) = csv.DictReader(io.StringIO(out))
