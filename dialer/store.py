@@ -13,6 +13,7 @@ event loop; a slow database shows up as loop latency, which the metrics make vis
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -666,13 +667,13 @@ class Store:
                 run = RunRow(campaign_id=campaign_id, fire_time=fire_time, created_at=now)
                 session.add(run)
                 session.flush()
-                earlier = session.execute(
-                    _PLANNED_IN_OTHER_RUNS, {"campaign_id": campaign_id, "run_id": run.id}
-                ).scalars()
-                self._cancel_each(
-                    session, list(earlier), now=now, reason="superseded", by_run=run.id
-                )
                 planned = self._plan_missing(session, run=run, now=now)
+                # by fire time: a run created late for an earlier fire supersedes nothing
+                # newer, and its own attempts are the ones cancelled
+                stale = session.execute(
+                    _PLANNED_SUPERSEDED.where(_ATTEMPTS.c.campaign_id == campaign_id)
+                ).scalars()
+                self._cancel_each(session, list(stale), now=now, reason="superseded", by_run=run.id)
                 self._event(
                     session,
                     at=now,
@@ -1168,20 +1169,27 @@ class Store:
         dialed_at: datetime | None = None,
         response_status: int | None = None,
     ) -> None:
-        """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone)."""
-        self._move(
-            attempt_id,
-            AttemptState.PLANNED,
-            now=now,
-            kind="attempt.not_placed",
-            expect=[AttemptState.DIALING],
-            due_at=due_at,
-            reason=reason,
-            owner=None,
-            dialing_at=None,
-            event_data=_audit({"reason": reason}, response_status),
-            dialed_at=dialed_at,
-        )
+        """dialing -> planned: we KNOW no call was placed (429, account error, confirmed gone).
+
+        Back to planned in a run that a newer run of its campaign has superseded meanwhile, it
+        is cancelled at once: the newer run calls the contact."""
+        with self._connection() as connection:
+            self._transition(
+                connection,
+                attempt_id,
+                AttemptState.PLANNED,
+                now=now,
+                kind="attempt.not_placed",
+                expect=[AttemptState.DIALING],
+                due_at=due_at,
+                reason=reason,
+                owner=None,
+                dialing_at=None,
+                event_data=_audit({"reason": reason}, response_status),
+                dialed_at=dialed_at,
+            )
+            if connection.execute(_ATTEMPT_SUPERSEDED, {"attempt_id": attempt_id}).first():
+                self._cancel_each(connection, [attempt_id], now=now, reason="superseded")
 
     def note_ambiguous(
         self,
@@ -1329,8 +1337,12 @@ class Store:
     def _write_retry(self, connection: sa.Connection, retry: Retry, *, now: datetime) -> None:
         previous = retry.after
         state = connection.execute(_CAMPAIGN_STATE, {"campaign_id": previous.campaign_id})
+        dropped = None
         if state.scalar() == "cancelled":
-            # a call that was in flight when its campaign was cancelled earns nothing more
+            dropped = "campaign_cancelled"  # a call in flight at the cancel earns nothing more
+        elif connection.execute(_ATTEMPT_SUPERSEDED, {"attempt_id": previous.id}).first():
+            dropped = "superseded"  # a newer run of the campaign calls the contact
+        if dropped is not None:
             self._event(
                 connection,
                 at=now,
@@ -1338,7 +1350,7 @@ class Store:
                 campaign_id=previous.campaign_id,
                 attempt_id=previous.id,
                 outcome=retry.outcome,
-                reason="campaign_cancelled",
+                reason=dropped,
             )
             return
         if retry.due_at is None:
@@ -1400,8 +1412,12 @@ class Store:
     def cancel_stragglers(self, *, now: datetime) -> int:
         """Cancel what became planned in a cancelled campaign after it was cancelled: a dial
         released after the cancel (a 429, a withdrawn create, reconciliation) or a retry that
-        a call in flight earned. Without this, such a row would keep its run open for ever."""
-        return self._cancel_planned(_PLANNED_IN_CANCELLED, {}, now=now, reason="campaign_cancelled")
+        a call in flight earned. Without this, such a row would keep its run open for ever.
+        Likewise what became planned in a run after a newer run of its campaign was created
+        (see ``create_run``)."""
+        return self._cancel_planned(
+            _PLANNED_IN_CANCELLED, {}, now=now, reason="campaign_cancelled"
+        ) + self._cancel_planned(_PLANNED_SUPERSEDED, {}, now=now, reason="superseded")
 
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
         return self._cancel_planned(
@@ -1415,8 +1431,7 @@ class Store:
         # reconcile_interval, and it almost always finds nothing
         with self._connection() as connection:
             ids = connection.execute(which, params).scalars().all()
-            self._cancel_each(connection, ids, now=now, reason=reason)
-            return len(ids)
+            return self._cancel_each(connection, ids, now=now, reason=reason)
 
     def _cancel_each(
         self,
@@ -1426,19 +1441,25 @@ class Store:
         now: datetime,
         reason: str,
         **event: Any,
-    ) -> None:
-        """planned -> cancelled, each with its event, in ``session``."""
+    ) -> int:
+        """planned -> cancelled, each with its event, in ``session``; how many moved. One that
+        another daemon dialled since it was read is left to that dial (a refused move changes
+        nothing and costs the transaction nothing)."""
+        cancelled = 0
         for attempt_id in attempt_ids:
-            self._transition(
-                session,
-                attempt_id,
-                AttemptState.CANCELLED,
-                now=now,
-                kind="attempt.cancelled",
-                expect=[AttemptState.PLANNED],
-                reason=reason,
-                event_data={"reason": reason, **event},
-            )
+            with contextlib.suppress(TransitionRefused):
+                self._transition(
+                    session,
+                    attempt_id,
+                    AttemptState.CANCELLED,
+                    now=now,
+                    kind="attempt.cancelled",
+                    expect=[AttemptState.PLANNED],
+                    reason=reason,
+                    event_data={"reason": reason, **event},
+                )
+                cancelled += 1
+        return cancelled
 
     # ----- reporting
     def state_counts(self, campaign_id: int | None = None) -> dict[tuple[str, str | None], int]:
@@ -1661,11 +1682,6 @@ _PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
 _CAMPAIGN_STATE = sa.select(_CAMPAIGNS.c.state).where(
     _CAMPAIGNS.c.id == sa.bindparam("campaign_id")
 )
-_PLANNED_IN_OTHER_RUNS = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
-    _ATTEMPTS.c.run_id != sa.bindparam("run_id"),
-)
 _PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
     _ATTEMPTS.c.state == AttemptState.PLANNED.value,
     _ATTEMPTS.c.campaign_id.in_(
@@ -1673,6 +1689,27 @@ _PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
     ),
 )
 _RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
+_THIS_RUN = _RUNS.alias("this_run")
+_NEWER_RUN = _RUNS.alias("newer_run")
+#: the attempt's run is not its campaign's newest: a later fire's run plans its contacts
+_IN_SUPERSEDED_RUN = sa.exists(
+    sa.select(_NEWER_RUN.c.id)
+    .where(
+        _NEWER_RUN.c.campaign_id == _ATTEMPTS.c.campaign_id,
+        _NEWER_RUN.c.fire_time
+        > sa.select(_THIS_RUN.c.fire_time)
+        .where(_THIS_RUN.c.id == _ATTEMPTS.c.run_id)
+        .correlate(_ATTEMPTS)
+        .scalar_subquery(),
+    )
+    .correlate(_ATTEMPTS)
+)
+_PLANNED_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value, _IN_SUPERSEDED_RUN
+)
+_ATTEMPT_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
+    _ATTEMPTS.c.id == sa.bindparam("attempt_id"), _IN_SUPERSEDED_RUN
+)
 _OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
 _RUN_HAS_PENDING = sa.select(
     sa.exists().where(

@@ -369,3 +369,43 @@ def test_a_call_that_ends_after_its_campaign_was_cancelled_earns_no_retry(store:
     (event,) = store.events(kind="retry.dropped")
     assert event.data["reason"] == "campaign_cancelled"
     assert store.finish_runs(now=T0) != []  # nothing keeps the run open
+
+
+def test_a_retry_earned_after_a_newer_run_was_created_is_dropped(store: Store) -> None:
+    """The call was in flight when the next fire made its run: that run calls the contact,
+    the retry would call them a second time."""
+    _, attempt = in_flight_attempt(store)
+    (campaign,) = store.campaigns()
+    assert campaign.id is not None
+    fire2 = T0 + timedelta(minutes=5)
+    assert store.create_run(campaign.id, fire_time=fire2, now=fire2) is not None
+    retry = Retry(after=attempt, outcome="no_answer", due_at=fire2 + timedelta(minutes=10))
+    no_answer = result(outcome="no_answer", call_status="failed")
+    assert store.record_outcome(attempt.id, result=no_answer, now=fire2, retry=retry)
+    assert len(store.due_attempts(now=fire2 + timedelta(hours=1), limit=10)) == 1
+    (event,) = store.events(kind="retry.dropped")
+    assert event.data["reason"] == "superseded"
+
+
+def test_a_dial_released_after_a_newer_run_was_created_is_cancelled(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0, now=T0)
+    (due,) = store.due_attempts(now=T0, limit=10)
+    assert store.begin_dialing(due.id, owner="a", body={}, now=T0)
+    fire2 = T0 + timedelta(minutes=1)
+    assert store.create_run(cid, fire_time=fire2, now=fire2) is not None
+    store.release_unplaced(due.id, due_at=fire2, reason="rate_limited", now=fire2)  # a 429
+    assert (store.attempt(due.id).state, store.attempt(due.id).reason) == (
+        AttemptState.CANCELLED,
+        "superseded",
+    )
+    assert len(store.due_attempts(now=fire2 + timedelta(minutes=1), limit=10)) == 1
+
+
+def test_a_run_created_late_for_an_earlier_fire_supersedes_nothing_newer(store: Store) -> None:
+    cid = sync(store, 1)
+    store.create_run(cid, fire_time=T0 + timedelta(days=1), now=T0)
+    late = store.create_run(cid, fire_time=T0, now=T0)  # a daemon with a stale schedule
+    assert late is not None
+    (due,) = store.due_attempts(now=T0 + timedelta(days=1), limit=10)
+    assert due.run_id != late  # the newer fire's attempt is the one kept
