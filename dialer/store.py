@@ -1691,24 +1691,22 @@ _PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
 _RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
 _THIS_RUN = _RUNS.alias("this_run")
 _NEWER_RUN = _RUNS.alias("newer_run")
-#: the attempt's run is not its campaign's newest: a later fire's run plans its contacts
-_IN_SUPERSEDED_RUN = sa.exists(
-    sa.select(_NEWER_RUN.c.id)
-    .where(
-        _NEWER_RUN.c.campaign_id == _ATTEMPTS.c.campaign_id,
-        _NEWER_RUN.c.fire_time
-        > sa.select(_THIS_RUN.c.fire_time)
-        .where(_THIS_RUN.c.id == _ATTEMPTS.c.run_id)
-        .correlate(_ATTEMPTS)
-        .scalar_subquery(),
-    )
-    .correlate(_ATTEMPTS)
+#: open runs that a later fire's run of their campaign supersedes: few, whatever the number of
+#: attempts (a finished run has nothing planned), so the sweeps below seek by (run, state)
+_SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
+    _THIS_RUN.c.finished_at.is_(None),
+    sa.exists(
+        sa.select(_NEWER_RUN.c.id).where(
+            _NEWER_RUN.c.campaign_id == _THIS_RUN.c.campaign_id,
+            _NEWER_RUN.c.fire_time > _THIS_RUN.c.fire_time,
+        )
+    ),
 )
 _PLANNED_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value, _IN_SUPERSEDED_RUN
+    _ATTEMPTS.c.state == AttemptState.PLANNED.value, _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
 _ATTEMPT_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.id == sa.bindparam("attempt_id"), _IN_SUPERSEDED_RUN
+    _ATTEMPTS.c.id == sa.bindparam("attempt_id"), _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
 _OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
 _RUN_HAS_PENDING = sa.select(

@@ -26,7 +26,7 @@ from dialer.campaign import Campaign, load_campaign
 from dialer.daemon import worker_id
 from dialer.engine import YIELD_EVERY, Engine
 from dialer.simulator import Faults, Simulator, SimulatorConfig
-from dialer.store import Store
+from dialer.store import AttemptView, Store
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
@@ -276,6 +276,15 @@ class Placed:
     sim: Simulator
     clock: FakeClock
 
+    def over_and_not_polled(self) -> AttemptView:
+        """An hour later (the simulated call is over), with no poll due for a day: only a
+        webhook, or the grace GET after one, can end it."""
+        self.clock.advance(timedelta(hours=1))
+        attempt = self.w.attempt()
+        later = self.clock.now + timedelta(days=1)
+        self.w.store.reschedule_poll(attempt.id, next_poll_at=later, now=self.clock.now)
+        return attempt
+
 
 @pytest.fixture
 async def placed(tmp_path: Path) -> AsyncIterator[Placed]:
@@ -340,9 +349,7 @@ async def test_an_ended_call_whose_report_never_comes_is_read_after_the_grace(
     call_id = placed.call_id
     sim = placed.sim
     clock = placed.clock
-    clock.advance(timedelta(hours=1))  # the simulated call is over
-    attempt = w.attempt()
-    w.store.reschedule_poll(attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now)
+    placed.over_and_not_polled()
 
     await engine.on_webhook(parse_event(webhook("status-update", call_id, status="ended")))
     await engine.follow_once()
@@ -367,9 +374,7 @@ async def test_the_grace_get_finds_the_attempt_by_its_metadata_when_ids_differ(
     call_id = placed.call_id
     sim = placed.sim
     clock = placed.clock
-    clock.advance(timedelta(hours=1))
-    attempt = w.attempt()
-    w.store.reschedule_poll(attempt.id, next_poll_at=clock.now + timedelta(days=1), now=clock.now)
+    attempt = placed.over_and_not_polled()
     ended = webhook("status-update", "5c4d030f-uuid", attempt_id=attempt.id, status="ended")
     await engine.on_webhook(parse_event(ended))
     clock.advance(engine.settings.report_grace)
