@@ -9,7 +9,7 @@
 
 ``dialing`` is committed before the POST is sent, so a crash at any instant leaves a row that
 says a call may exist. Only reconciliation against ``GET /calls`` may take a row out of
-``dialing`` without a call id (back to ``planned``) — see dialer.engine.Reconciler.
+``dialing`` without a call id (back to ``planned``) — see dialer.engine.reconcile.
 """
 
 from __future__ import annotations

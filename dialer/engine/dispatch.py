@@ -1,0 +1,549 @@
+"""The dispatcher: every due attempt through the dial gate, then its create, exactly once.
+
+due attempt ── gate (DNC, deadline, zone, window, cap) ──► defer / skip / expire
+    │ allowed
+    ├─► Store.begin_dialing      (committed BEFORE the POST)
+    ├─► POST /calls/outbound     (through the one request budget)
+    └─► in_flight | failed | planned (nothing placed) | dialing (ambiguous: reconcile)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from aiolimiter import AsyncLimiter
+
+from dialer.attempts import AttemptState
+from dialer.campaign import Campaign
+from dialer.engine.settings import YIELD_EVERY
+from dialer.engine.shared import Shared, bounds, contact_of
+from dialer.errors import (
+    AccountError,
+    AmbiguousCreate,
+    CreateWithdrawn,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TransportFailure,
+)
+from dialer.policy.caps import cap_next_allowed
+from dialer.policy.gate import Allow
+from dialer.policy.polling import next_poll_at
+from dialer.store import AttemptView, TransitionRefused
+
+__all__ = ["Dispatcher"]
+
+log = structlog.get_logger("dialer.engine")
+
+
+class Dispatcher:
+    """Starts the dials that are due and fit the caps; owns the dial tasks until answered."""
+
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
+        self._pacers: dict[str, AsyncLimiter] = {}
+        self.dial_tasks: set[asyncio.Task[None]] = set()
+        #: dial tasks whose POST has not gone out yet (waiting for the budget)
+        self._unsent: set[asyncio.Task[None]] = set()
+        #: the last pass found every line taken: only an ending call (or a tick) changes that
+        self.full = False
+
+    async def dispatch_once(self) -> int:
+        """Start every dial that is due and fits the caps; returns how many POSTs were started."""
+        shared = self._shared
+        settings, store = shared.settings, shared.store
+        # First, whatever holds dialling: a number added to a do-not-call list while we run
+        # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
+        await shared.suppression.refresh()
+        now = shared.clock()
+        held = shared.holds.held_keys(now)
+        if held >= shared.clients.keys() or shared.holds.clock_skew is not None:
+            self.full = False  # not counted: look again on the next tick
+            return 0
+        live = store.live_counts()
+        capacity = settings.max_concurrent_calls - sum(live.values())
+        self.full = capacity <= 0
+        if self.full:
+            return 0
+        started = 0
+        live_by_name = {name: live.get(cid, 0) for name, cid in shared.campaign_ids.items()}
+        # Pages a little larger than the free lines: some due attempts are deferred or closed
+        # rather than dialled, and those leave the due set, so the next page holds new ones.
+        # a call given up on while it was still ringing or talking may still be (see
+        # phone_live), until its late results stop being looked for
+        busy_since = now - settings.late_result_horizon
+        examined = 0
+        while started < capacity:
+            page = (capacity - started) * 2 + 4
+            batch = store.due_attempts(now=now, limit=page)
+            moved = False
+            for attempt in batch:
+                if started >= capacity:
+                    break
+                examined += 1
+                if examined % YIELD_EVERY == 0:
+                    # A run firing outside its window defers every contact in one pass, a
+                    # write each: the heartbeat, the polls and the sends must not stall behind
+                    # it (a daemon silent past worker_ttl is taken for dead).
+                    await asyncio.sleep(0)
+                    now = shared.clock()
+                campaign = shared.campaigns.get(attempt.campaign_name)
+                if campaign is None:
+                    continue  # its file is gone from the config: leave it planned, untouched
+                if campaign.api_key_name in held or campaign.api_key_name not in shared.clients:
+                    continue
+                if shared.holds.campaign_held(campaign.name, now):
+                    continue
+                if (
+                    campaign.max_concurrent_calls is not None
+                    and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
+                ):
+                    continue
+                permit = self._check_policy(campaign, attempt, now)
+                if permit is None:
+                    moved = True  # deferred or closed: it left the due set
+                    continue
+                pacer = self._pacer(campaign)
+                if pacer is not None and not pacer.has_capacity():
+                    continue
+                body = campaign.call_body(
+                    contact_of(attempt, campaign),
+                    metadata={
+                        "dialer_attempt_id": attempt.id,
+                        "dialer_campaign": campaign.name,
+                        "dialer_run_id": attempt.run_id,
+                    },
+                )
+                moved = True  # dialled now, or by the worker that claimed it first
+                if not store.begin_dialing(
+                    attempt.id,
+                    owner=settings.worker_id,
+                    body=body,
+                    now=now,
+                    evidence=self._evidence(campaign, attempt, now, body, permit),
+                    key_name=attempt.api_key_name,
+                    busy_since=busy_since,
+                ):
+                    if store.phone_live(attempt.phone, busy_since=busy_since):
+                        # One call at a time to a person: another campaign's (or run's) call
+                        # to this number is under way; look again once it has likely ended.
+                        # (Refused: another worker claimed this very attempt meanwhile.)
+                        with contextlib.suppress(TransitionRefused):
+                            self._defer(
+                                attempt, now + settings.poll.expected_talk, "phone_busy", now
+                            )
+                    continue  # or another worker claimed it between our read and our write
+                if pacer is not None:
+                    await pacer.acquire()
+                live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
+                shared.dialing_now.add(attempt.id)
+                task = asyncio.create_task(
+                    self._dial(attempt, body, dialed_at=now), name=f"dial-{attempt.id}"
+                )
+                self.dial_tasks.add(task)
+                self._unsent.add(task)
+                task.add_done_callback(self.dial_tasks.discard)
+                task.add_done_callback(self._unsent.discard)
+                started += 1
+            if len(batch) < page or not moved:
+                break  # nothing more is due, or what is due waits on holds and caps
+        return started
+
+    def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:
+        if campaign.calls_per_minute is None:
+            return None
+        pacer = self._pacers.get(campaign.name)
+        if pacer is None:
+            pacer = self._pacers[campaign.name] = AsyncLimiter(campaign.calls_per_minute, 60)
+        return pacer
+
+    def _evidence(
+        self,
+        campaign: Campaign,
+        attempt: AttemptView,
+        now: datetime,
+        body: Mapping[str, Any],
+        permit: Allow,
+    ) -> dict[str, Any]:
+        """What the audit log keeps of a dial: the rules that allowed it, and the request."""
+        zone, not_before, deadline = permit.zone, permit.not_before, permit.deadline
+        cap = self._shared.settings.frequency_cap
+        evidence: dict[str, Any] = {
+            "rule": "window",
+            "window": campaign.window.describe(),
+            "zone": str(zone),
+            # a number that may be in several zones: the window was open in each of them
+            **({"also_open_in": [str(z) for z in permit.also]} if permit.also else {}),
+            "local_time": now.astimezone(zone).isoformat(),
+            "attempt_no": attempt.attempt_no,
+            "max_attempts": campaign.retry.max_attempts,
+            "not_before": not_before.isoformat() if not_before else None,
+            "deadline": deadline.isoformat() if deadline else None,
+            "key": attempt.api_key_name,
+            "request": {
+                "method": "POST",
+                "path": "/calls/outbound",
+                "destination": attempt.phone,
+                # The body itself is on the attempt row; the digest ties the two together.
+                "body_sha256": hashlib.sha256(
+                    json.dumps(body, sort_keys=True, default=str).encode()
+                ).hexdigest(),
+            },
+        }
+        if cap is not None:
+            evidence["cap"] = {
+                "calls": permit.cap_calls,
+                "count": cap.count,
+                "days": cap.period.days,
+            }
+        return evidence
+
+    def _check_policy(
+        self, campaign: Campaign, attempt: AttemptView, now: datetime
+    ) -> Allow | None:
+        """Apply every rule that may stop a dial now: None when it was stopped (deferred or
+        closed), else what allowed it, which the audit log keeps.
+
+        Order matters: permanent reasons (DNC, deadline, unknown zone) close the attempt before
+        temporary ones (window, cap) defer it.
+        """
+        shared = self._shared
+        phone = attempt.phone
+        if shared.suppression.suppressed(campaign, phone):
+            self._close(attempt, AttemptState.SKIPPED, "dnc", now)
+            return None
+        not_before, deadline = bounds(campaign, attempt)
+        if deadline is not None and now >= deadline:
+            self._close(attempt, AttemptState.EXPIRED, "deadline", now)
+            return None
+        resolution = shared.resolution(campaign, attempt)
+        if resolution.zone is None:
+            reason = resolution.reason or "unknown_timezone"
+            self._close(attempt, AttemptState.SKIPPED, reason, now)
+            return None
+        start = max(now, not_before) if not_before is not None else now
+        zones = resolution.zones
+        if not campaign.window.allows_everywhere(start, zones):
+            opens = campaign.window.next_allowed_everywhere(start, zones, deadline=deadline)
+            if opens is None and deadline is None and len(zones) > 1:
+                # its zones are too far apart for the window to be open in all at once
+                self._close(
+                    attempt,
+                    AttemptState.SKIPPED,
+                    "no_common_window",
+                    now,
+                    zones=[str(z) for z in zones],
+                )
+                return None
+            if opens is None:
+                self._close(
+                    attempt,
+                    AttemptState.EXPIRED,
+                    "deadline",
+                    now,
+                    detail="no window before deadline",
+                )
+                return None
+            start = opens
+        cap_calls = 0
+        if shared.settings.frequency_cap is not None:
+            cap = shared.settings.frequency_cap
+            calls = shared.store.calls_since(phone, start - cap.period)
+            cap_calls = len(calls)
+            allowed = cap_next_allowed(cap, calls, start)
+            if allowed > start:
+                opens = campaign.window.next_allowed_everywhere(allowed, zones, deadline=deadline)
+                if opens is None:
+                    self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
+                else:
+                    self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
+                return None
+        if start > now:
+            if not_before is not None and start == not_before:
+                reason = "not_before"
+            else:
+                # Say *why* the window is shut today: a holiday or skip date, else the hours/days.
+                today = (not_before if not_before and not_before > now else now).astimezone(
+                    resolution.zone
+                )
+                reason = campaign.window.closed_reason(today.date()) or "window"
+            self._defer(
+                attempt,
+                start,
+                reason,
+                now,
+                zone=str(resolution.zone),
+                local_time=start.astimezone(resolution.zone).isoformat(),
+            )
+            return None
+        return Allow(
+            zone=resolution.zone,
+            also=resolution.also,
+            not_before=not_before,
+            deadline=deadline,
+            cap_calls=cap_calls,
+        )
+
+    def _close(
+        self, attempt: AttemptView, state: AttemptState, reason: str, now: datetime, **detail: Any
+    ) -> None:
+        self._shared.store.close_unplaced(attempt.id, state=state, reason=reason, now=now, **detail)
+        self._shared.runs_dirty = True
+        self._shared.count("skipped")
+        log.info("dialer.attempt.closed", attempt_id=attempt.id, state=state.value, reason=reason)
+
+    def _defer(
+        self, attempt: AttemptView, until: datetime, reason: str, now: datetime, **detail: Any
+    ) -> None:
+        self._shared.store.defer(attempt.id, due_at=until, reason=reason, now=now, **detail)
+        self._shared.count("deferred")
+        log.info(
+            "dialer.attempt.deferred", attempt_id=attempt.id, reason=reason, until=until.isoformat()
+        )
+
+    async def _dial(
+        self, attempt: AttemptView, body: Mapping[str, Any], *, dialed_at: datetime
+    ) -> None:
+        """Send the create of an attempt this daemon moved to `dialing` at ``dialed_at``.
+
+        Every write that follows is pinned to that dial (``dialed_at``), so a row another
+        daemon took over meanwhile is never overwritten with this POST's answer.
+        """
+        shared = self._shared
+        placed = False  # a placed call keeps its line: nothing new for the dispatcher
+        this = asyncio.current_task()
+        assert this is not None
+
+        def before_send() -> bool:
+            nonlocal dialed_at
+            sending = self._may_still_send(attempt, dialed_at)
+            if sending is None:
+                return False
+            dialed_at = sending
+            self._unsent.discard(this)
+            return True
+
+        def before_wait() -> None:
+            # Nothing of this dial is out (not yet, or the last send was refused with a 429 or
+            # never connected): a stop releases it rather than waiting for the re-send.
+            self._unsent.add(this)
+
+        try:
+            try:
+                created = await shared.clients[attempt.api_key_name].create_call(
+                    body, before_send=before_send, before_wait=before_wait
+                )
+            except asyncio.CancelledError:
+                if this in self._unsent:
+                    # Stopped while waiting for the budget: nothing went out, the dial is free.
+                    self._release(attempt, "stopped", delay=timedelta(0), dialed_at=dialed_at)
+                raise
+            except CreateWithdrawn:
+                shared.count("withdrawn")
+                return
+            except AmbiguousCreate as exc:
+                self._note_ambiguous(attempt, exc, dialed_at)
+                return
+            except RateLimited as exc:
+                self._release(
+                    attempt,
+                    "rate_limited",
+                    delay=timedelta(seconds=exc.retry_after),
+                    exc=exc,
+                    dialed_at=dialed_at,
+                )
+                return
+            except TransportFailure as exc:
+                self._release(
+                    attempt,
+                    "unreachable",
+                    delay=shared.settings.account_recheck / 4,
+                    exc=exc,
+                    dialed_at=dialed_at,
+                )
+                return
+            except AccountError as exc:
+                shared.holds.hold_account(attempt.api_key_name, exc)
+                self._release(
+                    attempt,
+                    f"account:{type(exc).__name__}",
+                    delay=shared.settings.account_recheck,
+                    exc=exc,
+                    dialed_at=dialed_at,
+                )
+                return
+            except NotFound as exc:
+                # The assistant or number the campaign names is unknown: the campaign's fault, not
+                # the contact's. Hold the campaign and say so; the contact keeps its turn.
+                shared.holds.hold_campaign(attempt.campaign_name, str(exc))
+                self._release(
+                    attempt,
+                    "campaign_config",
+                    delay=shared.settings.account_recheck,
+                    exc=exc,
+                    dialed_at=dialed_at,
+                )
+                return
+            except InvalidRequest as exc:
+                with shared.unless_taken_over(attempt, "create_failed"):
+                    shared.store.mark_create_failed(
+                        attempt.id,
+                        error=str(exc),
+                        now=shared.clock(),
+                        dialed_at=dialed_at,
+                        response_status=exc.status_code,
+                    )
+                    log.warning(
+                        "dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc)
+                    )
+                shared.after_final()
+                return
+            except ProviderError as exc:
+                # Anything else (an unreadable 2xx, say) leaves us unsure whether a call
+                # exists: treat it as ambiguous, so reconciliation decides, never a re-dial.
+                self._note_ambiguous(attempt, exc, dialed_at)
+                return
+            now = shared.clock()
+            shared.holds.clear_account(attempt.api_key_name)
+            try:
+                shared.store.mark_in_flight(
+                    attempt.id,
+                    call_id=created.call_id,
+                    now=now,
+                    next_poll_at=next_poll_at(
+                        shared.settings.poll, status=None, now=now, dialed_at=now
+                    ),
+                    dialed_at=dialed_at,
+                    response_status=created.http_status,
+                )
+            except TransitionRefused:
+                # Someone resolved the attempt while our POST was out, which the re-stamp before
+                # sending should make impossible. The call exists: keep its id on record.
+                self._orphaned(attempt, created.call_id)
+                return
+            shared.count("created")
+            log.info(
+                "dialer.call.created",
+                attempt_id=attempt.id,
+                call_id=created.call_id,
+                campaign=attempt.campaign_name,
+            )
+            placed = True
+        finally:
+            shared.dialing_now.discard(attempt.id)
+            if not placed:  # released, failed or ambiguous: the dispatcher may act again
+                shared.wake.set()
+
+    def _may_still_send(self, attempt: AttemptView, dialed_at: datetime) -> datetime | None:
+        """Asked just before a create goes out: the dial's new time, or None to withdraw it.
+
+        A create that waited long for the budget (a 429 pause, another daemon's share) is
+        looked at again: the window may have shut or the deadline passed; and its row is
+        re-stamped, which fails if a reconciler took it over or the campaign was paused.
+        """
+        shared = self._shared
+        now = shared.clock()
+        if now - dialed_at < shared.settings.send_recheck_after:
+            return dialed_at
+        campaign = shared.campaigns.get(attempt.campaign_name)
+        lapsed = "campaign_gone" if campaign is None else self._lapsed(campaign, attempt, now)
+        if lapsed is None and shared.store.confirm_sending(
+            attempt.id, dialed_at=dialed_at, now=now
+        ):
+            return now
+        try:
+            # Back to planned: the dispatcher applies every rule anew (defers, closes).
+            shared.store.release_unplaced(
+                attempt.id,
+                due_at=now,
+                reason=f"withdrawn:{lapsed or 'campaign_inactive'}",
+                now=now,
+                dialed_at=dialed_at,
+            )
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return None
+        log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
+        return None
+
+    def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
+        """Which rule that allowed a queued dial no longer holds now, if any."""
+        shared = self._shared
+        if shared.suppression.suppressed(campaign, attempt.phone):
+            return "dnc"
+        _, deadline = bounds(campaign, attempt)
+        if deadline is not None and now >= deadline:
+            return "deadline"
+        zones = shared.resolution(campaign, attempt).zones
+        if not zones or not campaign.window.allows_everywhere(now, zones):
+            return "window"
+        return None
+
+    def _note_ambiguous(
+        self, attempt: AttemptView, exc: ProviderError, dialed_at: datetime
+    ) -> None:
+        shared = self._shared
+        with shared.unless_taken_over(attempt, "ambiguous"):
+            shared.store.note_ambiguous(
+                attempt.id,
+                error=str(exc),
+                now=shared.clock(),
+                dialed_at=dialed_at,
+                response_status=exc.status_code,
+            )
+            shared.count("ambiguous")
+            log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+
+    def _orphaned(self, attempt: AttemptView, call_id: str) -> None:
+        shared = self._shared
+        shared.count("orphaned")
+        log.error("dialer.call.orphaned", attempt_id=attempt.id, call_id=call_id)
+        shared.store.add_event(
+            at=shared.clock(),
+            kind="call.orphaned",
+            campaign_id=attempt.campaign_id,
+            attempt_id=attempt.id,
+            call_id=call_id,
+        )
+
+    def _release(
+        self,
+        attempt: AttemptView,
+        reason: str,
+        *,
+        delay: timedelta,
+        dialed_at: datetime,
+        exc: ProviderError | None = None,
+    ) -> None:
+        """The POST was answered (or never sent) so that we KNOW no call exists."""
+        shared = self._shared
+        now = shared.clock()
+        with shared.unless_taken_over(attempt, reason):
+            shared.store.release_unplaced(
+                attempt.id,
+                due_at=now + delay,
+                reason=reason,
+                now=now,
+                dialed_at=dialed_at,
+                response_status=exc.status_code if exc is not None else None,
+            )
+            shared.count("released")
+
+    def release_unsent(self) -> None:
+        """At a stop: a create still waiting for the budget (a 429's pause) is not worth
+        waiting for; it is released unsent (see _dial). Only POSTs already out are drained."""
+        for task in list(self._unsent):
+            task.cancel()
+
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
+        if self.dial_tasks:
+            await asyncio.wait(set(self.dial_tasks), timeout=grace_s)

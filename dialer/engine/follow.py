@@ -1,0 +1,401 @@
+"""The follower: every placed call watched until it ends, by poll, by list or by webhook.
+
+    GET /calls/{id} when due (few calls) ─┐
+    GET /calls?start_date= (many calls)  ─┼─► record poll / outcome / unknown ──► retry placed
+    webhook (an accelerator)             ─┘
+
+Few calls in flight: one ``GET /calls/{id}`` per due call, timed by the poll plan. From
+``list_threshold`` calls in flight on: one list (all pages) every ``list_interval`` observes
+every one of them. Webhooks end a call at once when they come; polling remains the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import structlog
+
+from dialer.attempts import AttemptState
+from dialer.engine.settings import ENDED_MEMORY
+from dialer.engine.shared import Shared, bounds
+from dialer.errors import AccountError, NotFound, ProviderError, StoreError
+from dialer.policy.outcomes import Outcome, classify
+from dialer.policy.polling import next_poll_at
+from dialer.policy.retries import decide_retry, may_retry, next_attempt_at
+from dialer.store import AttemptView, CallResult, Retry
+from dialer.voicedock import Call
+from dialer.webhooks import WebhookEvent
+
+__all__ = ["Follower"]
+
+log = structlog.get_logger("dialer.engine")
+
+
+class Follower:
+    """Looks at the calls in flight (and `unknown` ones, for a late result) when they are due."""
+
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
+        #: while listing (enough calls in flight), when the next list is due
+        self.next_list: datetime | None = None
+        self._missing_from_list: set[int] = set()
+        #: call ids whose end a webhook already brought (oldest first), to skip duplicates
+        self._ended_by_webhook: dict[str, None] = {}
+        #: call id -> (by when, attempt id): an end came without its report (yet)
+        self._awaiting_report: dict[str, tuple[datetime, int | None]] = {}
+        #: call ids a webhook said were answered (oldest first): their end has a report
+        self._answered: dict[str, None] = {}
+        # looks in a row that showed nothing, per attempt in flight (see _unobserved)
+        self._misses: dict[int, int] = {}
+
+    @property
+    def listing(self) -> bool:
+        """Calls were in flight at the last list: a list, not the store, says when to look."""
+        return self.next_list is not None
+
+    def next_look(self) -> datetime | None:
+        """When something is next due a look."""
+        return self.next_list if self.next_list is not None else self._shared.store.next_poll_at()
+
+    async def follow_once(self, *, limit: int = 200) -> int:
+        """Look at the calls that are due a look; returns how many calls were observed.
+
+        Few calls in flight: one ``GET /calls/{id}`` per due call, timed by the poll plan.
+        From ``list_threshold`` calls in flight on: one ``GET /calls?start_date=`` (all pages)
+        every ``list_interval`` observes every one of them, so tracking costs about one
+        request per interval instead of one per call.
+        """
+        shared = self._shared
+        now = shared.clock()
+        plan = shared.settings.poll
+        observed = await self._follow_unreported(now) if self._awaiting_report else 0
+        if self.next_list is not None and now < self.next_list:
+            # Listing: nothing is looked at (nor read from the store) between two lists.
+            return observed
+        in_flight = shared.store.count_attempts(states=[AttemptState.IN_FLIGHT])
+        if in_flight >= plan.list_threshold:
+            self.next_list = now + plan.list_interval
+            observed += await self._follow_by_list(now)
+            # Only stragglers (unknown calls, calls missing from the list) are looked at one by one.
+            due = shared.store.claim_polls(
+                now=now,
+                limit=limit,
+                lease=shared.settings.poll_lease,
+                stragglers=self._missing_from_list,
+            )
+        else:
+            self.next_list = None
+            due = shared.store.claim_polls(now=now, limit=limit, lease=shared.settings.poll_lease)
+        if due:
+            await asyncio.gather(*(self._follow(attempt) for attempt in due))
+        return observed + len(due)
+
+    async def _follow_unreported(self, now: datetime) -> int:
+        """GET the calls whose `ended` status-update came but whose report did not in time."""
+        overdue = [
+            (call_id, attempt_id)
+            for call_id, (by, attempt_id) in self._awaiting_report.items()
+            if by <= now
+        ]
+        for call_id, _ in overdue:
+            del self._awaiting_report[call_id]
+        followed = [
+            attempt
+            for call_id, attempt_id in overdue
+            if (attempt := self._attempt_of(call_id, attempt_id)) is not None
+            and attempt.state in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN)
+            and attempt.call_id is not None
+        ]
+        if followed:
+            await asyncio.gather(*(self._follow(attempt) for attempt in followed))
+        return len(followed)
+
+    async def _follow_by_list(self, now: datetime) -> int:
+        """One list (all pages) per API key covers every call that key has in flight."""
+        shared = self._shared
+        by_key: dict[str, dict[str, AttemptView]] = defaultdict(dict)
+        for a in shared.store.attempts(states=[AttemptState.IN_FLIGHT]):
+            if a.call_id is not None and shared.client_for(a) is not None:
+                by_key[a.api_key_name][a.call_id] = a
+        seen = 0
+        missing: set[int] = set()
+        for key_name, followed in by_key.items():
+            oldest = min(a.dialing_at or now for a in followed.values())
+            try:
+                calls = await shared.clients[key_name].list_calls(
+                    start_date=oldest - shared.settings.reconcile_margin, only=followed.keys()
+                )
+            except ProviderError as exc:
+                if isinstance(exc, AccountError):
+                    shared.holds.hold_account(key_name, exc)
+                else:
+                    log.warning(
+                        "dialer.poll.list_failed",
+                        key=key_name,
+                        error=str(exc),
+                        in_flight=len(followed),
+                    )
+                # Each call falls back to its own GETs on its own schedule: a list that keeps
+                # failing must not leave calls unfollowed (never ended, never `unknown`).
+                missing.update(a.id for a in followed.values())
+                continue
+            for call in calls:
+                attempt = followed.pop(call.id, None)
+                if attempt is not None:
+                    self.observe_call(attempt, call, listed=True)
+                    seen += 1
+            # Not listed (a clock skew beyond the margin, or an id the list spells differently):
+            # fall back to a GET for each, on its own schedule.
+            missing.update(a.id for a in followed.values())
+        self._missing_from_list = missing
+        return seen
+
+    async def _follow(self, attempt: AttemptView) -> None:
+        assert attempt.call_id is not None
+        shared = self._shared
+        client = shared.client_for(attempt)
+        if client is None:
+            self._push_poll(attempt, shared.settings.poll_lease)
+            return
+        try:
+            call = await client.get_call(attempt.call_id)
+        except NotFound:
+            self._unobserved(attempt, "call id not found")
+            return
+        except AccountError as exc:
+            shared.holds.hold_account(attempt.api_key_name, exc)
+            self._push_poll(attempt, shared.settings.account_recheck)
+            return
+        except ProviderError as exc:
+            log.warning("dialer.poll.failed", attempt_id=attempt.id, error=str(exc))
+            self._unobserved(attempt, f"call unreadable: {exc}")
+            return
+        self.observe_call(attempt, call)
+
+    def observe_call(self, attempt: AttemptView, call: Call, *, listed: bool = False) -> None:
+        """Record what a poll, a list page or a webhook showed about a followed call.
+
+        ``listed``: seen in a list, which looks at every call anyway; an unchanged status then
+        writes nothing (the next look is the next list, not a time stored on the attempt).
+        """
+        shared = self._shared
+        settings = shared.settings
+        now = shared.clock()
+        self._misses.pop(attempt.id, None)
+        if call.terminal:
+            outcome = classify(call.raw, settings.outcome_rules)
+            # Decided before the write, so the retry is written with the outcome (see Retry).
+            retry = (
+                self._retry_after(attempt, outcome, call.ended_at or now)
+                if attempt.state is AttemptState.IN_FLIGHT
+                else None
+            )
+            recorded = shared.store.record_outcome(
+                attempt.id, result=_result(call, outcome), now=now, retry=retry
+            )
+            if recorded:
+                shared.count("ended")
+                log.info(
+                    "dialer.call.ended",
+                    attempt_id=attempt.id,
+                    call_id=call.id,
+                    outcome=outcome.value,
+                    late=attempt.state is AttemptState.UNKNOWN,
+                )
+                shared.after_final()
+            return
+        dialed = attempt.dialing_at or now
+        if attempt.state is AttemptState.IN_FLIGHT and now - dialed >= settings.stuck_after:
+            # Another daemon may have seen the end (or given up) after our read: it stands.
+            with shared.unless_taken_over(attempt, "stuck"):
+                shared.store.mark_unknown(
+                    attempt.id,
+                    now=now,
+                    next_poll_at=now + settings.poll.late,
+                    reason=f"still {call.status} after {settings.stuck_after}",
+                )
+                shared.count("unknown")
+                log.warning(
+                    "dialer.call.stuck", attempt_id=attempt.id, call_id=call.id, status=call.status
+                )
+            shared.after_final()
+            return
+        unchanged = call.status == attempt.call_status
+        if listed and unchanged and attempt.state is AttemptState.IN_FLIGHT:
+            return
+        nxt: datetime | None
+        if attempt.state is AttemptState.UNKNOWN:
+            late = self._late_look(dialed, now)
+            nxt = None if late is None else now + late
+        else:
+            nxt = next_poll_at(
+                settings.poll,
+                status=call.status,
+                now=now,
+                dialed_at=dialed,
+                answered_at=call.started_at,
+            )
+        shared.store.record_poll(
+            attempt.id, call_status=call.status, raw=call.raw, now=now, next_poll_at=nxt
+        )
+
+    async def on_webhook(self, event: WebhookEvent) -> None:
+        """A verified webhook: record an ended call from its end-of-call-report (no GET spent),
+        or push back the next look at a call that is known to be talking. Polling remains the
+        fallback.
+
+        An `ended` status-update is not the outcome: the report that follows carries the
+        duration, summary, transcript and analysis, and a voicemail is told apart by them. It
+        only starts a grace period after which a GET reads the call if no report came. So does
+        an `ended-with-error` of a call that was answered (its conversation has a report);
+        one that never connected carries all there is to know, and is recorded at once.
+        """
+        shared = self._shared
+        call_id = event.call_id
+        if call_id and call_id in self._ended_by_webhook:
+            return  # its end is recorded: a duplicate, or the status-update after the report
+        talking = event.call.get("status") == "in-progress"
+        if talking and call_id:
+            _remember(self._answered, call_id)
+        if not event.terminal and not (talking and self.next_list is None):
+            return  # nothing to do with it: while listing, the list looks at the call anyway
+        if event.awaits_report or (
+            event.kind == "status-update" and event.terminal and call_id in self._answered
+        ):
+            if call_id and call_id not in self._awaiting_report:
+                by = shared.clock() + shared.settings.report_grace
+                self._awaiting_report[call_id] = (by, event.attempt_id)
+            return
+        attempt = self._attempt_of(call_id, event.attempt_id)
+        if attempt is None or attempt.state not in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN):
+            # Unknown to us, or still `dialing`: the create's answer or reconciliation will
+            # adopt the call, and a poll will see the same result.
+            log.info("dialer.webhook.ignored", call_id=call_id, kind=event.kind)
+            return
+        if event.terminal:
+            # a report found by our metadata alone may lack the call's id: it is the attempt's
+            self.observe_call(
+                attempt, Call.from_api({**event.call, "id": call_id or attempt.call_id})
+            )
+            shared.count("webhooks")
+            if call_id:
+                self._awaiting_report.pop(call_id, None)
+                self._answered.pop(call_id, None)
+                _remember(self._ended_by_webhook, call_id)
+        else:
+            # Polled one by one: the call is talking, so its next look can wait.
+            now = shared.clock()
+            shared.store.reschedule_poll(
+                attempt.id, next_poll_at=now + shared.settings.poll.expected_talk, now=now
+            )
+
+    def _attempt_of(self, call_id: str | None, attempt_id: int | None) -> AttemptView | None:
+        """The attempt a webhook is about: by call id, else by the attempt id our metadata
+        carries (whether webhook call ids equal the create's is UNCONFIRMED, §4)."""
+        store = self._shared.store
+        attempt = store.attempt_by_call_id(call_id) if call_id else None
+        if attempt is None and attempt_id is not None:
+            with contextlib.suppress(StoreError):
+                attempt = store.attempt(attempt_id)
+        return attempt
+
+    def _unobserved(self, attempt: AttemptView, reason: str) -> None:
+        """A look that showed nothing: the call id is not found, or its GET keeps failing.
+
+        A call we cannot see is given up on after ``stuck_after`` like one that never ends
+        (it must not hold its line and its run for ever), and each miss in a row doubles the
+        wait before the next look, up to ``poll.late``: a GET failing every few seconds for
+        hours would eat a third of the budget."""
+        shared = self._shared
+        now = shared.clock()
+        dialed = attempt.dialing_at or now
+        if attempt.state is AttemptState.UNKNOWN:
+            self._push_poll(attempt, self._late_look(dialed, now))
+            return
+        if now - dialed >= shared.settings.stuck_after:
+            self._misses.pop(attempt.id, None)
+            with shared.unless_taken_over(attempt, "unobserved"):
+                shared.store.mark_unknown(
+                    attempt.id, now=now, next_poll_at=now + shared.settings.poll.late, reason=reason
+                )
+                shared.count("unknown")
+                log.warning("dialer.call.unobserved", attempt_id=attempt.id, reason=reason)
+            shared.after_final()
+            return
+        misses = self._misses[attempt.id] = self._misses.get(attempt.id, 0) + 1
+        plan = shared.settings.poll
+        self._push_poll(attempt, min(plan.late, plan.ringing * 2 ** min(misses - 1, 16)))
+
+    def _late_look(self, dialed: datetime, now: datetime) -> timedelta | None:
+        """When to look again at an `unknown` call: every ``poll.late`` within the late-result
+        horizon, then never (a webhook can still bring its result)."""
+        settings = self._shared.settings
+        if now - dialed < settings.late_result_horizon:
+            return settings.poll.late
+        return None
+
+    def _push_poll(self, attempt: AttemptView, delay: timedelta | None) -> None:
+        """Look again after ``delay``; None: never again."""
+        now = self._shared.clock()
+        self._shared.store.reschedule_poll(
+            attempt.id, next_poll_at=None if delay is None else now + delay, now=now
+        )
+
+    def _retry_after(
+        self, attempt: AttemptView, outcome: Outcome, ended_at: datetime
+    ) -> Retry | None:
+        """The retry this outcome earns under the campaign's rules, or None."""
+        shared = self._shared
+        campaign = shared.campaigns.get(attempt.campaign_name)
+        if campaign is None or not may_retry(
+            campaign.retry, outcome=outcome, attempts_made=attempt.attempt_no
+        ):
+            return None
+        history = shared.store.attempt_history(attempt.run_id, attempt.contact_id)
+        # the attempt being recorded is not ended yet in the store: it counts as the same outcome
+        same = 1 + sum(1 for a in history if a.id != attempt.id and a.outcome == outcome.value)
+        decision = decide_retry(
+            campaign.retry,
+            outcome=outcome,
+            attempts_made=attempt.attempt_no,
+            same_outcome_count=same,
+            ended_at=ended_at,
+            rng=shared.rng,
+        )
+        if not decision.retry or decision.not_before is None:
+            return None
+        _, deadline = bounds(campaign, attempt)
+        zones = shared.resolution(campaign, attempt).zones
+        if not zones:
+            return None
+        return Retry(
+            after=attempt,
+            outcome=outcome.value,
+            due_at=next_attempt_at(decision, campaign.window, zones, deadline),
+        )
+
+
+def _remember(recent: dict[str, None], key: str) -> None:
+    """Add to a bounded memory of call ids (a dict keeps insertion order: oldest first)."""
+    recent[key] = None
+    if len(recent) > ENDED_MEMORY:
+        del recent[next(iter(recent))]
+
+
+def _result(call: Call, outcome: Outcome) -> CallResult:
+    return CallResult(
+        call_status=call.status,
+        outcome=outcome.value,
+        error=call.error,
+        end_reason=call.end_reason,
+        started_at=call.started_at,
+        ended_at=call.ended_at,
+        duration_seconds=call.duration_seconds,
+        summary=call.summary,
+        analysis_result=call.analysis_result,
+        messages=call.messages,
+        raw=dict(call.raw),
+    )

@@ -1,0 +1,347 @@
+"""The engine: one daemon's loops over its actors, the only place where they are timed.
+
+    APScheduler fire ──► Store.create_run (once per campaign and fire time)
+    dispatch loop   ──► Dispatcher.dispatch_once   (woken by ends and releases, or when due)
+    follow loop     ──► Follower.follow_once       (when a look or a list is due)
+    housekeeping    ──► Reconciler.reconcile_once, stragglers, finished runs (on a cadence)
+    heartbeat       ──► Store.heartbeat, Holds.judge_clock (never waits on the network)
+
+Every decision takes ``now`` from the injected clock; the loops only decide *when* to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import structlog
+
+from dialer.attempts import AttemptState
+from dialer.campaign import Campaign, Contact
+from dialer.engine.dispatch import Dispatcher
+from dialer.engine.follow import Follower
+from dialer.engine.holds import Holds
+from dialer.engine.reconcile import Reconciler
+from dialer.engine.settings import FULL_RECOUNT_TICKS, Clock, EngineSettings, utc_now
+from dialer.engine.shared import Shared, Suppression
+from dialer.errors import StoreError
+from dialer.store import AttemptView, ContactRecord, Store
+from dialer.voicedock import Call, VoiceDockClient
+from dialer.webhooks import WebhookEvent
+
+__all__ = ["Engine", "contact_record", "import_campaign"]
+
+log = structlog.get_logger("dialer.engine")
+
+
+class Engine:
+    """One daemon's worth of loops over one store and its VoiceDock clients (one per API key)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clients: Mapping[str, VoiceDockClient],
+        campaigns: Sequence[Campaign],
+        settings: EngineSettings | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        settings = settings or EngineSettings()
+        self._shared = Shared(
+            store=store,
+            clients=dict(clients),
+            settings=settings,
+            clock=clock,
+            campaigns={c.name: c for c in campaigns},
+            holds=Holds(settings, clock),
+            suppression=Suppression(settings, campaigns),
+            rng=random.Random(settings.seed),
+        )
+        self._dispatcher = Dispatcher(self._shared)
+        self._follower = Follower(self._shared)
+        self._reconciler = Reconciler(self._shared)
+        self._last_reconcile: datetime | None = None
+        self._last_finish_runs: datetime | None = None
+        #: the earliest pending schedule fire, supplied by whoever runs the schedules
+        self.upcoming_fire: Callable[[], datetime | None] = lambda: None
+
+    # ------------------------------------------------------------------ what others read
+    @property
+    def store(self) -> Store:
+        return self._shared.store
+
+    @property
+    def clients(self) -> Mapping[str, VoiceDockClient]:
+        return self._shared.clients
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._shared.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self._shared.clock
+
+    @property
+    def campaigns(self) -> Mapping[str, Campaign]:
+        return self._shared.campaigns
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._shared.stats
+
+    @property
+    def clock_skew(self) -> timedelta | None:
+        """How far our clock is from the shared database's, when that is too far."""
+        return self._shared.holds.clock_skew
+
+    @property
+    def account_problem(self) -> str | None:
+        """What is wrong with our account(s), or None; a key other than "default" is named."""
+        return self._shared.holds.account_problem
+
+    def requests_sent(self) -> Counter[tuple[str, str, int | str]]:
+        """Every request sent so far, by (method, endpoint, status), summed over the keys."""
+        total: Counter[tuple[str, str, int | str]] = Counter()
+        for client in self._shared.clients.values():
+            total.update(client.requests_sent)
+        return total
+
+    # ------------------------------------------------------------------ setup
+    def sync_campaigns(self) -> None:
+        """Import every campaign definition (atomically each) and remember its id."""
+        shared = self._shared
+        now = shared.clock()
+        for campaign in shared.campaigns.values():
+            shared.campaign_ids[campaign.name] = self._sync_one(campaign, now)
+
+    def _sync_one(self, campaign: Campaign, now: datetime) -> int:
+        # Daemons starting together race to import the same campaign; the loser of the unique
+        # name sees the winner's row on its next try.
+        for attempt in range(3):
+            try:
+                return import_campaign(self._shared.store, campaign, now=now)
+            except StoreError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def fire(self, campaign_name: str, fire_time: datetime) -> int | None:
+        """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher."""
+        shared = self._shared
+        campaign_id = shared.campaign_ids[campaign_name]
+        run_id = shared.store.create_run(campaign_id, fire_time=fire_time, now=shared.clock())
+        log.info(
+            "dialer.run.fired",
+            campaign=campaign_name,
+            fire_time=fire_time.isoformat(),
+            run_id=run_id,
+            created=run_id is not None,
+        )
+        shared.wake.set()
+        return run_id
+
+    # ------------------------------------------------------------------ one pass of each actor
+    async def dispatch_once(self) -> int:
+        """Start every dial that is due and fits the caps; returns how many POSTs were started."""
+        return await self._dispatcher.dispatch_once()
+
+    async def follow_once(self, *, limit: int = 200) -> int:
+        """Look at the calls that are due a look; returns how many calls were observed."""
+        return await self._follower.follow_once(limit=limit)
+
+    async def reconcile_once(self) -> int:
+        """Resolve attempts left in `dialing` with no POST of ours waiting on them."""
+        return await self._reconciler.reconcile_once()
+
+    def observe_call(self, attempt: AttemptView, call: Call, *, listed: bool = False) -> None:
+        """Record what a poll, a list page or a webhook showed about a followed call."""
+        self._follower.observe_call(attempt, call, listed=listed)
+
+    async def on_webhook(self, event: WebhookEvent) -> None:
+        """A verified webhook (see Follower.on_webhook)."""
+        await self._follower.on_webhook(event)
+
+    def check_clock(self) -> None:
+        """Hold dialling and reconciliation while our clock is off from the shared database's."""
+        self._shared.holds.judge_clock(self._shared.store.database_now())
+
+    # ------------------------------------------------------------------ the daemon
+    def is_idle(self) -> bool:
+        """Nothing in flight and nothing due within the idle horizon."""
+        shared = self._shared
+        if self._follower.listing:
+            return False  # listing: calls were in flight at the last list
+        if self._dispatcher.dial_tasks or shared.store.count_attempts(
+            states=[AttemptState.DIALING, AttemptState.IN_FLIGHT]
+        ):
+            return False
+        horizon = shared.clock() + shared.settings.idle_horizon
+        return all(
+            when is None or when > horizon
+            for when in (shared.store.next_due_at(), self.upcoming_fire())
+        )
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        until_idle: bool = False,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Run the loops until ``stop`` is set (or, with ``until_idle``, until idle).
+
+        Four named side tasks (heartbeat, dispatch, follow, housekeeping) share the stop
+        event; if one dies the others are stopped and its exception is raised (a daemon never
+        limps on with a dead loop). A stop does not wait for a loop held by the budget (a
+        429's pause): the loops are cancelled, and only POSTs already sent are drained.
+        """
+        loops = [
+            asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat"),
+            asyncio.create_task(self._dispatch_loop(stop), name="dispatch"),
+            asyncio.create_task(self._follow_loop(stop), name="follow"),
+            asyncio.create_task(
+                self._housekeeping_loop(stop, until_idle, on_tick), name="housekeeping"
+            ),
+        ]
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([*loops, stopped], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is stopped:
+                    continue
+                error = task.exception()
+                if error is not None:
+                    log.error("dialer.engine.loop_died", loop=task.get_name(), error=repr(error))
+                    stop.set()
+                    raise error
+        finally:
+            stop.set()
+            for task in [*loops, stopped]:
+                task.cancel()
+            await asyncio.gather(*loops, stopped, return_exceptions=True)
+            self._dispatcher.release_unsent()
+            await self.drain()
+
+    async def _dispatch_loop(self, stop: asyncio.Event) -> None:
+        shared = self._shared
+        while not stop.is_set():
+            shared.wake.clear()
+            await self._dispatcher.dispatch_once()
+            if self._dispatcher.full:
+                # The ends this daemon sees wake it; an end another daemon sees (its poll, its
+                # webhook) wakes that one, which may not serve the campaign that is due.
+                seconds = shared.settings.tick * FULL_RECOUNT_TICKS
+            else:
+                seconds = self._until(shared.store.next_due_at())
+            await _wait_any(stop, shared.wake, seconds=seconds)
+
+    async def _follow_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._follower.follow_once()
+            await _wait_any(stop, seconds=self._until(self._follower.next_look()))
+
+    async def _housekeeping_loop(
+        self, stop: asyncio.Event, until_idle: bool, on_tick: Callable[[], None] | None
+    ) -> None:
+        shared = self._shared
+        interval = shared.settings.reconcile_interval
+        while not stop.is_set():
+            now = shared.clock()
+            if self._last_reconcile is None or now - self._last_reconcile >= interval:
+                self._last_reconcile = now
+                # on this cadence, not after every outcome: a cancel is rare, the query is not
+                shared.store.cancel_stragglers(now=now)
+                await self._reconciler.reconcile_once()
+            # Runs end when their last attempt does; another daemon's attempts end unseen by
+            # us, hence the periodic look besides the one after each of ours.
+            if (
+                shared.runs_dirty
+                or self._last_finish_runs is None
+                or now - self._last_finish_runs >= interval
+            ):
+                shared.runs_dirty = False
+                self._last_finish_runs = now
+                shared.store.finish_runs(now=now)
+            if on_tick is not None:
+                on_tick()
+            if until_idle and self.is_idle():
+                stop.set()
+                return
+            await _wait_any(stop, seconds=shared.settings.tick)
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """Tell the other daemons we are alive, in a loop of its own that never waits on the
+        network: a heartbeat behind a budget wait (a long 429 pause) would have them take our
+        queued dials for dead ones and reconcile them."""
+        shared = self._shared
+        last_beat: datetime | None = None
+        while not stop.is_set():
+            now = shared.clock()
+            if last_beat is None or now - last_beat >= shared.settings.worker_ttl / 3:
+                self.check_clock()
+                shared.store.heartbeat(shared.settings.worker_id, now=now)
+                last_beat = now
+            await _wait_any(stop, seconds=shared.settings.tick)
+
+    def _until(self, when: datetime | None) -> float:
+        """Seconds to sleep before ``when`` (never longer than a tick, never busy-looping)."""
+        tick = self._shared.settings.tick
+        if when is None:
+            return tick
+        return max(0.01, min(tick, (when - self._shared.clock()).total_seconds()))
+
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
+        await self._dispatcher.drain(grace_s)
+
+
+def import_campaign(
+    store: Store,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    records: Callable[[Campaign], Iterable[ContactRecord]] | None = None,
+) -> int:
+    """A campaign's definition and contacts into the store, in one transaction; its id.
+
+    ``records`` replaces the contact mapping (tests use it to fail part-way)."""
+    return store.sync_campaign(
+        name=campaign.name,
+        source=str(campaign.source),
+        definition_hash=campaign.definition_hash,
+        api_key_name=campaign.api_key_name,
+        contacts=(
+            records(campaign)
+            if records is not None
+            else (contact_record(c) for c in campaign.contacts)
+        ),
+        now=now,
+    )
+
+
+def contact_record(contact: Contact) -> ContactRecord:
+    """What the store keeps of a campaign's contact."""
+    return ContactRecord(
+        phone=contact.phone,
+        name=contact.name,
+        timezone=contact.timezone,
+        variables=dict(contact.variables),
+        call_at=contact.timing.call_at,
+        appointment_at=contact.timing.appointment_at,
+        deadline=contact.timing.deadline,
+        source_line=contact.line,
+    )
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Sleep until any event is set or the timeout passes."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,151 @@
+"""What the engine's actors share, in one explicit object beneath them all.
+
+The dispatcher, the follower and the reconciler each hold a :class:`Shared` and never each
+other: what more than one of them needs (the store and the clients, the campaigns, the holds,
+the do-not-call view, the zone of a contact, the "someone else took it over" guard, the wake-up
+of the dispatcher) lives here, so no actor imports another and the package has no cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from dialer.campaign import Campaign, Contact
+from dialer.engine.holds import Holds
+from dialer.engine.settings import Clock, EngineSettings
+from dialer.policy.reminders import ContactTiming, timing_bounds
+from dialer.policy.timezones import ZoneResolution, resolve_zone
+from dialer.store import AttemptView, Store, TransitionRefused
+from dialer.suppression import LiveSuppression
+from dialer.voicedock import VoiceDockClient
+
+__all__ = ["STATS", "Shared", "Suppression"]
+
+#: the counters every engine reports from the start (others appear when they first count)
+STATS = ("created", "ended", "ambiguous", "adopted", "released", "unknown", "deferred", "skipped")
+
+log = structlog.get_logger("dialer.engine")
+
+
+class Suppression:
+    """The do-not-call numbers of the config and of each campaign, read again when a file
+    changes (each dispatch pass): a number added while the daemon runs is not dialled."""
+
+    def __init__(self, settings: EngineSettings, campaigns: Sequence[Campaign]) -> None:
+        #: the config's do-not-call files, then each campaign's own: additions apply at once
+        self._config = LiveSuppression(
+            settings.suppression_files,
+            default_region=settings.default_region,
+            numbers=settings.suppressed,
+            field="dialer.suppression_files",
+        )
+        self._campaigns = {
+            c.name: LiveSuppression(
+                c.suppression_files, default_region=c.region, numbers=c.suppressed
+            )
+            for c in campaigns
+        }
+
+    async def refresh(self) -> None:
+        for dnc in (self._config, *self._campaigns.values()):
+            await dnc.refresh()
+
+    def suppressed(self, campaign: Campaign, phone: str) -> bool:
+        """On a do-not-call list of the config or of the campaign, as the files were at the
+        last refresh."""
+        own = self._campaigns.get(campaign.name)
+        return phone in self._config.numbers or (own is not None and phone in own.numbers)
+
+
+@dataclass(eq=False, kw_only=True)
+class Shared:
+    """One daemon's state that its actors share."""
+
+    store: Store
+    #: API key name -> its client; a call is created and followed with its campaign's key
+    clients: Mapping[str, VoiceDockClient]
+    settings: EngineSettings
+    clock: Clock
+    campaigns: Mapping[str, Campaign]
+    holds: Holds
+    suppression: Suppression
+    rng: random.Random
+    #: campaign name -> its id in the store, once imported
+    campaign_ids: dict[str, int] = field(default_factory=dict)
+    #: set when the dispatcher may have something new to do (a line freed, a dial released)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: attempts whose POST this daemon sent (or is about to) and has no answer for yet
+    dialing_now: set[int] = field(default_factory=set)
+    #: an attempt became final since finish_runs last looked (or it never looked)
+    runs_dirty: bool = True
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
+    _unserved_keys: set[str] = field(default_factory=set)
+
+    def count(self, stat: str) -> None:
+        self.stats[stat] = self.stats.get(stat, 0) + 1
+
+    def client_for(self, attempt: AttemptView) -> VoiceDockClient | None:
+        """The client of the attempt's key; None (said once) when this daemon lacks that key."""
+        client = self.clients.get(attempt.api_key_name)
+        if client is None and attempt.api_key_name not in self._unserved_keys:
+            self._unserved_keys.add(attempt.api_key_name)
+            log.warning(
+                "dialer.key.not_configured",
+                key=attempt.api_key_name,
+                campaign=attempt.campaign_name,
+                hint="another daemon with this key follows these calls",
+            )
+        return client
+
+    def resolution(self, campaign: Campaign, attempt: AttemptView) -> ZoneResolution:
+        return resolve_zone(
+            attempt.phone,
+            explicit=attempt.contact.timezone,
+            campaign_zone=campaign.timezone,
+            unknown_policy=campaign.unknown_timezone,
+        )
+
+    def after_final(self) -> None:
+        """An attempt became final: its run may be finished, and its line is free."""
+        self.runs_dirty = True
+        self.wake.set()
+
+    @contextlib.contextmanager
+    def unless_taken_over(self, attempt: AttemptView, stage: str) -> Iterator[None]:
+        """A pinned write refused: another daemon resolved this dial first; theirs stands."""
+        try:
+            yield
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage=stage)
+
+
+def bounds(campaign: Campaign, attempt: AttemptView) -> tuple[datetime | None, datetime | None]:
+    """(not_before, deadline) of the attempt's contact under its campaign's reminder rules."""
+    contact = attempt.contact
+    timing = ContactTiming(
+        call_at=contact.call_at, appointment_at=contact.appointment_at, deadline=contact.deadline
+    )
+    return timing_bounds(timing, call_before=campaign.call_before, expires_at=campaign.expires_at)
+
+
+def contact_of(attempt: AttemptView, campaign: Campaign) -> Contact:
+    """The campaign's Contact of a stored attempt (what its call body is rendered from)."""
+    record = attempt.contact
+    return Contact(
+        phone=record.phone,
+        name=record.name,
+        timezone=record.timezone,
+        timing=ContactTiming(
+            call_at=record.call_at, appointment_at=record.appointment_at, deadline=record.deadline
+        ),
+        variables=dict(record.variables),
+        source=campaign.source,
+        line=record.source_line,
+    )
