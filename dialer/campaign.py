@@ -42,7 +42,9 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 
 from dialer import phones
 from dialer.errors import CampaignError, Problem
+from dialer.policy.caps import FrequencyCap
 from dialer.policy.durations import parse_duration
+from dialer.policy.gate import DialRules
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.retries import RetryPolicy, RetryRule
@@ -197,6 +199,18 @@ class Campaign:
         if self.number_id is not None:
             body["number_id"] = self.number_id
         return body
+
+    def dial_rules(self, *, frequency_cap: FrequencyCap | None = None) -> DialRules:
+        """The rules the dial gate judges this campaign's contacts by (the frequency cap is
+        the daemon's, across campaigns)."""
+        return DialRules(
+            window=self.window,
+            timezone=self.timezone,
+            unknown_timezone=self.unknown_timezone,
+            call_before=self.call_before,
+            expires_at=self.expires_at,
+            frequency_cap=frequency_cap,
+        )
 
     def trigger(self, *, now: datetime | None = None) -> BaseTrigger:
         """When the campaign's runs fire. APScheduler only fires; the policy decides each call.

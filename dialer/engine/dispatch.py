@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 from dialer.attempts import AttemptState
 from dialer.campaign import Campaign
 from dialer.engine.settings import YIELD_EVERY
-from dialer.engine.shared import Shared, bounds, contact_of
+from dialer.engine.shared import Shared, contact_of
 from dialer.errors import (
     AccountError,
     AmbiguousCreate,
@@ -34,8 +34,7 @@ from dialer.errors import (
     RateLimited,
     TransportFailure,
 )
-from dialer.policy.caps import cap_next_allowed
-from dialer.policy.gate import Allow
+from dialer.policy.gate import Allow, Close, Defer
 from dialer.policy.polling import next_poll_at
 from dialer.store import AttemptView, TransitionRefused
 
@@ -209,88 +208,19 @@ class Dispatcher:
     def _check_policy(
         self, campaign: Campaign, attempt: AttemptView, now: datetime
     ) -> Allow | None:
-        """Apply every rule that may stop a dial now: None when it was stopped (deferred or
-        closed), else what allowed it, which the audit log keeps.
-
-        Order matters: permanent reasons (DNC, deadline, unknown zone) close the attempt before
-        temporary ones (window, cap) defer it.
-        """
+        """The dial gate's answer, applied: None when the attempt was deferred or closed, else
+        what allowed the dial, which the audit log keeps."""
         shared = self._shared
-        phone = attempt.phone
-        if shared.suppression.suppressed(campaign, phone):
-            self._close(attempt, AttemptState.SKIPPED, "dnc", now)
+        cap = shared.settings.frequency_cap
+        recent = () if cap is None else shared.store.calls_since(attempt.phone, now - cap.period)
+        decision = shared.decide(campaign, attempt, now, recent_calls=recent)
+        if isinstance(decision, Close):
+            self._close(attempt, decision.state, decision.reason, now, **decision.detail)
             return None
-        not_before, deadline = bounds(campaign, attempt)
-        if deadline is not None and now >= deadline:
-            self._close(attempt, AttemptState.EXPIRED, "deadline", now)
+        if isinstance(decision, Defer):
+            self._defer(attempt, decision.until, decision.reason, now, **decision.detail)
             return None
-        resolution = shared.resolution(campaign, attempt)
-        if resolution.zone is None:
-            reason = resolution.reason or "unknown_timezone"
-            self._close(attempt, AttemptState.SKIPPED, reason, now)
-            return None
-        start = max(now, not_before) if not_before is not None else now
-        zones = resolution.zones
-        if not campaign.window.allows_everywhere(start, zones):
-            opens = campaign.window.next_allowed_everywhere(start, zones, deadline=deadline)
-            if opens is None and deadline is None and len(zones) > 1:
-                # its zones are too far apart for the window to be open in all at once
-                self._close(
-                    attempt,
-                    AttemptState.SKIPPED,
-                    "no_common_window",
-                    now,
-                    zones=[str(z) for z in zones],
-                )
-                return None
-            if opens is None:
-                self._close(
-                    attempt,
-                    AttemptState.EXPIRED,
-                    "deadline",
-                    now,
-                    detail="no window before deadline",
-                )
-                return None
-            start = opens
-        cap_calls = 0
-        if shared.settings.frequency_cap is not None:
-            cap = shared.settings.frequency_cap
-            calls = shared.store.calls_since(phone, start - cap.period)
-            cap_calls = len(calls)
-            allowed = cap_next_allowed(cap, calls, start)
-            if allowed > start:
-                opens = campaign.window.next_allowed_everywhere(allowed, zones, deadline=deadline)
-                if opens is None:
-                    self._close(attempt, AttemptState.EXPIRED, "deadline", now, detail="cap")
-                else:
-                    self._defer(attempt, opens, "cap", now, zone=str(resolution.zone))
-                return None
-        if start > now:
-            if not_before is not None and start == not_before:
-                reason = "not_before"
-            else:
-                # Say *why* the window is shut today: a holiday or skip date, else the hours/days.
-                today = (not_before if not_before and not_before > now else now).astimezone(
-                    resolution.zone
-                )
-                reason = campaign.window.closed_reason(today.date()) or "window"
-            self._defer(
-                attempt,
-                start,
-                reason,
-                now,
-                zone=str(resolution.zone),
-                local_time=start.astimezone(resolution.zone).isoformat(),
-            )
-            return None
-        return Allow(
-            zone=resolution.zone,
-            also=resolution.also,
-            not_before=not_before,
-            deadline=deadline,
-            cap_calls=cap_calls,
-        )
+        return decision
 
     def _close(
         self, attempt: AttemptView, state: AttemptState, reason: str, now: datetime, **detail: Any
@@ -475,17 +405,12 @@ class Dispatcher:
         return None
 
     def _lapsed(self, campaign: Campaign, attempt: AttemptView, now: datetime) -> str | None:
-        """Which rule that allowed a queued dial no longer holds now, if any."""
-        shared = self._shared
-        if shared.suppression.suppressed(campaign, attempt.phone):
-            return "dnc"
-        _, deadline = bounds(campaign, attempt)
-        if deadline is not None and now >= deadline:
-            return "deadline"
-        zones = shared.resolution(campaign, attempt).zones
-        if not zones or not campaign.window.allows_everywhere(now, zones):
-            return "window"
-        return None
+        """Which rule that allowed a queued dial no longer holds now, if any: the gate asked
+        again (without the cap: the dial being re-checked is itself one of the number's calls)."""
+        decision = self._shared.decide(campaign, attempt, now, with_cap=False)
+        if isinstance(decision, Allow):
+            return None
+        return decision.rule if decision.rule in ("dnc", "deadline") else "window"
 
     def _note_ambiguous(
         self, attempt: AttemptView, exc: ProviderError, dialed_at: datetime

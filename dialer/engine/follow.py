@@ -20,11 +20,12 @@ import structlog
 
 from dialer.attempts import AttemptState
 from dialer.engine.settings import ENDED_MEMORY
-from dialer.engine.shared import Shared, bounds
+from dialer.engine.shared import Shared
 from dialer.errors import AccountError, NotFound, ProviderError, StoreError
+from dialer.policy.gate import Close, first_allowed
 from dialer.policy.outcomes import Outcome, classify
 from dialer.policy.polling import next_poll_at
-from dialer.policy.retries import decide_retry, may_retry, next_attempt_at
+from dialer.policy.retries import decide_retry, may_retry
 from dialer.store import AttemptView, CallResult, Retry
 from dialer.voicedock import Call
 from dialer.webhooks import WebhookEvent
@@ -367,15 +368,17 @@ class Follower:
         )
         if not decision.retry or decision.not_before is None:
             return None
-        _, deadline = bounds(campaign, attempt)
-        zones = shared.resolution(campaign, attempt).zones
-        if not zones:
-            return None
-        return Retry(
-            after=attempt,
-            outcome=outcome.value,
-            due_at=next_attempt_at(decision, campaign.window, zones, deadline),
+        # When the window next opens for the contact at or after the backoff's instant; the
+        # do-not-call lists and the cap are judged when the retry is due, as for any dial.
+        placed = shared.decide(
+            campaign, attempt, decision.not_before, with_cap=False, with_dnc=False
         )
+        if isinstance(placed, Close) and placed.rule == "zone":
+            return None  # no zone to judge a window in: nothing to place
+        # a deadline (or zones that never share an open window) leaving no moment: the retry
+        # is recorded as expired instead
+        due_at = first_allowed(placed, decision.not_before)
+        return Retry(after=attempt, outcome=outcome.value, due_at=due_at)
 
 
 def _remember(recent: dict[str, None], key: str) -> None:

@@ -20,7 +20,8 @@ import structlog
 from dialer.campaign import Campaign, Contact
 from dialer.engine.holds import Holds
 from dialer.engine.settings import Clock, EngineSettings
-from dialer.policy.reminders import ContactTiming, timing_bounds
+from dialer.policy.gate import ContactFacts, Decision, DialRules, decide
+from dialer.policy.reminders import ContactTiming
 from dialer.policy.timezones import ZoneResolution, resolve_zone
 from dialer.store import AttemptView, Store, TransitionRefused
 from dialer.suppression import LiveSuppression
@@ -57,11 +58,23 @@ class Suppression:
         for dnc in (self._config, *self._campaigns.values()):
             await dnc.refresh()
 
-    def suppressed(self, campaign: Campaign, phone: str) -> bool:
-        """On a do-not-call list of the config or of the campaign, as the files were at the
-        last refresh."""
-        own = self._campaigns.get(campaign.name)
-        return phone in self._config.numbers or (own is not None and phone in own.numbers)
+    def of(self, campaign: Campaign) -> CampaignSuppression:
+        """The numbers a dial of ``campaign`` must not call, as the files were at the last
+        refresh."""
+        return CampaignSuppression(self._config, self._campaigns.get(campaign.name))
+
+
+@dataclass(frozen=True)
+class CampaignSuppression:
+    """``phone in view``: on a do-not-call list of the config or of the campaign."""
+
+    config: LiveSuppression
+    campaign: LiveSuppression | None
+
+    def __contains__(self, phone: object) -> bool:
+        return phone in self.config.numbers or (
+            self.campaign is not None and phone in self.campaign.numbers
+        )
 
 
 @dataclass(eq=False, kw_only=True)
@@ -87,6 +100,7 @@ class Shared:
     runs_dirty: bool = True
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
     _unserved_keys: set[str] = field(default_factory=set)
+    _dial_rules: dict[tuple[str, bool], DialRules] = field(default_factory=dict)
 
     def count(self, stat: str) -> None:
         self.stats[stat] = self.stats.get(stat, 0) + 1
@@ -112,6 +126,48 @@ class Shared:
             unknown_policy=campaign.unknown_timezone,
         )
 
+    def decide(
+        self,
+        campaign: Campaign,
+        attempt: AttemptView,
+        now: datetime,
+        *,
+        recent_calls: Sequence[datetime] = (),
+        with_cap: bool = True,
+        with_dnc: bool = True,
+    ) -> Decision:
+        """The dial gate's answer for ``attempt`` at ``now`` (see dialer.policy.gate).
+
+        ``with_cap``: apply the daemon's frequency cap (``recent_calls`` then holds the
+        number's calls since at least ``now - cap.period``). ``with_dnc``: apply the
+        do-not-call lists."""
+        record = attempt.contact
+        facts = ContactFacts(
+            phone=attempt.phone,
+            timezone=record.timezone,
+            timing=ContactTiming(
+                call_at=record.call_at,
+                appointment_at=record.appointment_at,
+                deadline=record.deadline,
+            ),
+        )
+        return decide(
+            facts,
+            self._rules(campaign, with_cap=with_cap),
+            now=now,
+            suppressed=self.suppression.of(campaign) if with_dnc else frozenset(),
+            recent_calls=recent_calls,
+        )
+
+    def _rules(self, campaign: Campaign, *, with_cap: bool) -> DialRules:
+        key = (campaign.name, with_cap)
+        rules = self._dial_rules.get(key)
+        if rules is None:
+            rules = self._dial_rules[key] = campaign.dial_rules(
+                frequency_cap=self.settings.frequency_cap if with_cap else None
+            )
+        return rules
+
     def after_final(self) -> None:
         """An attempt became final: its run may be finished, and its line is free."""
         self.runs_dirty = True
@@ -124,15 +180,6 @@ class Shared:
             yield
         except TransitionRefused:
             log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage=stage)
-
-
-def bounds(campaign: Campaign, attempt: AttemptView) -> tuple[datetime | None, datetime | None]:
-    """(not_before, deadline) of the attempt's contact under its campaign's reminder rules."""
-    contact = attempt.contact
-    timing = ContactTiming(
-        call_at=contact.call_at, appointment_at=contact.appointment_at, deadline=contact.deadline
-    )
-    return timing_bounds(timing, call_before=campaign.call_before, expires_at=campaign.expires_at)
 
 
 def contact_of(attempt: AttemptView, campaign: Campaign) -> Contact:

@@ -7,7 +7,8 @@ All datetimes in and out are timezone-aware (UTC out unless a docstring says oth
     windows     CallingWindow.allows / next_allowed / closes_at in a contact's ZoneInfo
     timezones   resolve_zone(phone, explicit=..., campaign_zone=...) -> ZoneResolution
     reminders   timing_bounds(ContactTiming, ...) -> (not_before, deadline)
-    retries     decide_retry(...) -> RetryDecision; next_attempt_at(decision, window, ...)
+    retries     decide_retry(...) -> RetryDecision
+    gate        decide(ContactFacts, DialRules, now=...) -> Allow | Defer | Close
     caps        cap_next_allowed(FrequencyCap, previous_calls, now)
     polling     next_poll_at(PollPlan, ...)
 """
@@ -28,7 +29,6 @@ from dialer.policy.retries import (
     RetryPolicy,
     RetryRule,
     decide_retry,
-    next_attempt_at,
 )
 from dialer.policy.timezones import ZoneResolution, resolve_zone
 from dialer.policy.windows import (
@@ -57,7 +57,6 @@ __all__ = [
     "classify",
     "decide_retry",
     "format_duration",
-    "next_attempt_at",
     "next_poll_at",
     "parse_days",
     "parse_duration",

@@ -41,6 +41,7 @@ __all__ = [
     "DialRules",
     "Rule",
     "decide",
+    "first_allowed",
 ]
 
 #: which rule decided: what the re-check before a delayed send reports as ``withdrawn:<rule>``
@@ -211,3 +212,13 @@ def decide(
         deadline=deadline,
         cap_calls=cap_calls,
     )
+
+
+def first_allowed(decision: Decision, at: datetime) -> datetime | None:
+    """When a dial the gate judged at ``at`` may go out: ``at`` itself when allowed, the end
+    of a deferral, or None when closed (a retry then expires instead of being placed)."""
+    if isinstance(decision, Allow):
+        return at
+    if isinstance(decision, Defer):
+        return decision.until
+    return None

@@ -1,8 +1,9 @@
 """Retry rules per outcome, as decisions (values), never side effects.
 
 The delay after the n-th attempt ending with one outcome is ``after * backoff ** (n - 1)``
-plus a uniform jitter in ``[0, jitter]``; the retry is then moved into the next allowed
-window, and dropped when that is at or after the contact's deadline. Outcomes in
+plus a uniform jitter in ``[0, jitter]``; the dial gate (dialer.policy.gate) then moves the
+retry into the next allowed window, and expires it when that is at or after the contact's
+deadline. Outcomes in
 ``PERMANENT_OUTCOMES`` are never retried, and neither is ``unknown`` unless a campaign asks
 for it: the call may have reached the person.
 """
@@ -10,13 +11,11 @@ for it: the call may have reached the person.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
-from dialer.policy.windows import CallingWindow
 
 __all__ = [
     "MAX_DELAY",
@@ -25,7 +24,6 @@ __all__ = [
     "RetryRule",
     "decide_retry",
     "may_retry",
-    "next_attempt_at",
 ]
 
 #: the longest backoff delay: next_allowed searches 366 days ahead, never further
@@ -149,17 +147,3 @@ def _backoff_delay(rule: RetryRule, n: int) -> timedelta:
     except OverflowError:
         factor = float("inf")
     return timedelta(seconds=min(rule.after.total_seconds() * factor, MAX_DELAY.total_seconds()))
-
-
-def next_attempt_at(
-    decision: RetryDecision,
-    window: CallingWindow,
-    zones: Sequence[ZoneInfo],
-    deadline: datetime | None,
-) -> datetime | None:
-    """The retry moved into the next instant the window is open in every one of the contact's
-    ``zones`` (usually one); None when no retry, or when the first allowed instant is at or
-    after the deadline (the contact then expires)."""
-    if not decision.retry or decision.not_before is None:
-        return None
-    return window.next_allowed_everywhere(decision.not_before, zones, deadline=deadline)

@@ -10,20 +10,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialer.policy import gate
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
+from dialer.policy.reminders import ContactTiming
 from dialer.policy.retries import (
     MAX_DELAY,
     RetryDecision,
     RetryPolicy,
     RetryRule,
     decide_retry,
-    next_attempt_at,
 )
 from dialer.policy.windows import CallingWindow, parse_range
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
 NY = ZoneInfo("America/New_York")
 AMS = ZoneInfo("Europe/Amsterdam")
+
+
+def next_attempt_at(
+    decision: RetryDecision, window: CallingWindow, zone: ZoneInfo, deadline: datetime | None
+) -> datetime | None:
+    """Where the engine places a retry: the dial gate asked at the backoff's instant."""
+    if not decision.retry or decision.not_before is None:
+        return None
+    facts = gate.ContactFacts(
+        phone="+31612345678", timezone=zone.key, timing=ContactTiming(deadline=deadline)
+    )
+    placed = gate.decide(facts, gate.DialRules(window=window), now=decision.not_before)
+    return gate.first_allowed(placed, decision.not_before)
 
 
 def decide(policy: RetryPolicy, outcome: str, made: int, same: int, seed: int = 0) -> RetryDecision:
@@ -129,12 +143,12 @@ def test_the_retry_moves_into_the_next_window_or_expires() -> None:
     late = RetryDecision(True, datetime(2026, 12, 24, 18, tzinfo=AMS), "retry after busy")
     # Christmas Eve evening -> Christmas and Boxing Day are holidays, then a weekend: Monday
     monday = datetime(2026, 12, 28, 9, tzinfo=AMS)
-    assert next_attempt_at(late, window, [AMS], None) == monday
-    assert next_attempt_at(late, window, [AMS], monday) is None  # at the deadline: expire
-    assert next_attempt_at(late, window, [AMS], monday + timedelta(minutes=1)) == monday
-    assert next_attempt_at(RetryDecision(False, None, "x"), window, [AMS], None) is None
+    assert next_attempt_at(late, window, AMS, None) == monday
+    assert next_attempt_at(late, window, AMS, monday) is None  # at the deadline: expire
+    assert next_attempt_at(late, window, AMS, monday + timedelta(minutes=1)) == monday
+    assert next_attempt_at(RetryDecision(False, None, "x"), window, AMS, None) is None
     inside = RetryDecision(True, datetime(2026, 12, 23, 10, tzinfo=AMS), "retry after busy")
-    assert next_attempt_at(inside, window, [AMS], None) == datetime(2026, 12, 23, 10, tzinfo=AMS)
+    assert next_attempt_at(inside, window, AMS, None) == datetime(2026, 12, 23, 10, tzinfo=AMS)
 
 
 # ----------------------------------------------------------------------- properties
@@ -216,7 +230,7 @@ def test_a_retry_lands_inside_the_window_before_the_deadline(
     )
     decision = decide(policy, "busy", 1, 1, seed)
     deadline = None if deadline_hours is None else T0 + timedelta(hours=deadline_hours)
-    due = next_attempt_at(decision, window, [tz], deadline)
+    due = next_attempt_at(decision, window, tz, deadline)
     assert decision.not_before is not None
     if due is None:
         assert deadline is not None
