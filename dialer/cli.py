@@ -13,10 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -40,9 +39,6 @@ from dialer.errors import (
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
 from dialer.store import CampaignRow, Store
 from dialer.tomlsource import TomlSource
-
-if TYPE_CHECKING:
-    from dialer.forecast import Capacity
 
 app = typer.Typer(
     add_completion=False,
@@ -594,156 +590,6 @@ def db_check(config: ConfigOption = None) -> None:
         out.print("schema is up to date")
 
 
-@dataclass(frozen=True, kw_only=True)
-class PlannedContact:
-    """One line of `dialer plan`."""
-
-    phone: str
-    name: str | None
-    line: int
-    zone: str | None
-    skip: str | None
-    first_call: datetime | None
-    override: dict[str, Any] | None
-
-    def as_json(self, zone: ZoneInfo | None) -> dict[str, Any]:
-        return {
-            "phone": self.phone,
-            "name": self.name,
-            "line": self.line,
-            "zone": self.zone,
-            "skip": self.skip,
-            "first_call": _iso(self.first_call),
-            "first_call_local": (
-                _iso(self.first_call.astimezone(zone))
-                if self.first_call is not None and zone is not None
-                else None
-            ),
-            "override": self.override,
-        }
-
-
-def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
-    """The limits `dialer plan` forecasts ``campaign`` under, as the engine applies them.
-
-    Calibrated against a run on the simulator (tests/test_forecast_vs_run.py):
-
-    - a campaign's own ``max_concurrent_calls`` only ever lowers the daemon's: the dispatcher
-      checks both, so a campaign asking for more still gets the daemon's;
-    - a line stays taken until the dialer SEES the call end, not until it ends. From
-      ``list_threshold`` calls in flight on, ends are seen by one list every ``list_interval``,
-      on average half an interval late: without that term the forecast ran ~8 % ahead of a
-      run of 90 s calls (300 calls forecast before a close, 274-279 made). Webhooks (when
-      configured) report an end at once. Below the threshold each call is polled tighter
-      around its expected end; that smaller delay is not modelled.
-    """
-    from dialer.forecast import Capacity
-
-    d = cfg.dialer
-    max_concurrent = min(
-        campaign.max_concurrent_calls or d.max_concurrent_calls, d.max_concurrent_calls
-    )
-    seen_late = (
-        d.list_interval / 2
-        if cfg.webhooks is None and max_concurrent >= d.list_threshold
-        else timedelta(0)
-    )
-    return Capacity(
-        max_concurrent=max_concurrent,
-        calls_per_minute=campaign.calls_per_minute,
-        # the budget of the key the campaign dials with (an unknown key is refused elsewhere)
-        requests_per_minute=(
-            cfg.voicedock.key(campaign.api_key_name).requests_per_minute
-            if campaign.api_key_name in cfg.voicedock.key_names
-            else cfg.voicedock.requests_per_minute
-        ),
-        call_duration=d.expected_call_length + seen_late,
-    )
-
-
-def first_run(campaign: Campaign, *, now: datetime) -> datetime | None:
-    """When the campaign's first run at or after ``now`` starts (its ``start_at``, its next
-    ``cron`` match, else now); None when its schedule never fires again. A run's attempts
-    are due from its fire time on, never before."""
-    fire: datetime | None = campaign.trigger(now=now).get_next_fire_time(None, now)
-    return None if fire is None else max(now, fire)
-
-
-def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[PlannedContact]:
-    """Who is called when, and who is skipped why; pure apart from reading ``campaign``."""
-    from dialer.forecast import Demand, forecast
-    from dialer.policy.reminders import timing_bounds
-
-    start = first_run(campaign, now=now)
-    if start is None:
-        return [
-            PlannedContact(
-                phone=c.phone,
-                name=c.name,
-                line=c.line,
-                zone=None,
-                skip="no_run",
-                first_call=None,
-                override=campaign.render(c)[0],
-            )
-            for c in campaign.contacts
-        ]
-    now = start  # the forecast begins with the run
-    suppressed = cfg.suppressed_numbers() | campaign.suppressed
-    skips: dict[str, str] = {}
-    zones: dict[str, ZoneInfo] = {}
-    demands: list[Demand] = []
-    for contact in campaign.contacts:
-        not_before, deadline = timing_bounds(
-            contact.timing, call_before=campaign.call_before, expires_at=campaign.expires_at
-        )
-        resolution = resolve_zone(
-            contact.phone,
-            explicit=contact.timezone,
-            campaign_zone=campaign.timezone,
-            unknown_policy=campaign.unknown_timezone,
-        )
-        # The dispatcher's order: do-not-call, then the deadline, then the time zone.
-        if contact.phone in suppressed:
-            skips[contact.phone] = "dnc"
-        elif deadline is not None and now >= deadline:
-            skips[contact.phone] = "deadline"
-        elif resolution.zone is None:
-            skips[contact.phone] = resolution.reason or "unknown_timezone"
-        else:
-            zones[contact.phone] = resolution.zone
-            demands.append(
-                Demand(
-                    key=contact.phone,
-                    not_before=not_before,
-                    deadline=deadline,
-                    zone=resolution.zone,
-                    also=resolution.also,
-                )
-            )
-    forecasts = forecast(
-        demands, window=campaign.window, capacity=plan_capacity(campaign, cfg), now=now
-    )
-    planned: list[PlannedContact] = []
-    for contact in campaign.contacts:
-        result = forecasts.get(contact.phone)
-        skip = skips.get(contact.phone) or (result.reason if result is not None else None)
-        rendered, _issues = campaign.render(contact)  # issues were refused by validation
-        zone = zones.get(contact.phone)
-        planned.append(
-            PlannedContact(
-                phone=contact.phone,
-                name=contact.name,
-                line=contact.line,
-                zone=str(zone) if zone is not None else None,
-                skip=skip,
-                first_call=result.first_call if result is not None else None,
-                override=rendered,
-            )
-        )
-    return planned
-
-
 @app.command()
 def plan(
     file: Annotated[Path, typer.Argument(help="Campaign file.")],
@@ -761,6 +607,8 @@ def plan(
 ) -> None:
     """Dry run: validate a campaign, render every contact's assistant, list who is skipped
     and why, and forecast when each contact is first called. Dials nothing, writes nothing."""
+    from dialer.plan import first_run, plan_campaign
+
     if fmt not in ("table", "json"):
         err.print(f"error: --format: {fmt!r} is not supported (accepted: table, json)")
         raise typer.Exit(code=2)

@@ -43,9 +43,9 @@ import httpx
 import pytest
 
 from dialer.campaign import Campaign
-from dialer.cli import plan_campaign, plan_capacity
 from dialer.config import Config
 from dialer.daemon import engine_settings, open_daemon, run_until_stopped
+from dialer.plan import plan_campaign, plan_capacity
 from dialer.simulator import OutcomeMix, Simulator, SimulatorConfig
 from tests.e2e import KEY, load, nl_numbers, write_campaign, write_config
 
