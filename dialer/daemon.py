@@ -318,10 +318,6 @@ def _noop() -> None:
     """The job body: all work happens in the submission listener, which knows the fire time."""
 
 
-def next_fire_times(scheduler: AsyncIOScheduler) -> dict[str, datetime | None]:
-    return {job.id: job.next_run_time for job in scheduler.get_jobs()}
-
-
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[asyncio.Event]:
     """An event SIGTERM and SIGINT set; install it before opening the daemon.

@@ -14,6 +14,8 @@
     │   ├── ServerError            5xx on a request that is safe to repeat
     │   ├── TransportFailure       no answer at all on a request that is safe to repeat
     │   └── AmbiguousCreate        a POST /calls/outbound that may or may not have placed a call
+    ├── CreateWithdrawn            a create withdrawn before it was sent (nothing went out)
+    ├── WebhookRejected            a webhook that failed verification; .status to answer with
     └── StoreError                 the database
         └── SchemaMismatch         the schema is older or newer than this code
 
@@ -121,6 +123,14 @@ class AmbiguousCreate(ProviderError):
 class CreateWithdrawn(DialerError):
     """The caller withdrew a create after its budget slot came and before it was sent:
     nothing went out. Not a ProviderError, so no retry and no ambiguity applies."""
+
+
+class WebhookRejected(DialerError):
+    """A webhook that failed verification or could not be understood."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class StoreError(DialerError):

@@ -29,7 +29,7 @@ from dialer.attempts import AttemptState
 if TYPE_CHECKING:
     from dialer.engine import Engine
 
-__all__ = ["DialerMetrics", "MetricsServer", "record_engine_stats", "start_metrics_server"]
+__all__ = ["DialerMetrics", "MetricsServer"]
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -174,26 +174,3 @@ class DialerMetrics:
         """Serve /metrics on ``host:port`` (port 0: any free port, see ``.port``)."""
         server, thread = start_http_server(port, addr=host, registry=self.registry)
         return MetricsServer(server=server, thread=thread)
-
-
-_default: DialerMetrics | None = None
-
-
-def default_metrics() -> DialerMetrics:
-    """The process's metrics (one daemon per process)."""
-    global _default
-    if _default is None:
-        _default = DialerMetrics()
-    return _default
-
-
-def start_metrics_server(
-    host: str, port: int, *, metrics: DialerMetrics | None = None
-) -> MetricsServer:
-    """Serve the process's (or the given) metrics on ``host:port``."""
-    return (metrics or default_metrics()).start_server(host, port)
-
-
-def record_engine_stats(engine: Engine, *, metrics: DialerMetrics | None = None) -> None:
-    """What the daemon calls each tick."""
-    (metrics or default_metrics()).record_engine_stats(engine)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dialer.errors import DialerError
+from dialer.errors import WebhookRejected
 
 log = structlog.get_logger("dialer.webhooks")
 
@@ -36,14 +36,6 @@ MAX_AGE_S = 300.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: status-update statuses that end a call, and the call-object status each one stands for
 TERMINAL_UPDATES = {"ended": "ended", "ended-with-error": "failed"}
-
-
-class WebhookRejected(DialerError):
-    """A webhook that failed verification or could not be understood."""
-
-    def __init__(self, message: str, *, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 async def _body(request: Request) -> bytes:

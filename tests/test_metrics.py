@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.daemon import Daemon
-from dialer.metrics import DialerMetrics, start_metrics_server
+from dialer.metrics import DialerMetrics
 from dialer.simulator import Simulator, SimulatorConfig
 from tests.e2e import KEY, fast_settings, load, nl_numbers, run_daemon, write_campaign, write_config
 
@@ -48,7 +48,7 @@ async def test_a_campaign_shows_up_in_a_scrape(tmp_path: Path, sqlite_url: str) 
     # The daemon disposed of its connections on the way out; the store reconnects on demand.
     metrics.record_engine_stats(daemon.engine, force=True)
 
-    server = start_metrics_server("127.0.0.1", 0, metrics=metrics)
+    server = metrics.start_server("127.0.0.1", 0)
     try:
         async with httpx.AsyncClient(timeout=5) as http:
             response = await http.get(f"http://127.0.0.1:{server.port}/metrics")

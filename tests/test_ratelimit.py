@@ -1,6 +1,6 @@
 """The request budget on virtual time: a fake clock and a fake sleep, no real waiting.
 
-``FakeTime(autojump=True)`` moves the clock forward by whatever the budget's dispatcher sleeps
+``FakeClock(autojump=True)`` moves the clock forward by whatever the budget's dispatcher sleeps
 (it is the only sleeper, so virtual time stays consistent); ``autojump=False`` holds the
 dispatcher until the test calls ``advance``, so a test can place waiters in between.
 """
@@ -26,38 +26,10 @@ from dialer.ratelimit import (
     seconds_until_reset,
 )
 from dialer.store import Store
+from tests.clock import FakeClock
 
 WALL0 = 1_700_000_000.0
-
-
-class FakeTime:
-    def __init__(self, *, autojump: bool = True) -> None:
-        self.now = 0.0
-        self.autojump = autojump
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL0 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        if self.autojump:
-            await asyncio.sleep(0)  # whoever was just granted a slot runs at the grant time
-            self.now += max(seconds, 0.0)
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + seconds, future))
-        await future
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for deadline, future in list(self._sleepers):
-            if deadline <= self.now or future.done():
-                self._sleepers.remove((deadline, future))
-                if not future.done():
-                    future.set_result(None)
+START = datetime.fromtimestamp(WALL0, UTC)
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -69,12 +41,12 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never became true")
 
 
-def budget_on(fake: FakeTime, rpm: int, **kwargs: object) -> RequestBudget:
+def budget_on(fake: FakeClock, rpm: int, **kwargs: object) -> RequestBudget:
     return RequestBudget(
         rpm,
         margin=kwargs.pop("margin", 0.0),  # type: ignore[arg-type]
-        clock=fake,
-        wall_clock=fake.wall,
+        clock=fake.monotonic,
+        wall_clock=fake.unix,
         sleep=fake.sleep,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -96,13 +68,13 @@ def test_nonsense_limits_are_refused(rpm: int, margin: float) -> None:
 
 
 async def test_no_window_of_a_minute_ever_holds_more_than_the_rate() -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     budget = budget_on(fake, 10)
     granted: list[float] = []
 
     async def one(priority: Priority) -> None:
         await budget.acquire(priority)
-        granted.append(fake.now)
+        granted.append(fake.monotonic())
 
     await asyncio.gather(*(one(Priority(i % 2)) for i in range(35)))
 
@@ -115,20 +87,20 @@ async def test_no_window_of_a_minute_ever_holds_more_than_the_rate() -> None:
 
 
 async def test_the_window_slides_rather_than_resetting_on_the_minute() -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     budget = budget_on(fake, 2)
     await budget.acquire(Priority.POLL)  # t=0
-    fake.now = 45.0
+    fake.now = START + timedelta(seconds=45.0)
     await budget.acquire(Priority.POLL)  # t=45
     await budget.acquire(Priority.POLL)
-    assert fake.now == 60.0  # the t=0 slot came free, not a fresh minute at t=60 for two
+    assert fake.monotonic() == 60.0  # the t=0 slot came free, not a fresh minute at t=60 for two
     await budget.acquire(Priority.POLL)
-    assert fake.now == 105.0
+    assert fake.monotonic() == 105.0
 
 
 # ---------------------------------------------------------------------------- priority
 async def test_waiting_creates_go_before_waiting_polls_in_arrival_order() -> None:
-    fake = FakeTime(autojump=False)
+    fake = FakeClock(START, autojump=False)
     budget = budget_on(fake, 1)
     await budget.acquire(Priority.POLL)  # uses the only slot of the first minute
     served: list[str] = []
@@ -143,14 +115,14 @@ async def test_waiting_creates_go_before_waiting_polls_in_arrival_order() -> Non
     await until(lambda: budget.waiting() == 5)
     assert (budget.waiting(Priority.CREATE), budget.waiting(Priority.POLL)) == (2, 3)
     for n in range(1, 6):
-        fake.advance(60)
+        fake.advance(timedelta(seconds=60))
         await until(lambda n=n: len(served) == n)  # type: ignore[misc]
     await asyncio.gather(*tasks)
     assert served == ["c1", "c2", "p1", "p2", "p3"]
 
 
 async def test_a_create_arriving_while_polls_wait_is_next() -> None:
-    fake = FakeTime(autojump=False)
+    fake = FakeClock(START, autojump=False)
     budget = budget_on(fake, 1)
     await budget.acquire(Priority.POLL)
     served: list[str] = []
@@ -161,20 +133,20 @@ async def test_a_create_arriving_while_polls_wait_is_next() -> None:
 
     polls = [asyncio.create_task(one(f"p{i}", Priority.POLL)) for i in (1, 2)]
     await until(lambda: budget.waiting() == 2)
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await until(lambda: served == ["p1"])
     create = asyncio.create_task(one("c", Priority.CREATE))
     await until(lambda: budget.waiting(Priority.CREATE) == 1)
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await until(lambda: len(served) == 2)
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await asyncio.gather(*polls, create)
     assert served == ["p1", "c", "p2"]
 
 
 # ---------------------------------------------------------------------------- cancellation
 async def test_a_cancelled_waiter_loses_its_place_and_consumes_nothing() -> None:
-    fake = FakeTime(autojump=False)
+    fake = FakeClock(START, autojump=False)
     budget = budget_on(fake, 1)
     await budget.acquire(Priority.POLL)
     served: list[str] = []
@@ -187,9 +159,9 @@ async def test_a_cancelled_waiter_loses_its_place_and_consumes_nothing() -> None
     await until(lambda: budget.waiting() == 3)
     b.cancel()
     await until(lambda: budget.waiting() == 2)
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await until(lambda: served == ["a"])
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await asyncio.gather(a, c)
     assert served == ["a", "c"]
     assert b.cancelled()
@@ -197,13 +169,13 @@ async def test_a_cancelled_waiter_loses_its_place_and_consumes_nothing() -> None
 
 
 async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_is_given_back() -> None:
-    fake = FakeTime(autojump=False)
+    fake = FakeClock(START, autojump=False)
     budget = budget_on(fake, 1)
     await budget.acquire(Priority.POLL)
     waiter = asyncio.create_task(budget.acquire(Priority.POLL))
     await until(lambda: budget.waiting() == 1)
 
-    fake.advance(60)
+    fake.advance(timedelta(seconds=60))
     await asyncio.sleep(0)  # the dispatcher runs and hands the slot over...
     assert budget.sent_total == 2 and not waiter.done()  # ...but the waiter has not resumed
     waiter.cancel()
@@ -212,7 +184,7 @@ async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_is_given_back()
     assert waiter.cancelled()
     assert budget.sent_total == 1
     await budget.acquire(Priority.POLL)  # the returned slot, at once: no advance needed
-    assert fake.now == 60.0
+    assert fake.monotonic() == 60.0
 
 
 async def test_when_every_waiter_gives_up_no_task_is_left_sleeping() -> None:
@@ -235,7 +207,7 @@ async def test_when_every_waiter_gives_up_no_task_is_left_sleeping() -> None:
 
 # ---------------------------------------------------------------------------- pauses
 async def test_a_pause_holds_all_traffic_and_only_ever_extends() -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     budget = budget_on(fake, 100)
     assert budget.paused_until is None
     budget.pause_for(30)
@@ -248,7 +220,7 @@ async def test_a_pause_holds_all_traffic_and_only_ever_extends() -> None:
     assert budget.paused_until == 45.0
 
     await asyncio.gather(budget.acquire(Priority.CREATE), budget.acquire(Priority.POLL))
-    assert fake.now == 45.0  # capacity was there; the pause alone held both
+    assert fake.monotonic() == 45.0  # capacity was there; the pause alone held both
     assert budget.paused_until is None
 
 
@@ -284,29 +256,31 @@ def headers(remaining: str | None, reset: str | None) -> dict[str, str]:
 def test_observe_holds_until_the_reset_once_remaining_hits_the_reserve(
     sent: dict[str, str], held_for: float | None
 ) -> None:
-    fake = FakeTime()
-    fake.now = 1000.0
-    budget = RequestBudget(100, margin=0.05, clock=fake, wall_clock=lambda: WALL0, sleep=fake.sleep)
+    fake = FakeClock(START)
+    fake.now = START + timedelta(seconds=1000.0)
+    budget = RequestBudget(
+        100, margin=0.05, clock=fake.monotonic, wall_clock=lambda: WALL0, sleep=fake.sleep
+    )
     budget.observe(sent)
     assert budget.paused_until == (None if held_for is None else 1000.0 + held_for)
 
 
 def test_a_pause_is_never_longer_than_max_hold() -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     budget = budget_on(fake, 100, reserve=0)
     budget.pause_for(86_400)  # a Retry-After of a day
     assert budget.paused_until == MAX_RETRY_AFTER_S
 
 
 async def test_a_hold_from_headers_delays_the_next_request() -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     budget = budget_on(fake, 100, reserve=0)
-    budget.observe(headers("1", str(int(fake.wall()) + 20)))
+    budget.observe(headers("1", str(int(fake.unix()) + 20)))
     await budget.acquire(Priority.POLL)
-    assert fake.now == 0.0  # one left is not zero
-    budget.observe(headers("0", str(int(fake.wall()) + 20)))
+    assert fake.monotonic() == 0.0  # one left is not zero
+    budget.observe(headers("0", str(int(fake.unix()) + 20)))
     await budget.acquire(Priority.POLL)
-    assert fake.now == 20.0
+    assert fake.monotonic() == 20.0
 
 
 @pytest.mark.parametrize(
@@ -318,16 +292,16 @@ def test_seconds_until_reset(value: str, expected: float | None) -> None:
 
 
 # ---------------------------------------------------------------------------- shared budget
-def shared_on(fake: FakeTime, store: Store, rpm: int = 60) -> SharedBudget:
+def shared_on(fake: FakeClock, store: Store, rpm: int = 60) -> SharedBudget:
     """A daemon's budget whose slots are also the key's row in ``store`` (as on PostgreSQL)."""
     return SharedBudget(
         rpm,
         slots=store,
         margin=0.0,
-        clock=fake,
-        wall_clock=fake.wall,
+        clock=fake.monotonic,
+        wall_clock=fake.unix,
         sleep=fake.sleep,
-        wall_now=lambda: datetime.fromtimestamp(fake.wall(), UTC),
+        wall_now=lambda: datetime.fromtimestamp(fake.unix(), UTC),
     )
 
 
@@ -339,9 +313,9 @@ def slot_store(tmp_path: Path) -> Iterator[Store]:
 
 
 async def test_a_shared_budget_serves_creates_before_polls(slot_store: Store) -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     mine = shared_on(fake, slot_store)
-    now = datetime.fromtimestamp(fake.wall(), UTC)
+    now = datetime.fromtimestamp(fake.unix(), UTC)
     # another daemon just took the key's slot (60/min, burst 1): the next is a second away
     assert slot_store.take_request_slot(
         "default", now=now, interval=timedelta(seconds=1), burst=1
@@ -360,20 +334,20 @@ async def test_a_shared_budget_serves_creates_before_polls(slot_store: Store) ->
 
 
 async def test_a_429_on_one_daemon_holds_every_daemon_on_the_key(slot_store: Store) -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     paused, other = shared_on(fake, slot_store), shared_on(fake, slot_store)
     await paused.acquire(Priority.POLL)
     paused.pause_for(30)
     await other.acquire(Priority.CREATE)
-    assert fake.now >= 30  # the other daemon's request waited out the pause too
+    assert fake.monotonic() >= 30  # the other daemon's request waited out the pause too
     await paused.acquire(Priority.CREATE)
-    assert fake.now >= 30
+    assert fake.monotonic() >= 30
 
 
 async def test_a_shared_hold_is_capped_too(slot_store: Store) -> None:
-    fake = FakeTime()
+    fake = FakeClock(START)
     paused, other = shared_on(fake, slot_store), shared_on(fake, slot_store)
     await paused.acquire(Priority.POLL)
     paused.pause_for(1e12)  # beyond any datetime: capped, not an OverflowError
     await other.acquire(Priority.CREATE)
-    assert MAX_RETRY_AFTER_S <= fake.now <= MAX_RETRY_AFTER_S + 5  # not for 30,000 years
+    assert MAX_RETRY_AFTER_S <= fake.monotonic() <= MAX_RETRY_AFTER_S + 5  # not for 30,000 years

@@ -34,6 +34,7 @@ from dialer.errors import (
 )
 from dialer.ratelimit import MAX_RETRY_AFTER_S, RequestBudget
 from dialer.voicedock import TERMINAL_STATUSES, Call, VoiceDockClient
+from tests.clock import FakeClock
 
 KEY = "fl_live_s3cr3t_8f2a41c9d0e7"
 BASE = "https://api.voicedock.test/api/v1"
@@ -70,31 +71,13 @@ CALL = {
 CALL_PATH = "/api/v1/calls/call-_+31623731537_XqaQxRRgAzYc"
 
 
-class FakeTime:
-    """Virtual monotonic and wall clocks; the budget's sleep jumps ahead (it is the only
-    sleeper), after letting whoever it just granted a slot run."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL0 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-        self.now += max(seconds, 0.0)
-
-
 Reply = httpx.Response | type[httpx.HTTPError]
 
 
 class Server:
     """Scripted replies per (method, path); every request seen is kept with its virtual time."""
 
-    def __init__(self, time: FakeTime) -> None:
+    def __init__(self, time: FakeClock) -> None:
         self.time = time
         self.scripts: dict[tuple[str, str], list[Reply]] = {}
         self.seen: list[tuple[float, httpx.Request]] = []
@@ -106,7 +89,7 @@ class Server:
         return sum(1 for _, r in self.seen if (r.method, r.url.path) == (method, path))
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append((self.time.now, request))
+        self.seen.append((self.time.monotonic(), request))
         # the key in a local of a frame that raises: a traceback printed with locals shows it
         authorization = request.headers["Authorization"]
         assert authorization == f"Bearer {KEY}"
@@ -120,17 +103,21 @@ class Server:
 
 
 @pytest.fixture
-def fake() -> FakeTime:
-    return FakeTime()
+def fake() -> FakeClock:
+    """Virtual monotonic and wall clocks; the budget's sleep jumps ahead (it is the only
+    sleeper), after letting whoever it just granted a slot run."""
+    return FakeClock(datetime.fromtimestamp(WALL0, UTC))
 
 
 @pytest.fixture
-def server(fake: FakeTime) -> Server:
+def server(fake: FakeClock) -> Server:
     return Server(fake)
 
 
-def budget_for(fake: FakeTime, rpm: int = 6000) -> RequestBudget:
-    return RequestBudget(rpm, margin=0, clock=fake, wall_clock=fake.wall, sleep=fake.sleep)
+def budget_for(fake: FakeClock, rpm: int = 6000) -> RequestBudget:
+    return RequestBudget(
+        rpm, margin=0, clock=fake.monotonic, wall_clock=fake.unix, sleep=fake.sleep
+    )
 
 
 def client_for(
@@ -233,7 +220,7 @@ async def test_create_is_resent_when_nothing_was_sent(
 
 
 async def test_create_is_resent_after_a_429_once_retry_after_has_passed(
-    server: Server, fake: FakeTime
+    server: Server, fake: FakeClock
 ) -> None:
     server.on("POST", CREATE_PATH, rate_limited(retry_after="7"), reply(201, CREATED))
     async with client_for(server) as client:
@@ -474,7 +461,7 @@ async def test_a_200_we_cannot_read_is_a_server_error_and_not_repeated(server: S
     ],
 )
 async def test_a_429_pauses_the_key_for_retry_after_then_repeats_the_get(
-    server: Server, fake: FakeTime, answer: httpx.Response, paused_for: float
+    server: Server, fake: FakeClock, answer: httpx.Response, paused_for: float
 ) -> None:
     server.on("GET", CALL_PATH, answer, reply(200, CALL))
     async with client_for(server) as client:
@@ -582,7 +569,7 @@ async def test_list_refuses_ambiguous_arguments(server: Server, kwargs: dict[str
 
 
 # ---------------------------------------------------------------------------- the budget
-async def test_creates_gets_and_lists_share_one_budget(server: Server, fake: FakeTime) -> None:
+async def test_creates_gets_and_lists_share_one_budget(server: Server, fake: FakeClock) -> None:
     server.on("POST", CREATE_PATH, reply(201, CREATED))
     server.on("GET", CALL_PATH, reply(200, CALL))
     server.on("GET", "/api/v1/calls", reply(200, {"calls": []}))
@@ -596,7 +583,7 @@ async def test_creates_gets_and_lists_share_one_budget(server: Server, fake: Fak
     assert budget.sent_total == 4
 
 
-async def test_a_due_create_is_sent_before_waiting_polls(server: Server, fake: FakeTime) -> None:
+async def test_a_due_create_is_sent_before_waiting_polls(server: Server, fake: FakeClock) -> None:
     server.on("POST", CREATE_PATH, reply(201, CREATED))
     server.on("GET", CALL_PATH, reply(200, CALL))
     async with client_for(server, budget=budget_for(fake, rpm=1)) as client:
@@ -614,7 +601,7 @@ async def test_a_due_create_is_sent_before_waiting_polls(server: Server, fake: F
     ]
 
 
-async def test_a_429_on_a_poll_holds_the_creates_too(server: Server, fake: FakeTime) -> None:
+async def test_a_429_on_a_poll_holds_the_creates_too(server: Server, fake: FakeClock) -> None:
     server.on("GET", CALL_PATH, rate_limited(retry_after="30", reset_in=None), reply(200, CALL))
     server.on("POST", CREATE_PATH, reply(201, CREATED))
     async with client_for(server) as client:
@@ -628,7 +615,7 @@ async def test_a_429_on_a_poll_holds_the_creates_too(server: Server, fake: FakeT
     assert [(t, r.method) for t, r in server.seen] == [(0.0, "GET"), (30.0, "POST"), (30.0, "GET")]
 
 
-async def test_every_response_steers_the_budget(server: Server, fake: FakeTime) -> None:
+async def test_every_response_steers_the_budget(server: Server, fake: FakeClock) -> None:
     low = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(WALL0 + 25))}
     server.on("GET", CALL_PATH, httpx.Response(200, json=CALL, headers=low))
     budget = budget_for(fake)
