@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.campaign import Campaign, _resolve, load_campaign
+from dialer.campaign import Campaign, load_campaign
+from dialer.campaign.compact import _resolve
 from dialer.engine import contact_record, import_campaign
 from dialer.policy.timezones import candidate_zones, resolve_zone
 from dialer.store import ContactRecord, Store

@@ -1,0 +1,571 @@
+"""Reading one campaign file: the entry points :func:`load_campaign` and
+:func:`validate_paths`, and the loader of the TOML file and its sections (name, assistant,
+schedule, window, retry, suppression, key); the contacts are :mod:`dialer.campaign.contacts`'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+from dialer.campaign.contacts import _ContactReader
+from dialer.campaign.records import Campaign, UnknownTimezone, _compile
+from dialer.campaign.values import (
+    DURATION,
+    NAME,
+    REGION,
+    ZONE,
+    _as_date,
+    _collapse,
+    _holiday_problem,
+    _region_problem,
+    _shown,
+    _text,
+    _zone_problem,
+)
+from dialer.errors import CampaignError, Problem
+from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
+from dialer.policy.retries import RetryPolicy, RetryRule
+from dialer.policy.windows import CallingWindow, parse_days, parse_range
+from dialer.suppression import FileStamp, file_stamp, read_suppression_file
+from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
+
+
+def load_campaign(path: Path, *, default_region: str | None = None) -> Campaign:
+    """Read and check one campaign; CampaignError with EVERY problem found."""
+    campaign, problems = _Loader(path, default_region).load()
+    if problems or campaign is None:
+        raise CampaignError(problems or [Problem(file=path, field="(file)", message="unreadable")])
+    return campaign
+
+
+def validate_paths(paths: Sequence[Path], *, default_region: str | None = None) -> list[Problem]:
+    """Every problem of every file (and campaign names used twice); an empty list is success."""
+    problems: list[Problem] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        campaign, found = _Loader(path, default_region).load()
+        problems.extend(found)
+        if campaign is None:
+            continue
+        first = seen.setdefault(campaign.name, path)
+        if first != path:
+            problems.append(
+                Problem(
+                    file=path,
+                    field="name",
+                    line=_name_line(path),
+                    message=f"campaign name {campaign.name!r} is already used by {first}",
+                    accepted="a name unique across all campaign files",
+                )
+            )
+    return problems
+
+
+def _name_line(path: Path) -> int | None:
+    source = TomlSource.read(path)
+    return source.line(("name",)) if isinstance(source, TomlSource) else None
+
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "assistant_id",
+    "assistant",
+    "assistant_override",
+    "number_id",
+    "timezone",
+    "unknown_timezone",
+    "default_region",
+    "contacts",
+    "contacts_file",
+    "start_at",
+    "cron",
+    "max_concurrent_calls",
+    "calls_per_minute",
+    "window",
+    "retry",
+    "call_before",
+    "expires_at",
+    "suppression_files",
+    "key",
+)
+
+_WINDOW_KEYS = ("days", "hours", "holidays", "skip_dates", "min_time_before_close")
+_RETRY_RULE_KEYS = ("after", "max", "backoff", "jitter")
+_NAME_RE = re.compile(r"\w[\w .-]{0,99}")
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DOW_DIGITS = re.compile(r"\d")
+#: a call whose outcome is unknown may have been answered: retrying it risks a double call
+_NEVER_RETRIED = PERMANENT_OUTCOMES | {Outcome("unknown")}
+
+
+class _Loader(_ContactReader):
+    def __init__(self, path: Path, default_region: str | None) -> None:
+        super().__init__(path)
+        self.default_region = default_region
+
+    # -- the file ------------------------------------------------------------------------
+    def load(self) -> tuple[Campaign | None, list[Problem]]:
+        source = TomlSource.read(self.path)
+        if isinstance(source, Problem):
+            return None, [source]
+        self.source = source
+        data = source.data
+        self.unknown_keys((), data, _TOP_KEYS)
+
+        name = None
+        if "name" not in data:
+            self.bad(("name",), "is required", NAME)
+        else:
+            name = self.get_str(("name",), data["name"], NAME)
+            if name is not None and not _NAME_RE.fullmatch(name):
+                self.bad(("name",), f"{name!r} is not a usable campaign name", NAME)
+                name = None
+        if "description" in data:
+            self.get_str(("description",), data["description"], "a string")
+
+        assistant_id, assistant, override = self.assistant(data)
+        number_id = (
+            self.get_str(("number_id",), data["number_id"], "the id of a VoiceDock number")
+            if "number_id" in data
+            else None
+        )
+
+        timezone = None
+        if "timezone" in data:
+            timezone = self.get_str(("timezone",), data["timezone"], ZONE)
+            if timezone is not None and (problem := _zone_problem(timezone)):
+                self.bad(("timezone",), problem, ZONE)
+                timezone = None
+        zone = ZoneInfo(timezone) if timezone else None
+
+        unknown_timezone: UnknownTimezone = "skip"
+        if "unknown_timezone" in data:
+            value = data["unknown_timezone"]
+            if value not in ("skip", "campaign"):
+                self.bad(
+                    ("unknown_timezone",),
+                    f"{_shown(value)} is not a choice",
+                    '"skip" (do not call) or "campaign" (use the campaign timezone)',
+                )
+            elif value == "campaign" and "timezone" not in data:
+                self.bad(
+                    ("unknown_timezone",),
+                    '"campaign" needs the campaign timezone set',
+                    'set timezone = "Europe/Amsterdam" (for example), or use "skip"',
+                )
+            else:
+                unknown_timezone = value
+
+        region = self.default_region
+        if "default_region" in data:
+            value = self.get_str(("default_region",), data["default_region"], REGION)
+            if value is not None and (problem := _region_problem(value)):
+                self.bad(("default_region",), problem, REGION)
+            elif value is not None:
+                region = value
+
+        start_at, cron = self.schedule(data, zone)
+        max_concurrent = (
+            self.get_int(("max_concurrent_calls",), data["max_concurrent_calls"], minimum=1)
+            if "max_concurrent_calls" in data
+            else None
+        )
+        per_minute = (
+            self.get_positive(("calls_per_minute",), data["calls_per_minute"])
+            if "calls_per_minute" in data
+            else None
+        )
+        window = self.window(data)
+        retry = self.retry(data)
+        call_before = (
+            self.get_duration(("call_before",), data["call_before"])
+            if "call_before" in data
+            else None
+        )
+        expires_at = (
+            self.get_when(("expires_at",), data["expires_at"], zone)
+            if "expires_at" in data
+            else None
+        )
+        suppressed, suppression_files = self.suppression(data, region)
+        api_key_name = "default"
+        if "key" in data:
+            accepted = "a key name: letters, digits, '_' or '-'"
+            value = self.get_str(("key",), data["key"], accepted)
+            if value is not None and not _KEY_RE.fullmatch(value):
+                self.bad(("key",), f"{value!r} is not a key name", accepted)
+            elif value is not None:
+                api_key_name = value
+
+        # The templates are compiled here once; contacts are then rendered against them.
+        templates = _compile(assistant, override)
+        if templates is not None:
+            for issue in templates.issues:
+                self.bad(issue.path, issue.message, "Jinja2 syntax: {{ variable }}")
+
+        raw_contacts = self.raw_contacts(data)
+        contacts = self.contacts(
+            raw_contacts,
+            region=region,
+            timezone=timezone,
+            unknown_timezone=unknown_timezone,
+            templates=templates,
+            call_before=call_before,
+            expires_at=expires_at,
+        )
+
+        if self.problems:
+            return None, _collapse(self.problems)
+        assert name is not None and window is not None and retry is not None
+        digest = hashlib.sha256()
+        for part in (source.raw, self.csv_bytes):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        campaign = Campaign(
+            name=name,
+            source=self.path,
+            assistant_id=assistant_id,
+            assistant=_frozen(assistant),
+            assistant_override=_frozen(override),
+            number_id=number_id,
+            timezone=timezone,
+            unknown_timezone=unknown_timezone,
+            start_at=start_at,
+            cron=cron,
+            max_concurrent_calls=max_concurrent,
+            calls_per_minute=per_minute,
+            window=window,
+            retry=retry,
+            call_before=call_before,
+            expires_at=expires_at,
+            contacts=contacts,
+            suppressed=suppressed,
+            suppression_files=suppression_files,
+            region=region,
+            api_key_name=api_key_name,
+            definition_hash=digest.hexdigest(),
+            warnings=tuple(_collapse(self.warnings)),
+            _templates=templates,
+        )
+        return campaign, []
+
+    # -- sections ------------------------------------------------------------------------
+    def assistant(
+        self, data: Mapping[str, Any]
+    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
+        accepted = (
+            'exactly one of assistant_id = "<saved assistant uuid>" or an [assistant] table '
+            "(a transient assistant config)"
+        )
+        assistant_id = assistant = override = None
+        if "assistant_id" in data and "assistant" in data:
+            self.bad(("assistant",), "assistant_id and assistant are both set", accepted)
+        elif "assistant_id" not in data and "assistant" not in data:
+            self.bad(("assistant_id",), "is required (or an [assistant] table)", accepted)
+        if "assistant_id" in data:
+            assistant_id = self.get_str(
+                ("assistant_id",), data["assistant_id"], "the id of a saved VoiceDock assistant"
+            )
+        if "assistant" in data:
+            assistant = self.get_table(
+                ("assistant",),
+                data["assistant"],
+                "a table with the assistant config (llm_config, …)",
+            )
+            if assistant is not None:
+                self.api_table(("assistant",), assistant)
+        if "assistant_override" in data:
+            override = self.get_table(
+                ("assistant_override",),
+                data["assistant_override"],
+                "a table of assistant fields to override",
+            )
+            if "assistant" in data and "assistant_id" not in data:
+                self.bad(
+                    ("assistant_override",),
+                    "only applies to a saved assistant (assistant_id)",
+                    "put these values into the [assistant] table itself",
+                )
+            if override is not None:
+                self.api_table(("assistant_override",), override)
+        return assistant_id, assistant, override
+
+    def api_table(self, path: KeyPath, table: Mapping[str, Any]) -> None:
+        """Checks for a table that is sent to VoiceDock as JSON."""
+        if "metadata" in table and not isinstance(table["metadata"], dict):
+            self.bad(
+                (*path, "metadata"),
+                f"must be a table (got {_shown(table['metadata'])})",
+                'a table, e.g. metadata = { clinic = "north" }',
+            )
+
+        def walk(node: Any, where: KeyPath) -> None:
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    walk(item, (*where, key))
+            elif isinstance(node, list):
+                for index, item in enumerate(node):
+                    walk(item, (*where, index))
+            elif isinstance(node, datetime | date | time):
+                # JSON has no dates; VoiceDock would get whatever a serialiser makes of it
+                self.bad(
+                    where,
+                    f"is a TOML date/time ({_text(node)}), which JSON cannot carry",
+                    f'a string, e.g. "{_text(node)}"',
+                )
+
+        walk(table, path)
+
+    def schedule(
+        self, data: Mapping[str, Any], zone: ZoneInfo | None
+    ) -> tuple[datetime | None, str | None]:
+        start_at = cron = None
+        if "start_at" in data and "cron" in data:
+            self.bad(
+                ("cron",),
+                "start_at and cron are both set",
+                "start_at (one run), cron (repeating runs), or neither (run at once)",
+            )
+        if "start_at" in data:
+            start_at = self.get_when(("start_at",), data["start_at"], zone)
+        if "cron" in data:
+            accepted = (
+                'five fields "minute hour day month day-of-week", days of the week by name, '
+                'e.g. "0 9 * * mon-fri"'
+            )
+            cron = self.get_str(("cron",), data["cron"], accepted)
+            if cron is not None:
+                fields = cron.split()
+                if len(fields) == 5 and _DOW_DIGITS.search(fields[4]):
+                    # Classic cron counts 0 = Sunday, APScheduler 0 = Monday: a number here
+                    # would silently move every run by a day.
+                    self.bad(
+                        ("cron",),
+                        f"day of week {fields[4]!r} is a number, which cron and "
+                        "APScheduler read differently",
+                        accepted,
+                    )
+                    cron = None
+                elif zone is None:
+                    self.bad(
+                        ("cron",),
+                        "needs the campaign timezone (cron runs in local time)",
+                        'set timezone = "Europe/Amsterdam" (for example)',
+                    )
+                    cron = None
+                else:
+                    try:
+                        CronTrigger.from_crontab(cron, timezone=zone)
+                    except ValueError as exc:
+                        self.bad(("cron",), f"{cron!r}: {exc}", accepted)
+                        cron = None
+        return start_at, cron
+
+    def window(self, data: Mapping[str, Any]) -> CallingWindow | None:
+        default = CallingWindow.default()
+        if "window" not in data:
+            return default
+        table = self.get_table(("window",), data["window"], "a [window] table")
+        if table is None:
+            return None
+        self.unknown_keys(("window",), table, _WINDOW_KEYS)
+        ok = True
+        days = default.days
+        if "days" in table:
+            chosen = self._parse_each(
+                ("window", "days"),
+                table["days"],
+                'day names "mon".."sun" and ranges such as "mon-fri"',
+                "is empty: no day to call on",
+                "a day name",
+                lambda item: parse_days([item]),
+            )
+            ok = ok and chosen is not None
+            days = frozenset().union(*chosen) if chosen else days
+        ranges = default.ranges
+        if "hours" in table:
+            parsed = self._parse_each(
+                ("window", "hours"),
+                table["hours"],
+                '"HH:MM-HH:MM" ranges such as "09:00-12:00" (ending after midnight is ok)',
+                "is empty: no time to call at",
+                "a time range",
+                parse_range,
+            )
+            ok = ok and parsed is not None
+            ranges = tuple(parsed) if parsed else ranges
+        regions: list[str] = []
+        if "holidays" in table:
+            accepted = 'country codes such as "NL", or country-subdivision such as "US-CA"'
+            items = self.get_list(("window", "holidays"), table["holidays"], accepted)
+            for i, item in enumerate(items or []):
+                problem = _holiday_problem(item)
+                if problem:
+                    self.bad(("window", "holidays", i), problem, accepted)
+                    ok = False
+                else:
+                    regions.append(item)
+            ok = ok and items is not None
+        skip: set[date] = set()
+        if "skip_dates" in table:
+            accepted = "dates such as 2027-12-24 (TOML dates or strings)"
+            items = self.get_list(("window", "skip_dates"), table["skip_dates"], accepted)
+            for i, item in enumerate(items or []):
+                day = _as_date(item)
+                if day is None:
+                    self.bad(("window", "skip_dates", i), f"{_shown(item)} is not a date", accepted)
+                    ok = False
+                else:
+                    skip.add(day)
+            ok = ok and items is not None
+        before_close = default.min_time_before_close
+        if "min_time_before_close" in table:
+            value = self.get_duration(
+                ("window", "min_time_before_close"), table["min_time_before_close"], zero_ok=True
+            )
+            ok = ok and value is not None
+            before_close = value if value is not None else before_close
+        if not ok:
+            return None
+        try:
+            return CallingWindow(
+                days=days,
+                ranges=ranges,
+                holiday_regions=tuple(regions),
+                skip_dates=frozenset(skip),
+                min_time_before_close=before_close,
+            )
+        except ValueError as exc:
+            self.bad(("window",), reason(exc), "see campaigns/README.md, [window]")
+            return None
+
+    def retry(self, data: Mapping[str, Any]) -> RetryPolicy | None:
+        default = RetryPolicy.default()
+        if "retry" not in data:
+            return default
+        table = self.get_table(("retry",), data["retry"], "a [retry] table")
+        if table is None:
+            return None
+        ok = True
+        max_attempts = default.max_attempts
+        rules: dict[Outcome, RetryRule] = dict(default.rules)
+        retryable = [o.value for o in Outcome if o not in _NEVER_RETRIED]
+        for key, value in table.items():
+            path: KeyPath = ("retry", key)
+            if key == "max_attempts":
+                got = self.get_int(path, value, minimum=1)
+                ok = ok and got is not None
+                max_attempts = got if got is not None else max_attempts
+                continue
+            if key not in {o.value for o in Outcome}:
+                self.bad(
+                    path,
+                    f"unknown key {key!r}" + did_you_mean(key, ["max_attempts", *retryable]),
+                    "max_attempts, or an outcome table: " + ", ".join(retryable),
+                )
+                ok = False
+                continue
+            outcome = Outcome(key)
+            if outcome in _NEVER_RETRIED:
+                why = (
+                    "nobody knows whether that call reached the contact"
+                    if outcome == Outcome("unknown")
+                    else "it is a final outcome"
+                )
+                self.bad(
+                    path,
+                    f"{key!r} is never retried: {why}",
+                    "an outcome table for one of: " + ", ".join(retryable),
+                )
+                ok = False
+                continue
+            rule = self.retry_rule(path, value, rules.get(outcome))
+            if rule is None:
+                ok = False
+            else:
+                rules[outcome] = rule
+        if not ok:
+            return None
+        return RetryPolicy(max_attempts=max_attempts, rules=MappingProxyType(rules))
+
+    def retry_rule(self, path: KeyPath, value: Any, base: RetryRule | None) -> RetryRule | None:
+        table = self.get_table(path, value, "a table { after, max, backoff, jitter }")
+        if table is None:
+            return None
+        self.unknown_keys(path, table, _RETRY_RULE_KEYS)
+        ok = True
+        after = base.after if base else None
+        if "after" in table:
+            after = self.get_duration((*path, "after"), table["after"])
+            ok = ok and after is not None
+        elif base is None:
+            self.bad((*path, "after"), "is required for this outcome", DURATION)
+            ok = False
+        count = base.max if base else 1
+        if "max" in table:
+            got = self.get_int((*path, "max"), table["max"], minimum=0)
+            ok = ok and got is not None
+            count = got if got is not None else count
+        backoff = base.backoff if base else 1.0
+        if "backoff" in table:
+            value = table["backoff"]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 1 <= value < math.inf  # NaN compares False both ways
+            ):
+                self.bad(
+                    (*path, "backoff"),
+                    f"{_shown(value)} is not a factor >= 1",
+                    "a number >= 1 (1 = the same delay every time, 2 = doubling)",
+                )
+                ok = False
+            else:
+                backoff = float(value)
+        jitter = base.jitter if base else timedelta(0)
+        if "jitter" in table:
+            got_jitter = self.get_duration((*path, "jitter"), table["jitter"], zero_ok=True)
+            ok = ok and got_jitter is not None
+            jitter = got_jitter if got_jitter is not None else jitter
+        if not ok or after is None:
+            return None
+        return RetryRule(after=after, max=count, backoff=backoff, jitter=jitter)
+
+    def suppression(
+        self, data: Mapping[str, Any], region: str | None
+    ) -> tuple[frozenset[str], tuple[tuple[Path, FileStamp | None], ...]]:
+        if "suppression_files" not in data:
+            return frozenset(), ()
+        accepted = 'a list of do-not-call files relative to this file, e.g. ["dnc.csv"]'
+        items = self.get_list(("suppression_files",), data["suppression_files"], accepted)
+        numbers: set[str] = set()
+        files: list[tuple[Path, FileStamp | None]] = []
+        for i, item in enumerate(items or []):
+            path: KeyPath = ("suppression_files", i)
+            name = self.get_str(path, item, accepted)
+            if name is None:
+                continue
+            full = self.path.parent / name
+            if not full.is_file():
+                self.bad(path, f"no such file {name!r}", accepted)
+                continue
+            files.append((full, file_stamp(full)))  # before the read: a change during it counts
+            found, issues = read_suppression_file(full, default_region=region)
+            numbers |= found
+            self.problems.extend(issues)
+        return frozenset(numbers), tuple(files)
+
+
+def _frozen(table: dict[str, Any] | None) -> Mapping[str, Any] | None:
+    return MappingProxyType(table) if table is not None else None
