@@ -64,40 +64,43 @@ class _RawContact:
     span: tuple[int, int] | None = None
 
 
-class _ContactReader(_Checks):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+class _ContactReader:
+    """Reads the contacts of one campaign file and checks each, into the problems and
+    warnings of the file's checks."""
+
+    def __init__(self, checks: _Checks) -> None:
+        self.checks = checks
         self.csv_bytes = b""
         #: set once a contacts CSV's header has been read
         self.csv_layout: _CsvLayout | None = None
 
     # -- contacts ------------------------------------------------------------------------
     def raw_contacts(self, data: Mapping[str, Any]) -> Iterable[_RawContact]:
-        assert self.source is not None
-        source = self.source
+        assert self.checks.source is not None
+        source = self.checks.source
         accepted = '[[contacts]] tables, or contacts_file = "contacts.csv" (one of the two)'
         if "contacts" in data and "contacts_file" in data:
-            self.bad(("contacts_file",), "contacts and contacts_file are both set", accepted)
+            self.checks.bad(("contacts_file",), "contacts and contacts_file are both set", accepted)
             return []
         if "contacts" not in data and "contacts_file" not in data:
-            self.bad(("contacts",), "the campaign has no contacts", accepted)
+            self.checks.bad(("contacts",), "the campaign has no contacts", accepted)
             return []
         if "contacts_file" in data:
             return self.csv_contacts(data["contacts_file"])
-        items = self.get_list(("contacts",), data["contacts"], accepted)
+        items = self.checks.get_list(("contacts",), data["contacts"], accepted)
         if items is None:
             return []
         if not items:
-            self.bad(("contacts",), "is empty", accepted)
+            self.checks.bad(("contacts",), "is empty", accepted)
         raw: list[_RawContact] = []
         for i, item in enumerate(items):
             path: KeyPath = ("contacts", i)
             if not isinstance(item, dict):
-                self.bad(path, f"must be a table (got {_shown(item)})", accepted)
+                self.checks.bad(path, f"must be a table (got {_shown(item)})", accepted)
                 continue
             raw.append(
                 _RawContact(
-                    file=self.path,
+                    file=self.checks.path,
                     line=source.line(path) or 0,
                     values=dict(item),
                     path=path,
@@ -113,13 +116,13 @@ class _ContactReader(_Checks):
         rebuilds a contact from its row when asked (see :class:`_CsvContacts`).
         """
         accepted = 'a CSV file relative to this file, e.g. contacts_file = "contacts.csv"'
-        name = self.get_str(("contacts_file",), value, accepted)
+        name = self.checks.get_str(("contacts_file",), value, accepted)
         if name is None:
             return
-        path = self.path.parent / name
+        path = self.checks.path.parent / name
         data = read_bytes(path, field="contacts_file")
         if isinstance(data, Problem):
-            self.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
+            self.checks.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
             return
         self.csv_bytes = data
         # Decoding the whole file first keeps the encoding problem the only one reported for
@@ -127,7 +130,7 @@ class _ContactReader(_Checks):
         # one at a time, below).
         text = decode_utf8(data, path)
         if isinstance(text, Problem):
-            self.problems.append(text)
+            self.checks.problems.append(text)
             return
         header_line = text.split("\n", 1)[0]
         del text
@@ -143,7 +146,7 @@ class _ContactReader(_Checks):
         try:
             header = next(reader, None)
         except csv.Error as exc:
-            self.problems.append(
+            self.checks.problems.append(
                 Problem(
                     file=path,
                     field="header",
@@ -154,7 +157,7 @@ class _ContactReader(_Checks):
             )
             return
         if header is None:
-            self.problems.append(
+            self.checks.problems.append(
                 Problem(
                     file=path,
                     field="header",
@@ -172,7 +175,7 @@ class _ContactReader(_Checks):
         if "phone" not in columns:
             close = difflib.get_close_matches("phone", [c.lower() for c in columns if c], n=1)
             hint = f"; rename {close[0]!r} to 'phone'?" if close else ""
-            self.problems.append(
+            self.checks.problems.append(
                 Problem(
                     file=path,
                     field="phone",
@@ -185,7 +188,7 @@ class _ContactReader(_Checks):
         seen: set[str] = set()
         for column in columns:
             if column and column in seen:
-                self.problems.append(
+                self.checks.problems.append(
                     Problem(
                         file=path,
                         field=column,
@@ -201,7 +204,7 @@ class _ContactReader(_Checks):
         for column in columns:
             special = _misspelt_special(column)
             if special:
-                self.warnings.append(
+                self.checks.warnings.append(
                     Problem(
                         file=path,
                         field=column,
@@ -224,7 +227,7 @@ class _ContactReader(_Checks):
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(columns):
-                    self.problems.append(
+                    self.checks.problems.append(
                         Problem(
                             file=path,
                             field="row",
@@ -241,7 +244,7 @@ class _ContactReader(_Checks):
                     cell = cell.strip()
                     if unnamed and not column:
                         if cell:
-                            self.problems.append(
+                            self.checks.problems.append(
                                 Problem(
                                     file=path,
                                     field="header",
@@ -256,10 +259,10 @@ class _ContactReader(_Checks):
                 yield _RawContact(file=path, line=line, values=values, path=None, span=span)
         except csv.Error as exc:
             # the record being read began after the last one read whole
-            self.problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
+            self.checks.problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
         # rows refused above are reported already: "only a header" would be wrong about them
-        if not rows and not any(p.file == path and p.field == "row" for p in self.problems):
-            self.problems.append(
+        if not rows and not any(p.file == path and p.field == "row" for p in self.checks.problems):
+            self.checks.problems.append(
                 Problem(
                     file=path,
                     field="phone",
@@ -289,7 +292,7 @@ class _ContactReader(_Checks):
         inline: list[Contact] = []
         kept = _Kept()
         seen: set[int] = set()
-        # (index in self.warnings, phone, line) of each duplicate: its message names the line
+        # (index in self.checks.warnings, phone, line) of each duplicate: its message names the line
         # of the first contact with the number, looked up once at the end
         duplicates: list[tuple[int, int, _RawContact]] = []
         zones: dict[tuple[tuple[str, ...], str | None, int | None], ZoneInfo | None] = {}
@@ -311,7 +314,7 @@ class _ContactReader(_Checks):
                     message=message,
                     accepted=accepted,
                 )
-                (self.warnings if warning else self.problems).append(problem)
+                (self.checks.warnings if warning else self.checks.problems).append(problem)
 
             values = item.values
             if item.path is not None:
@@ -408,7 +411,7 @@ class _ContactReader(_Checks):
             variables["phone"] = phone
             if templates is not None:
                 for issue in templates.check(variables):
-                    self.problems.append(
+                    self.checks.problems.append(
                         Problem(
                             file=item.file,
                             line=item.line,
@@ -419,7 +422,7 @@ class _ContactReader(_Checks):
                     )
             number = int(phone[1:])  # E.164 digits never start with 0: the int is exact
             if number in seen:
-                duplicates.append((len(self.warnings), number, item))
+                duplicates.append((len(self.checks.warnings), number, item))
                 report("phone", "", None, warning=True)  # the message is written below
                 continue
             seen.add(number)
@@ -439,12 +442,12 @@ class _ContactReader(_Checks):
         if duplicates:
             first = kept.first_lines({number for _, number, _ in duplicates})
             for index, number, item in duplicates:
-                self.warnings[index] = replace(
-                    self.warnings[index],
+                self.checks.warnings[index] = replace(
+                    self.checks.warnings[index],
                     message=f"+{number} is already a contact (line {first[number]} of "
                     f"{item.file.name}); this one is ignored",
                 )
-        if self.csv_layout is None or self.problems:
+        if self.csv_layout is None or self.checks.problems:
             return tuple(inline)
         return _CsvContacts(self.csv_layout, kept)
 

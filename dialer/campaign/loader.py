@@ -25,6 +25,7 @@ from dialer.campaign.values import (
     REGION,
     ZONE,
     _as_date,
+    _Checks,
     _collapse,
     _holiday_problem,
     _region_problem,
@@ -109,7 +110,7 @@ _DOW_DIGITS = re.compile(r"\d")
 _NEVER_RETRIED = PERMANENT_OUTCOMES | {Outcome("unknown")}
 
 
-class _Loader(_ContactReader):
+class _Loader(_Checks):
     def __init__(self, path: Path, default_region: str | None) -> None:
         super().__init__(path)
         self.default_region = default_region
@@ -214,8 +215,9 @@ class _Loader(_ContactReader):
             for issue in templates.issues:
                 self.bad(issue.path, issue.message, "Jinja2 syntax: {{ variable }}")
 
-        raw_contacts = self.raw_contacts(data)
-        contacts = self.contacts(
+        reader = _ContactReader(self)
+        raw_contacts = reader.raw_contacts(data)
+        contacts = reader.contacts(
             raw_contacts,
             region=region,
             timezone=timezone,
@@ -229,7 +231,7 @@ class _Loader(_ContactReader):
             return None, _collapse(self.problems)
         assert name is not None and window is not None and retry is not None
         digest = hashlib.sha256()
-        for part in (source.raw, self.csv_bytes):
+        for part in (source.raw, reader.csv_bytes):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
         campaign = Campaign(
