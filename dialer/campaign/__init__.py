@@ -17,7 +17,7 @@ row by row and its contacts are not all kept as objects: ``Campaign.contacts`` i
 sequence that rebuilds each contact from its checked row (a million-row file costs ~70 MB, not
 ~600; issue 6).
 
-The package, from the entry points down::
+The package, from the entry points down (a module imports only modules below it)::
 
     loader.py    load_campaign, validate_paths; the loader of one TOML file and its sections
                  (name, assistant, schedule, window, retry, suppression, key)

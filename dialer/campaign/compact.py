@@ -15,16 +15,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, overload
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from dialer.campaign.records import _NO_TIMING, Contact, UnknownTimezone
 from dialer.campaign.values import TIMING_COLUMNS, parse_when
 from dialer.policy.reminders import ContactTiming
 from dialer.policy.timezones import campaign_zone_applies, zone_or_none
-
-if TYPE_CHECKING:
-    from dialer.campaign.contacts import _RawContact
 
 _BOM = b"\xef\xbb\xbf"
 #: the line ends of io's newline="" mode, which csv wants: \r\n, \r or \n
@@ -108,12 +105,15 @@ class _Kept:
         self.zones: list[ZoneInfo | None] = []
         self._zone_ids: dict[ZoneInfo | None, int] = {}
 
-    def add(self, number: int, item: _RawContact, zone: ZoneInfo | None) -> None:
+    def add(
+        self, number: int, line: int, span: tuple[int, int] | None, zone: ZoneInfo | None
+    ) -> None:
+        """One kept contact; ``span`` (its CSV row's bytes) is None for an inline contact."""
         self.phones.append(number)
-        self.lines.append(item.line)
-        if item.span is not None:
-            self.starts.append(item.span[0])
-            self.ends.append(item.span[1])
+        self.lines.append(line)
+        if span is not None:
+            self.starts.append(span[0])
+            self.ends.append(span[1])
             index = self._zone_ids.get(zone)
             if index is None:
                 index = self._zone_ids[zone] = len(self.zones)

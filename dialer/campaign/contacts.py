@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dialer import phones
@@ -35,7 +35,7 @@ from dialer.campaign.values import (
 from dialer.errors import Problem
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.timezones import calling_code
-from dialer.templating import TemplateTree
+from dialer.templating import TemplateIssue, TemplateTree
 from dialer.tomlsource import (
     KeyPath,
     decode_utf8,
@@ -44,6 +44,13 @@ from dialer.tomlsource import (
     reason,
     unreadable_record,
 )
+
+if TYPE_CHECKING:
+    # what csv.reader returns: typeshed names it only in the private _csv module
+    from _csv import Reader as _CsvReader
+
+_CSV_ACCEPTED = "a header row naming the columns, with a phone column: phone,name,…"
+_UTC = ZoneInfo("UTC")
 
 #: the key_lines of every CSV row (shared: a dict per row of a million-row file adds up)
 _NO_KEY_LINES: Mapping[str, int] = MappingProxyType({})
@@ -64,6 +71,39 @@ class _RawContact:
     span: tuple[int, int] | None = None
 
 
+class _ZoneCache:
+    """Each number's time zone, resolved once per what the resolution depends on.
+
+    A million-row CSV has few distinct (candidate zones, explicit zone, country) triples: the
+    cache spares :func:`_resolve` (and its ZoneInfo look-ups) for nearly every row.
+    """
+
+    __slots__ = ("_campaign_zone", "_unknown_policy", "_zones")
+
+    def __init__(self, *, campaign_zone: str | None, unknown_policy: UnknownTimezone) -> None:
+        self._campaign_zone = campaign_zone
+        self._unknown_policy = unknown_policy
+        self._zones: dict[tuple[tuple[str, ...], str | None, int | None], ZoneInfo | None] = {}
+
+    def zone(
+        self, phone: str, candidates: tuple[str, ...], explicit: str | None
+    ) -> ZoneInfo | None:
+        # several candidates: whether the campaign's zone applies depends on the number's
+        # country too (calling_code is cheap, parsing again is not)
+        country = calling_code(phone) if len(candidates) > 1 else None
+        key = (candidates, explicit, country)
+        if key in self._zones:
+            return self._zones[key]
+        zone = self._zones[key] = _resolve(
+            phone,
+            candidates,
+            explicit=explicit,
+            campaign_zone=self._campaign_zone,
+            unknown_policy=self._unknown_policy,
+        )
+        return zone
+
+
 class _ContactReader:
     """Reads the contacts of one campaign file and checks each, into the problems and
     warnings of the file's checks."""
@@ -74,7 +114,7 @@ class _ContactReader:
         #: set once a contacts CSV's header has been read
         self.csv_layout: _CsvLayout | None = None
 
-    # -- contacts ------------------------------------------------------------------------
+    # -- raw contacts --------------------------------------------------------------------
     def raw_contacts(self, data: Mapping[str, Any]) -> Iterable[_RawContact]:
         assert self.checks.source is not None
         source = self.checks.source
@@ -113,36 +153,55 @@ class _ContactReader:
         """The rows of the contacts CSV, read as they are checked (never all held at once).
 
         Each row carries its byte span in the file: the campaign keeps the file's bytes and
-        rebuilds a contact from its row when asked (see :class:`_CsvContacts`).
+        rebuilds a contact from its row when asked (see :class:`_CsvContacts`). The file and
+        its header are read at once; the rows as the iterator is consumed.
         """
-        accepted = 'a CSV file relative to this file, e.g. contacts_file = "contacts.csv"'
-        name = self.checks.get_str(("contacts_file",), value, accepted)
-        if name is None:
-            return
-        path = self.checks.path.parent / name
-        data = read_bytes(path, field="contacts_file")
-        if isinstance(data, Problem):
-            self.checks.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
-            return
-        self.csv_bytes = data
-        # Decoding the whole file first keeps the encoding problem the only one reported for
-        # a non-UTF-8 file; the text itself is dropped at once (the rows are decoded again,
-        # one at a time, below).
-        text = decode_utf8(data, path)
-        if isinstance(text, Problem):
-            self.checks.problems.append(text)
-            return
-        header_line = text.split("\n", 1)[0]
-        del text
-        # Excel in much of Europe writes ";" (the comma is the decimal separator there)
-        delimiter = max((",", ";", "\t"), key=header_line.count)
+        found = self.read_csv(value)
+        if found is None:
+            return iter(())
+        path, data, delimiter = found
         feed = _LineFeed(data, len(_BOM) if data.startswith(_BOM) else 0)
         # strict: a quote left open must be an error, never a field that swallows the rows
         # after it (and pastes them into one contact's variables). A cell may span lines (a
         # CRM's notes); a stray quote that swallows rows ends at a quote strict mode refuses,
         # at the end of the file, or in a row with the wrong number of fields.
         reader = csv.reader(feed, delimiter=delimiter, strict=True)
-        csv_accepted = "a header row naming the columns, with a phone column: phone,name,…"
+        header = self.csv_header(reader, path)
+        columns = None if header is None else self.csv_columns(header, path)
+        if columns is None:
+            return iter(())
+        self.warn_misspelt_columns(columns, path)
+        self.csv_layout = _CsvLayout(
+            data=data, source=path, columns=tuple(columns), delimiter=delimiter
+        )
+        return self.csv_rows(reader, feed, self.csv_layout)
+
+    def read_csv(self, value: Any) -> tuple[Path, bytes, str] | None:
+        """The contacts CSV's path, bytes and delimiter; None (reported) when unreadable."""
+        accepted = 'a CSV file relative to this file, e.g. contacts_file = "contacts.csv"'
+        name = self.checks.get_str(("contacts_file",), value, accepted)
+        if name is None:
+            return None
+        path = self.checks.path.parent / name
+        data = read_bytes(path, field="contacts_file")
+        if isinstance(data, Problem):
+            self.checks.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
+            return None
+        self.csv_bytes = data
+        # Decoding the whole file first keeps the encoding problem the only one reported for
+        # a non-UTF-8 file; the text itself is dropped at once (the rows are decoded again,
+        # one at a time, by the reader).
+        text = decode_utf8(data, path)
+        if isinstance(text, Problem):
+            self.checks.problems.append(text)
+            return None
+        header_line = text.split("\n", 1)[0]
+        del text
+        # Excel in much of Europe writes ";" (the comma is the decimal separator there)
+        return path, data, max((",", ";", "\t"), key=header_line.count)
+
+    def csv_header(self, reader: _CsvReader, path: Path) -> list[str] | None:
+        """The CSV's first record; None (reported) when it is unreadable or missing."""
         try:
             header = next(reader, None)
         except csv.Error as exc:
@@ -152,10 +211,10 @@ class _ContactReader:
                     field="header",
                     line=1,
                     message=f"unreadable CSV: {exc}",
-                    accepted=csv_accepted,
+                    accepted=_CSV_ACCEPTED,
                 )
             )
-            return
+            return None
         if header is None:
             self.checks.problems.append(
                 Problem(
@@ -163,10 +222,14 @@ class _ContactReader:
                     field="header",
                     line=1,
                     message="the file is empty",
-                    accepted=csv_accepted,
+                    accepted=_CSV_ACCEPTED,
                 )
             )
-            return
+        return header
+
+    def csv_columns(self, header: list[str], path: Path) -> list[str] | None:
+        """The column names (special ones lower-cased); None (reported) without a phone
+        column or with a name used twice."""
         columns = [h.strip() for h in header]
         for i, column in enumerate(columns):
             if column.lower() in SPECIAL_COLUMNS:
@@ -181,7 +244,7 @@ class _ContactReader:
                     field="phone",
                     line=1,
                     message=f"no phone column (columns: {', '.join(columns) or 'none'}){hint}",
-                    accepted=csv_accepted,
+                    accepted=_CSV_ACCEPTED,
                 )
             )
             ok = False
@@ -194,13 +257,14 @@ class _ContactReader:
                         field=column,
                         line=1,
                         message=f"column {column!r} appears twice",
-                        accepted=csv_accepted,
+                        accepted=_CSV_ACCEPTED,
                     )
                 )
                 ok = False
             seen.add(column)
-        if not ok:
-            return
+        return columns if ok else None
+
+    def warn_misspelt_columns(self, columns: list[str], path: Path) -> None:
         for column in columns:
             special = _misspelt_special(column)
             if special:
@@ -213,9 +277,14 @@ class _ContactReader:
                         f"(did you mean {special!r}?)",
                     )
                 )
-        self.csv_layout = _CsvLayout(
-            data=data, source=path, columns=tuple(columns), delimiter=delimiter
-        )
+
+    def csv_rows(
+        self, reader: _CsvReader, feed: _LineFeed, layout: _CsvLayout
+    ) -> Iterator[_RawContact]:
+        """A raw contact per row after the header, each with its line and byte span; a row
+        with the wrong number of fields, or a value under an unnamed column, is reported."""
+        path, columns = layout.source, layout.columns
+        problems = self.checks.problems
         unnamed = "" in columns
         rows = 0
         last = reader.line_num
@@ -227,16 +296,7 @@ class _ContactReader:
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(columns):
-                    self.checks.problems.append(
-                        Problem(
-                            file=path,
-                            field="row",
-                            line=line,
-                            message=f"has {len(row)} fields, the header has {len(columns)}",
-                            accepted=f"{len(columns)} {delimiter!r}-separated fields per row "
-                            "(quote fields that contain the separator)",
-                        )
-                    )
+                    problems.append(_ragged_row(layout, line, len(row)))
                     continue
                 rows += 1
                 values: dict[str, Any] = {}
@@ -244,13 +304,13 @@ class _ContactReader:
                     cell = cell.strip()
                     if unnamed and not column:
                         if cell:
-                            self.checks.problems.append(
+                            problems.append(
                                 Problem(
                                     file=path,
                                     field="header",
                                     line=line,
                                     message=f"value {cell!r} is in a column without a name",
-                                    accepted=csv_accepted,
+                                    accepted=_CSV_ACCEPTED,
                                 )
                             )
                         continue
@@ -259,10 +319,10 @@ class _ContactReader:
                 yield _RawContact(file=path, line=line, values=values, path=None, span=span)
         except csv.Error as exc:
             # the record being read began after the last one read whole
-            self.checks.problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
+            problems.append(unreadable_record(path, last + 1, reader.line_num, exc))
         # rows refused above are reported already: "only a header" would be wrong about them
-        if not rows and not any(p.file == path and p.field == "row" for p in self.checks.problems):
-            self.checks.problems.append(
+        if not rows and not any(p.file == path and p.field == "row" for p in problems):
+            problems.append(
                 Problem(
                     file=path,
                     field="phone",
@@ -272,6 +332,7 @@ class _ContactReader:
                 )
             )
 
+    # -- checking each contact -----------------------------------------------------------
     def contacts(
         self,
         raw: Iterable[_RawContact],
@@ -286,196 +347,166 @@ class _ContactReader:
         """Check every contact; the kept ones (first of each number) in file order.
 
         Runs once per row of a CSV of any size, so it keeps per contact only what
-        :class:`_CsvContacts` needs (numbers in arrays) and resolves each number's time zone
-        from a cache keyed by what the resolution depends on.
+        :class:`_CsvContacts` needs (numbers in arrays), resolves zones through a
+        :class:`_ZoneCache`, and calls the steps only some contacts need only for those.
         """
         inline: list[Contact] = []
         kept = _Kept()
         seen: set[int] = set()
-        # (index in self.checks.warnings, phone, line) of each duplicate: its message names the line
-        # of the first contact with the number, looked up once at the end
+        # (index in the warnings, E.164 digits, contact) of each duplicate: its warning names
+        # the line of the first contact with the number, looked up once at the end
         duplicates: list[tuple[int, int, _RawContact]] = []
-        zones: dict[tuple[tuple[str, ...], str | None, int | None], ZoneInfo | None] = {}
-        utc = ZoneInfo("UTC")
+        zones = _ZoneCache(campaign_zone=timezone, unknown_policy=unknown_timezone)
         for item in raw:
-
-            def report(
-                key: str,
-                message: str,
-                accepted: str | None,
-                *,
-                item: _RawContact = item,
-                warning: bool = False,
-            ) -> None:
-                problem = Problem(
-                    file=item.file,
-                    field=dotted((*item.path, key)) if item.path is not None else key,
-                    line=item.key_lines.get(key, item.line),
-                    message=message,
-                    accepted=accepted,
-                )
-                (self.checks.warnings if warning else self.checks.problems).append(problem)
-
             values = item.values
             if item.path is not None:
-                for key in values:
-                    special = _misspelt_special(key)
-                    if special:
-                        report(
-                            key,
-                            f"{key!r} is only a template variable (did you mean {special!r}?)",
-                            None,
-                            warning=True,
-                        )
-
-            phone: str | None = None
-            candidates: tuple[str, ...] = ()
-            if "phone" not in values:
-                report("phone", "is required", phones.ACCEPTED)
-            elif not isinstance(values["phone"], str):
-                report(
-                    "phone",
-                    f"must be a string in quotes (got {_shown(values['phone'])})",
-                    phones.ACCEPTED,
-                )
-            else:
-                try:
-                    phone, candidates = phones.normalize_with_zones(values["phone"], region=region)
-                except ValueError as exc:
-                    report("phone", f"number {exc}", phones.ACCEPTED)
-
-            variables: dict[str, str]
-            if item.span is not None:
-                # a CSV row: already stripped, non-empty strings
-                variables = values
-            else:
-                variables = {}
-                for key, value in values.items():
-                    if isinstance(value, dict | list):
-                        report(
-                            key,
-                            f"must be a single value (got {_shown(value)})",
-                            "text, a number, a boolean or a date",
-                        )
-                        continue
-                    text = _text(value).strip() if not isinstance(value, str) else value.strip()
-                    if text:
-                        variables[key] = text
-
-            name = variables.get("name")
-            zone_name: str | None = None
-            if "timezone" in variables:
-                zone_name = variables["timezone"]
-                if (problem := _zone_problem(zone_name)) is not None:
-                    report("timezone", problem, ZONE)
-                    zone_name = None
-
+                self.warn_misspelt_keys(item)
+            phone, candidates = self.phone(item, region)
+            # a CSV row's values are already stripped, non-empty strings
+            variables = values if item.span is not None else self.inline_variables(item)
+            zone_name = self.zone_name(item, variables) if "timezone" in variables else None
             zone: ZoneInfo | None = None
             if phone is not None:
-                # several candidates: whether the campaign's zone applies depends on the
-                # number's country too (calling_code is cheap, parsing again is not)
-                country = calling_code(phone) if len(candidates) > 1 else None
-                zone_key = (candidates, zone_name, country)
-                if zone_key in zones:
-                    zone = zones[zone_key]
-                else:
-                    zone = zones[zone_key] = _resolve(
-                        phone,
-                        candidates,
-                        explicit=zone_name,
-                        campaign_zone=timezone,
-                        unknown_policy=unknown_timezone,
-                    )
+                zone = zones.zone(phone, candidates, zone_name)
                 if zone is None:
-                    report(
-                        "phone",
-                        f"{phone}: no time zone can be told from the number "
-                        "(it spans several); this contact will be skipped",
-                        "a timezone column/key for the contact, or the campaign timezone "
-                        'with unknown_timezone = "campaign"',
-                        warning=True,
-                    )
-
-            contact_timing = _NO_TIMING
+                    self.warn_no_zone(item, phone)
+            timing = _NO_TIMING
             if not values.keys().isdisjoint(TIMING_COLUMNS):
-                contact_timing = self.timing(
-                    values,
-                    report,
-                    zone=zone if phone is not None else utc,
-                    call_before=call_before,
-                    expires_at=expires_at,
+                # with a bad number the zone is unknowable: UTC still checks the format
+                when_zone = zone if phone is not None else _UTC
+                timing = self.timing(
+                    item, when_zone, call_before=call_before, expires_at=expires_at
                 )
-
             if phone is None:
                 continue
             variables["phone"] = phone
             if templates is not None:
                 for issue in templates.check(variables):
-                    self.checks.problems.append(
-                        Problem(
-                            file=item.file,
-                            line=item.line,
-                            field=issue.field,
-                            message=f"contact {phone}: {issue.message}",
-                            accepted="every {{ variable }} of the templates in each contact",
-                        )
-                    )
+                    self.template_problem(item, phone, issue)
             number = int(phone[1:])  # E.164 digits never start with 0: the int is exact
             if number in seen:
-                duplicates.append((len(self.checks.warnings), number, item))
-                report("phone", "", None, warning=True)  # the message is written below
+                self.warn_duplicate(item, number, duplicates)
                 continue
             seen.add(number)
-            kept.add(number, item, zone)
+            kept.add(number, item.line, item.span, zone)
             if item.span is None:
-                inline.append(
-                    Contact(
-                        phone=phone,
-                        name=name,
-                        timezone=zone_name,
-                        timing=contact_timing,
-                        variables=MappingProxyType(variables),
-                        source=item.file,
-                        line=item.line,
-                    )
-                )
+                inline.append(_inline_contact(item, phone, zone_name, timing, variables))
         if duplicates:
-            first = kept.first_lines({number for _, number, _ in duplicates})
-            for index, number, item in duplicates:
-                self.checks.warnings[index] = replace(
-                    self.checks.warnings[index],
-                    message=f"+{number} is already a contact (line {first[number]} of "
-                    f"{item.file.name}); this one is ignored",
-                )
+            self.word_duplicates(duplicates, kept)
         if self.csv_layout is None or self.checks.problems:
             return tuple(inline)
         return _CsvContacts(self.csv_layout, kept)
 
+    def report(
+        self,
+        item: _RawContact,
+        key: str,
+        message: str,
+        accepted: str | None,
+        *,
+        warning: bool = False,
+    ) -> None:
+        """A problem (or a warning) of one contact's ``key``, at the line of that key."""
+        problem = Problem(
+            file=item.file,
+            field=dotted((*item.path, key)) if item.path is not None else key,
+            line=item.key_lines.get(key, item.line),
+            message=message,
+            accepted=accepted,
+        )
+        (self.checks.warnings if warning else self.checks.problems).append(problem)
+
+    def warn_misspelt_keys(self, item: _RawContact) -> None:
+        for key in item.values:
+            special = _misspelt_special(key)
+            if special:
+                self.report(
+                    item,
+                    key,
+                    f"{key!r} is only a template variable (did you mean {special!r}?)",
+                    None,
+                    warning=True,
+                )
+
+    def phone(self, item: _RawContact, region: str | None) -> tuple[str | None, tuple[str, ...]]:
+        """The contact's number in E.164 and its candidate zones; None (reported) if unusable."""
+        values = item.values
+        if "phone" not in values:
+            self.report(item, "phone", "is required", phones.ACCEPTED)
+        elif not isinstance(values["phone"], str):
+            self.report(
+                item,
+                "phone",
+                f"must be a string in quotes (got {_shown(values['phone'])})",
+                phones.ACCEPTED,
+            )
+        else:
+            try:
+                return phones.normalize_with_zones(values["phone"], region=region)
+            except ValueError as exc:
+                self.report(item, "phone", f"number {exc}", phones.ACCEPTED)
+        return None, ()
+
+    def inline_variables(self, item: _RawContact) -> dict[str, str]:
+        """An inline contact's values as template text, without the empty ones."""
+        variables: dict[str, str] = {}
+        for key, value in item.values.items():
+            if isinstance(value, dict | list):
+                self.report(
+                    item,
+                    key,
+                    f"must be a single value (got {_shown(value)})",
+                    "text, a number, a boolean or a date",
+                )
+                continue
+            text = _text(value).strip() if not isinstance(value, str) else value.strip()
+            if text:
+                variables[key] = text
+        return variables
+
+    def zone_name(self, item: _RawContact, variables: Mapping[str, str]) -> str | None:
+        """The contact's own time zone (its timezone value); None (reported) if unknown."""
+        zone_name = variables["timezone"]
+        if (problem := _zone_problem(zone_name)) is not None:
+            self.report(item, "timezone", problem, ZONE)
+            return None
+        return zone_name
+
+    def warn_no_zone(self, item: _RawContact, phone: str) -> None:
+        self.report(
+            item,
+            "phone",
+            f"{phone}: no time zone can be told from the number "
+            "(it spans several); this contact will be skipped",
+            "a timezone column/key for the contact, or the campaign timezone "
+            'with unknown_timezone = "campaign"',
+            warning=True,
+        )
+
     def timing(
         self,
-        values: Mapping[str, Any],
-        report: Callable[..., None],
-        *,
+        item: _RawContact,
         zone: ZoneInfo | None,
+        *,
         call_before: timedelta | None,
         expires_at: datetime | None,
     ) -> ContactTiming:
         """The contact's call_at / appointment_at / deadline, and a warning if it must expire."""
+        values = item.values
         timing: dict[str, datetime | None] = dict.fromkeys(TIMING_COLUMNS)
         for key in TIMING_COLUMNS:
             if key in values and values[key] != "":
                 try:
-                    # with a bad number the zone is unknowable (UTC is passed): still check
-                    # the format
                     timing[key] = parse_when(values[key], zone=zone)
                 except ValueError as exc:
-                    report(key, reason(exc), DATETIME)
+                    self.report(item, key, reason(exc), DATETIME)
         contact_timing = ContactTiming(**timing)
         not_before, deadline = timing_bounds(
             contact_timing, call_before=call_before, expires_at=expires_at
         )
         if not_before is not None and deadline is not None and not_before >= deadline:
-            report(
+            self.report(
+                item,
                 next(k for k in TIMING_COLUMNS if timing[k] is not None),
                 "the contact would be called no earlier than "
                 f"{not_before.isoformat()} but must be called before "
@@ -484,3 +515,62 @@ class _ContactReader:
                 warning=True,
             )
         return contact_timing
+
+    def template_problem(self, item: _RawContact, phone: str, issue: TemplateIssue) -> None:
+        self.checks.problems.append(
+            Problem(
+                file=item.file,
+                line=item.line,
+                field=issue.field,
+                message=f"contact {phone}: {issue.message}",
+                accepted="every {{ variable }} of the templates in each contact",
+            )
+        )
+
+    def warn_duplicate(
+        self, item: _RawContact, number: int, duplicates: list[tuple[int, int, _RawContact]]
+    ) -> None:
+        """A warning without words yet: :meth:`word_duplicates` names the first contact."""
+        duplicates.append((len(self.checks.warnings), number, item))
+        self.report(item, "phone", "", None, warning=True)
+
+    def word_duplicates(self, duplicates: list[tuple[int, int, _RawContact]], kept: _Kept) -> None:
+        """Each duplicate's warning names the line of the first contact with its number."""
+        first = kept.first_lines({number for _, number, _ in duplicates})
+        warnings = self.checks.warnings
+        for index, number, item in duplicates:
+            warnings[index] = replace(
+                warnings[index],
+                message=f"+{number} is already a contact (line {first[number]} of "
+                f"{item.file.name}); this one is ignored",
+            )
+
+
+def _inline_contact(
+    item: _RawContact,
+    phone: str,
+    zone_name: str | None,
+    timing: ContactTiming,
+    variables: dict[str, str],
+) -> Contact:
+    return Contact(
+        phone=phone,
+        name=variables.get("name"),
+        timezone=zone_name,
+        timing=timing,
+        variables=MappingProxyType(variables),
+        source=item.file,
+        line=item.line,
+    )
+
+
+def _ragged_row(layout: _CsvLayout, line: int, fields: int) -> Problem:
+    expected = len(layout.columns)
+    return Problem(
+        file=layout.source,
+        field="row",
+        line=line,
+        message=f"has {fields} fields, the header has {expected}",
+        accepted=f"{expected} {layout.delimiter!r}-separated fields per row "
+        "(quote fields that contain the separator)",
+    )

@@ -38,6 +38,7 @@ from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.retries import RetryPolicy, RetryRule
 from dialer.policy.windows import CallingWindow, parse_days, parse_range
 from dialer.suppression import FileStamp, file_stamp, read_suppression_file
+from dialer.templating import TemplateTree
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
 
 
@@ -111,114 +112,43 @@ _NEVER_RETRIED = PERMANENT_OUTCOMES | {Outcome("unknown")}
 
 
 class _Loader(_Checks):
+    """One campaign file, read and checked: its sections here, its contacts by a
+    :class:`_ContactReader`."""
+
     def __init__(self, path: Path, default_region: str | None) -> None:
         super().__init__(path)
         self.default_region = default_region
 
     # -- the file ------------------------------------------------------------------------
     def load(self) -> tuple[Campaign | None, list[Problem]]:
+        """The campaign, or None and every problem found. The sections are checked in one
+        order (name first, contacts last), each reporting what is wrong with it."""
         source = TomlSource.read(self.path)
         if isinstance(source, Problem):
             return None, [source]
         self.source = source
         data = source.data
         self.unknown_keys((), data, _TOP_KEYS)
-
-        name = None
-        if "name" not in data:
-            self.bad(("name",), "is required", NAME)
-        else:
-            name = self.get_str(("name",), data["name"], NAME)
-            if name is not None and not _NAME_RE.fullmatch(name):
-                self.bad(("name",), f"{name!r} is not a usable campaign name", NAME)
-                name = None
-        if "description" in data:
-            self.get_str(("description",), data["description"], "a string")
-
+        name = self.name(data)
+        self.get_if_set(data, "description", self.get_str, "a string")
         assistant_id, assistant, override = self.assistant(data)
-        number_id = (
-            self.get_str(("number_id",), data["number_id"], "the id of a VoiceDock number")
-            if "number_id" in data
-            else None
-        )
-
-        timezone = None
-        if "timezone" in data:
-            timezone = self.get_str(("timezone",), data["timezone"], ZONE)
-            if timezone is not None and (problem := _zone_problem(timezone)):
-                self.bad(("timezone",), problem, ZONE)
-                timezone = None
+        number_id = self.get_if_set(data, "number_id", self.get_str, "the id of a VoiceDock number")
+        timezone, unknown_timezone = self.timezone(data)
         zone = ZoneInfo(timezone) if timezone else None
-
-        unknown_timezone: UnknownTimezone = "skip"
-        if "unknown_timezone" in data:
-            value = data["unknown_timezone"]
-            if value not in ("skip", "campaign"):
-                self.bad(
-                    ("unknown_timezone",),
-                    f"{_shown(value)} is not a choice",
-                    '"skip" (do not call) or "campaign" (use the campaign timezone)',
-                )
-            elif value == "campaign" and "timezone" not in data:
-                self.bad(
-                    ("unknown_timezone",),
-                    '"campaign" needs the campaign timezone set',
-                    'set timezone = "Europe/Amsterdam" (for example), or use "skip"',
-                )
-            else:
-                unknown_timezone = value
-
-        region = self.default_region
-        if "default_region" in data:
-            value = self.get_str(("default_region",), data["default_region"], REGION)
-            if value is not None and (problem := _region_problem(value)):
-                self.bad(("default_region",), problem, REGION)
-            elif value is not None:
-                region = value
-
+        region = self.region(data)
         start_at, cron = self.schedule(data, zone)
-        max_concurrent = (
-            self.get_int(("max_concurrent_calls",), data["max_concurrent_calls"], minimum=1)
-            if "max_concurrent_calls" in data
-            else None
-        )
-        per_minute = (
-            self.get_positive(("calls_per_minute",), data["calls_per_minute"])
-            if "calls_per_minute" in data
-            else None
-        )
+        max_concurrent = self.get_if_set(data, "max_concurrent_calls", self.get_int, minimum=1)
+        per_minute = self.get_if_set(data, "calls_per_minute", self.get_positive)
         window = self.window(data)
         retry = self.retry(data)
-        call_before = (
-            self.get_duration(("call_before",), data["call_before"])
-            if "call_before" in data
-            else None
-        )
-        expires_at = (
-            self.get_when(("expires_at",), data["expires_at"], zone)
-            if "expires_at" in data
-            else None
-        )
+        call_before = self.get_if_set(data, "call_before", self.get_duration)
+        expires_at = self.get_if_set(data, "expires_at", self.get_when, zone)
         suppressed, suppression_files = self.suppression(data, region)
-        api_key_name = "default"
-        if "key" in data:
-            accepted = "a key name: letters, digits, '_' or '-'"
-            value = self.get_str(("key",), data["key"], accepted)
-            if value is not None and not _KEY_RE.fullmatch(value):
-                self.bad(("key",), f"{value!r} is not a key name", accepted)
-            elif value is not None:
-                api_key_name = value
-
-        # The templates are compiled here once; contacts are then rendered against them.
-        templates = _compile(assistant, override)
-        if templates is not None:
-            for issue in templates.issues:
-                self.bad(issue.path, issue.message, "Jinja2 syntax: {{ variable }}")
-
+        api_key_name = self.api_key_name(data)
+        templates = self.templates(assistant, override)
         reader = _ContactReader(self)
-        raw_contacts = reader.raw_contacts(data)
         contacts = reader.contacts(
-            raw_contacts,
+            reader.raw_contacts(data),
             region=region,
             timezone=timezone,
             unknown_timezone=unknown_timezone,
@@ -226,14 +156,9 @@ class _Loader(_Checks):
             call_before=call_before,
             expires_at=expires_at,
         )
-
         if self.problems:
             return None, _collapse(self.problems)
         assert name is not None and window is not None and retry is not None
-        digest = hashlib.sha256()
-        for part in (source.raw, reader.csv_bytes):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
         campaign = Campaign(
             name=name,
             source=self.path,
@@ -256,11 +181,80 @@ class _Loader(_Checks):
             suppression_files=suppression_files,
             region=region,
             api_key_name=api_key_name,
-            definition_hash=digest.hexdigest(),
+            definition_hash=_definition_hash(source.raw, reader.csv_bytes),
             warnings=tuple(_collapse(self.warnings)),
             _templates=templates,
         )
         return campaign, []
+
+    # -- sections ------------------------------------------------------------------------
+    def name(self, data: Mapping[str, Any]) -> str | None:
+        if "name" not in data:
+            self.bad(("name",), "is required", NAME)
+            return None
+        name = self.get_str(("name",), data["name"], NAME)
+        if name is not None and not _NAME_RE.fullmatch(name):
+            self.bad(("name",), f"{name!r} is not a usable campaign name", NAME)
+            return None
+        return name
+
+    def timezone(self, data: Mapping[str, Any]) -> tuple[str | None, UnknownTimezone]:
+        """The campaign's time zone, and what a contact whose zone is unknown gets."""
+        timezone = None
+        if "timezone" in data:
+            timezone = self.get_str(("timezone",), data["timezone"], ZONE)
+            if timezone is not None and (problem := _zone_problem(timezone)):
+                self.bad(("timezone",), problem, ZONE)
+                timezone = None
+        unknown_timezone: UnknownTimezone = "skip"
+        if "unknown_timezone" in data:
+            value = data["unknown_timezone"]
+            if value not in ("skip", "campaign"):
+                self.bad(
+                    ("unknown_timezone",),
+                    f"{_shown(value)} is not a choice",
+                    '"skip" (do not call) or "campaign" (use the campaign timezone)',
+                )
+            elif value == "campaign" and "timezone" not in data:
+                self.bad(
+                    ("unknown_timezone",),
+                    '"campaign" needs the campaign timezone set',
+                    'set timezone = "Europe/Amsterdam" (for example), or use "skip"',
+                )
+            else:
+                unknown_timezone = value
+        return timezone, unknown_timezone
+
+    def region(self, data: Mapping[str, Any]) -> str | None:
+        """The region numbers without a country code are read in: the file's, or the config's."""
+        if "default_region" not in data:
+            return self.default_region
+        value = self.get_str(("default_region",), data["default_region"], REGION)
+        if value is not None and (problem := _region_problem(value)):
+            self.bad(("default_region",), problem, REGION)
+            return self.default_region
+        return value if value is not None else self.default_region
+
+    def api_key_name(self, data: Mapping[str, Any]) -> str:
+        """The name of the API key (of the config) the campaign's calls use."""
+        if "key" not in data:
+            return "default"
+        accepted = "a key name: letters, digits, '_' or '-'"
+        value = self.get_str(("key",), data["key"], accepted)
+        if value is not None and not _KEY_RE.fullmatch(value):
+            self.bad(("key",), f"{value!r} is not a key name", accepted)
+            return "default"
+        return value if value is not None else "default"
+
+    def templates(
+        self, assistant: Mapping[str, Any] | None, override: Mapping[str, Any] | None
+    ) -> TemplateTree | None:
+        """The templates, compiled here once; contacts are then checked against them."""
+        templates = _compile(assistant, override)
+        if templates is not None:
+            for issue in templates.issues:
+                self.bad(issue.path, issue.message, "Jinja2 syntax: {{ variable }}")
+        return templates
 
     # -- sections ------------------------------------------------------------------------
     def assistant(
@@ -407,30 +401,8 @@ class _Loader(_Checks):
             )
             ok = ok and parsed is not None
             ranges = tuple(parsed) if parsed else ranges
-        regions: list[str] = []
-        if "holidays" in table:
-            accepted = 'country codes such as "NL", or country-subdivision such as "US-CA"'
-            items = self.get_list(("window", "holidays"), table["holidays"], accepted)
-            for i, item in enumerate(items or []):
-                problem = _holiday_problem(item)
-                if problem:
-                    self.bad(("window", "holidays", i), problem, accepted)
-                    ok = False
-                else:
-                    regions.append(item)
-            ok = ok and items is not None
-        skip: set[date] = set()
-        if "skip_dates" in table:
-            accepted = "dates such as 2027-12-24 (TOML dates or strings)"
-            items = self.get_list(("window", "skip_dates"), table["skip_dates"], accepted)
-            for i, item in enumerate(items or []):
-                day = _as_date(item)
-                if day is None:
-                    self.bad(("window", "skip_dates", i), f"{_shown(item)} is not a date", accepted)
-                    ok = False
-                else:
-                    skip.add(day)
-            ok = ok and items is not None
+        regions = self.holiday_regions(table)
+        skip = self.skip_dates(table)
         before_close = default.min_time_before_close
         if "min_time_before_close" in table:
             value = self.get_duration(
@@ -438,7 +410,7 @@ class _Loader(_Checks):
             )
             ok = ok and value is not None
             before_close = value if value is not None else before_close
-        if not ok:
+        if not ok or regions is None or skip is None:
             return None
         try:
             return CallingWindow(
@@ -451,6 +423,40 @@ class _Loader(_Checks):
         except ValueError as exc:
             self.bad(("window",), reason(exc), "see campaigns/README.md, [window]")
             return None
+
+    def holiday_regions(self, table: Mapping[str, Any]) -> list[str] | None:
+        """The [window] holidays: regions with a holiday calendar; None if any has none."""
+        if "holidays" not in table:
+            return []
+        accepted = 'country codes such as "NL", or country-subdivision such as "US-CA"'
+        items = self.get_list(("window", "holidays"), table["holidays"], accepted)
+        ok = items is not None
+        regions: list[str] = []
+        for i, item in enumerate(items or []):
+            problem = _holiday_problem(item)
+            if problem:
+                self.bad(("window", "holidays", i), problem, accepted)
+                ok = False
+            else:
+                regions.append(item)
+        return regions if ok else None
+
+    def skip_dates(self, table: Mapping[str, Any]) -> set[date] | None:
+        """The [window] skip_dates; None if any is not a date."""
+        if "skip_dates" not in table:
+            return set()
+        accepted = "dates such as 2027-12-24 (TOML dates or strings)"
+        items = self.get_list(("window", "skip_dates"), table["skip_dates"], accepted)
+        ok = items is not None
+        skip: set[date] = set()
+        for i, item in enumerate(items or []):
+            day = _as_date(item)
+            if day is None:
+                self.bad(("window", "skip_dates", i), f"{_shown(item)} is not a date", accepted)
+                ok = False
+            else:
+                skip.add(day)
+        return skip if ok else None
 
     def retry(self, data: Mapping[str, Any]) -> RetryPolicy | None:
         default = RetryPolicy.default()
@@ -571,3 +577,12 @@ class _Loader(_Checks):
 
 def _frozen(table: dict[str, Any] | None) -> Mapping[str, Any] | None:
     return MappingProxyType(table) if table is not None else None
+
+
+def _definition_hash(toml: bytes, csv: bytes) -> str:
+    """What the daemon compares to see a campaign changed: its TOML and its CSV, each bytes."""
+    digest = hashlib.sha256()
+    for part in (toml, csv):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import holidays
@@ -40,6 +40,7 @@ REGION = 'a two-letter region code such as "NL", "US" or "GB"'
 NAME = "letters, digits, spaces, '.', '_' and '-', starting with a letter or digit (max 100)"
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -137,6 +138,18 @@ class _Checks:
         self.problems.append(self.source.problem(path, message, accepted=accepted))
 
     # -- typed getters: each returns None (and reports) when the value is unusable ---------
+    def get_if_set(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        get: Callable[Concatenate[KeyPath, Any, P], T | None],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T | None:
+        """``get`` of the top-level ``key``, or None when the file leaves it out, e.g.
+        ``get_if_set(data, "max_concurrent_calls", self.get_int, minimum=1)``."""
+        return get((key,), data[key], *args, **kwargs) if key in data else None
+
     def get_str(self, path: KeyPath, value: Any, accepted: str) -> str | None:
         if not isinstance(value, str) or not value.strip():
             self.bad(path, f"must be a non-empty string (got {_shown(value)})", accepted)
