@@ -42,13 +42,14 @@ from sqlalchemy.exc import ArgumentError
 from dialer import phones
 from dialer.errors import ConfigError, Problem
 from dialer.policy.caps import FrequencyCap
-from dialer.policy.durations import parse_duration
+from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
 from dialer.suppression import FileStamp, file_stamp, read_suppression_files
 from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
 
 __all__ = [
     "DEFAULT_KEY",
+    "KEY_NAME",
     "ApiKeySettings",
     "CallCapSettings",
     "Config",
@@ -63,7 +64,6 @@ __all__ = [
     "load_config",
 ]
 
-DURATION_ACCEPTED = 'a duration such as "90s", "10m", "2h", "1d", "1h30m" or "1.5h"'
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 #: fields whose value is never repeated in a message (a pasted key instead of a variable name)

@@ -20,7 +20,6 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from dialer.campaign.contacts import _ContactReader
 from dialer.campaign.records import Campaign, UnknownTimezone, _compile
 from dialer.campaign.values import (
-    DURATION,
     NAME,
     REGION,
     ZONE,
@@ -33,7 +32,9 @@ from dialer.campaign.values import (
     _text,
     _zone_problem,
 )
+from dialer.config import KEY_NAME
 from dialer.errors import CampaignError, Problem
+from dialer.policy.durations import DURATION_ACCEPTED
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.retries import RetryPolicy, RetryRule
 from dialer.policy.windows import CallingWindow, parse_days, parse_range
@@ -105,7 +106,6 @@ _TOP_KEYS = (
 _WINDOW_KEYS = ("days", "hours", "holidays", "skip_dates", "min_time_before_close")
 _RETRY_RULE_KEYS = ("after", "max", "backoff", "jitter")
 _NAME_RE = re.compile(r"\w[\w .-]{0,99}")
-_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DOW_DIGITS = re.compile(r"\d")
 #: a call whose outcome is unknown may have been answered: retrying it risks a double call
 _NEVER_RETRIED = PERMANENT_OUTCOMES | {Outcome("unknown")}
@@ -241,7 +241,7 @@ class _Loader(_Checks):
             return "default"
         accepted = "a key name: letters, digits, '_' or '-'"
         value = self.get_str(("key",), data["key"], accepted)
-        if value is not None and not _KEY_RE.fullmatch(value):
+        if value is not None and not KEY_NAME.fullmatch(value):
             self.bad(("key",), f"{value!r} is not a key name", accepted)
             return "default"
         return value if value is not None else "default"
@@ -518,7 +518,7 @@ class _Loader(_Checks):
             after = self.get_duration((*path, "after"), table["after"])
             ok = ok and after is not None
         elif base is None:
-            self.bad((*path, "after"), "is required for this outcome", DURATION)
+            self.bad((*path, "after"), "is required for this outcome", DURATION_ACCEPTED)
             ok = False
         count = base.max if base else 1
         if "max" in table:

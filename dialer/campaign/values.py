@@ -20,7 +20,7 @@ import holidays
 
 from dialer import phones
 from dialer.errors import Problem
-from dialer.policy.durations import parse_duration
+from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
 
 #: contact keys / CSV columns with a meaning of their own (all also become template variables)
@@ -30,7 +30,6 @@ TIMING_COLUMNS = ("call_at", "appointment_at", "deadline")
 #: after this many identical problems (same field, same message) only a summary follows
 MAX_REPEATS = 20
 
-DURATION = 'a duration such as "90s", "10m", "2h", "1d", "1h30m" or "1.5h"'
 DATETIME = (
     'an ISO 8601 date and time, e.g. 2027-03-04T14:30:00+01:00, or "2027-03-04 14:30" for the '
     "local time of the contact (campaign start_at/expires_at: of the campaign timezone)"
@@ -196,7 +195,7 @@ class _Checks:
         return value
 
     def get_duration(self, path: KeyPath, value: Any, *, zero_ok: bool = False) -> timedelta | None:
-        accepted = DURATION + (', or "0s"' if zero_ok else "")
+        accepted = DURATION_ACCEPTED + (', or "0s"' if zero_ok else "")
         if not isinstance(value, str):
             self.bad(path, f"must be a duration string with a unit (got {_shown(value)})", accepted)
             return None

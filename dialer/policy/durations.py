@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["ACCEPTED", "format_duration", "parse_duration"]
+__all__ = ["ACCEPTED", "DURATION_ACCEPTED", "format_duration", "parse_duration"]
 
 ACCEPTED = '"90s", "10m", "2h", "1d", "1h30m" or "1.5h"'
+#: the hint of what a duration field accepts, for config and campaign messages alike
+DURATION_ACCEPTED = f"a duration such as {ACCEPTED}"
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])")
 _WHOLE = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*[dhms]\s*)+")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
