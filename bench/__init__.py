@@ -282,10 +282,11 @@ async def _run_naive(base_url: str, params: BenchParams, workdir: Path) -> Varia
 async def _run_dialer(
     base_url: str, params: BenchParams, workdir: Path, webhook_port: int | None
 ) -> VariantRun:
-    from dialer.cli import configure_logging, load_all
+    from dialer.campaign.catalog import load_all
     from dialer.config import WebhookSettings, load_config
     from dialer.daemon import engine_settings, open_daemon, run_until_stopped, with_webhooks
     from dialer.engine import EngineSettings
+    from dialer.logs import configure_logging
     from dialer.policy.polling import PollPlan
 
     # The budget keeps `requests_per_minute x budget_margin` requests in reserve and holds all

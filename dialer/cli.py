@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import structlog
 import typer
 from rich.console import Console, Group
 from rich.live import Live
@@ -26,8 +25,9 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from dialer.campaign import FIRST_YEAR, LAST_YEAR, Campaign, load_campaign, validate_paths
-from dialer.config import DEFAULT_KEY, Config, load_config
+from dialer.campaign import FIRST_YEAR, LAST_YEAR, load_campaign, validate_paths
+from dialer.campaign.catalog import check_keys, keys_in_use, load_all
+from dialer.config import Config, load_config
 from dialer.errors import (
     CampaignError,
     DialerError,
@@ -36,9 +36,9 @@ from dialer.errors import (
     SchemaMismatch,
     StoreError,
 )
+from dialer.logs import configure_logging
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
 from dialer.store import CampaignRow, Store
-from dialer.tomlsource import TomlSource
 
 app = typer.Typer(
     add_completion=False,
@@ -61,26 +61,6 @@ ConfigOption = Annotated[
 ]
 
 
-def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
-    """JSON lines when not on a terminal (daemons, CI); readable lines on a terminal."""
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json_lines
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
 def _config_path(path: Path | None) -> Path:
     return path if path is not None else Path("config.toml")
 
@@ -89,71 +69,6 @@ def _fail_input(exc: InputError) -> typer.Exit:
     for problem in exc.problems:
         err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
-
-
-def load_all(config: Config) -> list[Campaign]:
-    """Every campaign the config names; every problem of every file reported in one error."""
-    paths = config.campaign_paths()
-    if not paths:
-        # a daemon with nothing to dial would start and sit there, silently
-        raise CampaignError(
-            [
-                Problem(
-                    file=config.source_file,
-                    field="dialer.campaigns",
-                    message=f"no campaign file matches {config.dialer.campaigns}",
-                    accepted="existing files or globs, relative to the config file",
-                )
-            ]
-        )
-    problems: list[Problem] = []
-    campaigns: list[Campaign] = []
-    for path in paths:
-        try:
-            campaigns.append(load_campaign(path, default_region=config.dialer.default_region))
-        except CampaignError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise CampaignError(problems)
-    names = [c.name for c in campaigns]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise CampaignError(
-            [
-                Problem(
-                    file=str(c.source),
-                    field="name",
-                    message=f"campaign name {c.name!r} is used by more than one file",
-                )
-                for c in campaigns
-                if c.name in dupes
-            ]
-        )
-    _check_keys(campaigns, config)
-    return campaigns
-
-
-def _check_keys(campaigns: Sequence[Campaign], config: Config) -> None:
-    """CampaignError unless every campaign's ``key`` is one the config defines."""
-    unknown_keys = [c for c in campaigns if c.api_key_name not in config.voicedock.key_names]
-    if unknown_keys:
-        raise CampaignError([_unknown_key(c, config) for c in unknown_keys])
-
-
-def _unknown_key(campaign: Campaign, config: Config) -> Problem:
-    message = f"no API key {campaign.api_key_name!r} in the config"
-    known = ", ".join(sorted(config.voicedock.key_names))
-    where = config.source or "the config"
-    accepted = f"one of {known} (add [voicedock.keys.{campaign.api_key_name}] to {where})"
-    source = TomlSource.read(campaign.source)
-    if isinstance(source, Problem):  # the file changed under us since it was loaded
-        return Problem(file=campaign.source, field="key", message=message, accepted=accepted)
-    return source.problem(("key",), message, accepted=accepted)
-
-
-def keys_in_use(campaigns: Sequence[Campaign]) -> list[str]:
-    """The API key names the campaigns use ("default" when there are none)."""
-    return sorted({c.api_key_name for c in campaigns}) or [DEFAULT_KEY]
 
 
 @app.command()
@@ -221,7 +136,7 @@ def validate(
                 raise CampaignError(problems)
             campaigns = [load_campaign(p, default_region=region) for p in files]
             if cfg is not None:
-                _check_keys(campaigns, cfg)
+                check_keys(campaigns, cfg)
         else:
             campaigns = load_all(load_config(_config_path(config)))
     except InputError as exc:
@@ -631,7 +546,7 @@ def plan(
             raise CampaignError(problems)
         campaign = load_campaign(file, default_region=cfg.dialer.default_region)
         if with_config:
-            _check_keys([campaign], cfg)
+            check_keys([campaign], cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
     for warning in campaign.warnings:

@@ -68,7 +68,7 @@ def run_demo(
 
 
 async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
-    from dialer.cli import load_all
+    from dialer.campaign.catalog import load_all
     from dialer.config import load_config
     from dialer.policy.polling import PollPlan
 

@@ -32,7 +32,7 @@ from dialer.campaign.values import (
     _text,
     _zone_problem,
 )
-from dialer.config import KEY_NAME
+from dialer.config import DEFAULT_KEY, KEY_NAME
 from dialer.errors import CampaignError, Problem
 from dialer.policy.durations import DURATION_ACCEPTED
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
@@ -238,13 +238,13 @@ class _Loader(_Checks):
     def api_key_name(self, data: Mapping[str, Any]) -> str:
         """The name of the API key (of the config) the campaign's calls use."""
         if "key" not in data:
-            return "default"
+            return DEFAULT_KEY
         accepted = "a key name: letters, digits, '_' or '-'"
         value = self.get_str(("key",), data["key"], accepted)
         if value is not None and not KEY_NAME.fullmatch(value):
             self.bad(("key",), f"{value!r} is not a key name", accepted)
-            return "default"
-        return value if value is not None else "default"
+            return DEFAULT_KEY
+        return value if value is not None else DEFAULT_KEY
 
     def templates(
         self, assistant: Mapping[str, Any] | None, override: Mapping[str, Any] | None

@@ -10,23 +10,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
+from dialer.config import DEFAULT_KEY
 from dialer.errors import CampaignError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.gate import DialRules
 from dialer.policy.reminders import ContactTiming
 from dialer.policy.retries import RetryPolicy
+from dialer.policy.timezones import UnknownPolicy
 from dialer.policy.windows import CallingWindow
 from dialer.suppression import FileStamp
 from dialer.templating import TemplateIssue, TemplateTree
 
-UnknownTimezone = Literal["skip", "campaign"]
+#: what to do with a contact whose zone the number cannot tell (the policy's own type)
+UnknownTimezone = UnknownPolicy
 
 
 #: the one ContactTiming of every contact without timing values (it is immutable)
@@ -75,7 +78,7 @@ class Campaign:
     suppression_files: tuple[tuple[Path, FileStamp | None], ...] = ()
     #: the default region the numbers (of the contacts, of those files) are read in
     region: str | None = None
-    api_key_name: str = "default"
+    api_key_name: str = DEFAULT_KEY
     definition_hash: str = ""
     warnings: tuple[Problem, ...] = ()
     #: the compiled templates; the loader passes the ones it validated the contacts with
