@@ -15,7 +15,8 @@
     │   ├── TransportFailure       no answer at all on a request that is safe to repeat
     │   └── AmbiguousCreate        a POST /calls/outbound that may or may not have placed a call
     └── StoreError                 the database
-        └── SchemaMismatch         the schema is older or newer than this code
+        ├── SchemaMismatch         the schema is older or newer than this code
+        └── TransitionRefused      an attempt was not in a state the transition starts from
 
 Third-party exceptions (httpx, sqlalchemy, pydantic, tomllib) are translated at the edge
 with ``raise Ours(...) from exc``; code above the edges never catches them.
@@ -129,3 +130,7 @@ class StoreError(DialerError):
 
 class SchemaMismatch(StoreError):
     """The database schema revision is not the one this code expects."""
+
+
+class TransitionRefused(StoreError):
+    """The attempt was not in a state from which the transition is allowed (someone else won)."""

@@ -14,339 +14,75 @@ event loop; a slow database shows up as loop latency, which the metrics make vis
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from itertools import repeat
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from dialer.attempts import (
-    FINAL_STATES,
-    LIVE_STATES,
-    TERMINAL_STATUSES,
     AttemptState,
     can_transition,
     sources_of,
 )
-from dialer.errors import StoreError
+from dialer.errors import StoreError, TransitionRefused
+from dialer.store import importer
+from dialer.store.records import (
+    AttemptView,
+    CallResult,
+    ContactRecord,
+    Retry,
+)
+from dialer.store.statements import (
+    _ATTEMPT_SUPERSEDED,
+    _ATTEMPTS,
+    _BY_CALL_ID,
+    _BY_ID,
+    _BY_IDS,
+    _CAMPAIGN_STATE,
+    _DIALING_SINCE,
+    _DUE,
+    _EVENT_INSERT,
+    _FINISH_RUN,
+    _JOINED,
+    _LIVE_COUNTS,
+    _LIVE_WORKERS,
+    _LOCK_PHONE,
+    _NEXT_DUE,
+    _NEXT_POLL,
+    _OPEN_RUNS,
+    _PHONE_LIVE,
+    _PLANNED_IN_CAMPAIGN,
+    _PLANNED_IN_CANCELLED,
+    _PLANNED_SUPERSEDED,
+    _PUSH_POLLS,
+    _RECORD_POLL,
+    _REQUEST_BODY,
+    _RUN_HAS_PENDING,
+    _attempts_query,
+    _claim_query,
+    _count_query,
+    _retry_insert,
+    _state_in,
+    _transition_statement,
+)
+from dialer.store.tables import (
+    AttemptRow,
+    BudgetRow,
+    CampaignRow,
+    ContactRow,
+    EventRow,
+    RunRow,
+    WorkerRow,
+    _jsonable,
+)
 
 T = TypeVar("T")
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite keeps no offset, so we store naive UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise StoreError("naive datetime given to the store; every instant must be aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _when() -> Any:
-    return sa.Column(UTCDateTime(), nullable=True)
-
-
-class CampaignRow(SQLModel, table=True):
-    __tablename__ = "campaigns"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(sa_column_kwargs={"unique": True}, max_length=200)
-    source: str
-    definition_hash: str
-    api_key_name: str = "default"
-    state: str = "active"  # active | paused | cancelled
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-
-
-class ContactRow(SQLModel, table=True):
-    __tablename__ = "contacts"
-    __table_args__ = (sa.UniqueConstraint("campaign_id", "phone"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
-    phone: str = Field(max_length=32)
-    name: str | None = None
-    timezone: str | None = None
-    variables: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    source_line: int = 0
-    removed: bool = False
-
-
-class RunRow(SQLModel, table=True):
-    __tablename__ = "runs"
-    __table_args__ = (sa.UniqueConstraint("campaign_id", "fire_time"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
-    fire_time: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-
-
-class AttemptRow(SQLModel, table=True):
-    __tablename__ = "attempts"
-    __table_args__ = (
-        sa.UniqueConstraint("run_id", "contact_id", "attempt_no"),
-        sa.Index("ix_attempts_state_due", "state", "due_at"),
-        sa.Index("ix_attempts_state_poll", "state", "next_poll_at"),
-        sa.Index("ix_attempts_phone_dialing", "phone", "dialing_at"),
-        # "has this run an attempt still to finish": a seek, not a walk over the run's attempts
-        sa.Index("ix_attempts_run_state", "run_id", "state"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id", index=True)
-    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
-    contact_id: int = Field(foreign_key="contacts.id", index=True)
-    phone: str = Field(max_length=32)
-    attempt_no: int = 1
-    state: str = AttemptState.PLANNED.value
-    due_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    reason: str | None = None  # why the last deferral / skip / failure happened
-    owner: str | None = None  # the daemon that moved it to dialing
-    dialing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    request_body: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    # the API key the dial was sent with, while it is dialled or followed (NULL when planned):
-    # a call exists in that key's organisation only, whatever the campaign file says now
-    dial_key_name: str | None = None
-    call_id: str | None = Field(default=None, sa_column_kwargs={"unique": True})
-    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    polls: int = 0
-    outcome: str | None = None
-    call_status: str | None = None
-    error: str | None = None
-    end_reason: str | None = None
-    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    duration_seconds: int | None = None
-    summary: str | None = None
-    analysis_result: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    messages: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
-    raw: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-
-
-class WorkerRow(SQLModel, table=True):
-    """Daemons sharing the database; a stale heartbeat means its claims may be taken over."""
-
-    __tablename__ = "workers"
-
-    id: str = Field(primary_key=True, max_length=200)
-    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    heartbeat_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-
-
-class BudgetRow(SQLModel, table=True):
-    """One request budget per API key, shared by every daemon (GCRA's theoretical arrival time)."""
-
-    __tablename__ = "budgets"
-
-    key_name: str = Field(primary_key=True, max_length=200)
-    tat: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-
-
-class EventRow(SQLModel, table=True):
-    """Append-only history: every transition and every decision, with its reason."""
-
-    __tablename__ = "events"
-
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    campaign_id: int | None = Field(default=None, index=True)
-    attempt_id: int | None = Field(default=None, index=True)
-    kind: str = Field(max_length=64)
-    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-
-
-# --------------------------------------------------------------------------- domain records
-
-
-@dataclass(frozen=True, kw_only=True)
-class ContactRecord:
-    """A contact as the store keeps it (the campaign loader's Contact minus its file context)."""
-
-    phone: str
-    name: str | None
-    timezone: str | None
-    variables: Mapping[str, Any]
-    call_at: datetime | None = None
-    appointment_at: datetime | None = None
-    deadline: datetime | None = None
-    source_line: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttemptView:
-    """One attempt joined with its contact and campaign name: what the loops work on."""
-
-    id: int
-    run_id: int
-    campaign_id: int
-    campaign_name: str
-    contact_id: int
-    phone: str
-    attempt_no: int
-    state: AttemptState
-    due_at: datetime
-    reason: str | None
-    dialing_at: datetime | None
-    call_id: str | None
-    next_poll_at: datetime | None
-    polls: int
-    outcome: str | None
-    contact: ContactRecord
-    owner: str | None = None
-    duration_seconds: int | None = None
-    summary: str | None = None
-    #: the campaign's API key name: which client (and budget) creates and follows the call
-    api_key_name: str = "default"
-    #: VoiceDock's status at the last recorded look (None: never looked at)
-    call_status: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class CallResult:
-    """The outcome fields of a call object, as the engine hands them to the store."""
-
-    call_status: str
-    outcome: str | None
-    error: str | None
-    end_reason: str | None
-    started_at: datetime | None
-    ended_at: datetime | None
-    duration_seconds: int | None
-    summary: str | None
-    analysis_result: dict[str, Any] | None
-    messages: list[dict[str, Any]] | None
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Retry:
-    """The attempt an outcome leads to, written in the same transaction as the outcome.
-
-    One transaction, so no moment exists (for a crash, or another daemon's ``finish_runs``)
-    where the outcome is recorded and the retry it earned is not. ``due_at`` None: the policy
-    would retry but the contact's deadline leaves no allowed moment (a ``retry.expired`` event
-    instead of an attempt).
-    """
-
-    after: AttemptView
-    outcome: str
-    due_at: datetime | None
-
-
-class TransitionRefused(StoreError):
-    """The attempt was not in a state from which the transition is allowed (someone else won)."""
-
-
-# --------------------------------------------------------------------------- the store
-
-
-def _jsonable(value: Any) -> Any:
-    """Round-trip through JSON so datetimes and other objects never reach a JSON column raw."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A contact's variables for the JSON column, as :func:`_jsonable` would make them.
-
-    Campaign files give strings only, which JSON keeps as they are: the round trip (two
-    encodes and a decode per contact) is only for anything else.
-    """
-    # keys need no check: json.dumps writes any key it accepts the same way in both paths
-    if type(variables) is dict and all(map(isinstance, variables.values(), repeat(str))):
-        return variables
-    plain: dict[str, Any] = _jsonable(dict(variables))
-    return plain
-
-
-#: rows per executemany when importing contacts (memory stays bounded whatever the file size)
-_CHUNK = 5000
-#: the contact columns an import writes (besides campaign_id and phone, the key)
-_CONTACT_FIELDS = (
-    "name",
-    "timezone",
-    "variables",
-    "call_at",
-    "appointment_at",
-    "deadline",
-    "source_line",
-    "removed",
-)
-_INSERT_COLUMNS = ("campaign_id", "phone", *_CONTACT_FIELDS)
-
-
-class _ContactInsert:
-    """``INSERT INTO contacts`` of many rows, the statement compiled once for the dialect.
-
-    Core's executemany builds a parameter dict per row and runs every column's bind processor
-    on it, ~6 us a row: a fifth of a million-row import. Here rows are tuples in
-    ``_INSERT_COLUMNS`` order, handed to the driver in its parameter style after the same
-    processors SQLAlchemy would run (so JSON, UTCDateTime and booleans come out exactly as
-    through Core), applied only to the values that need them.
-    """
-
-    def __init__(self, connection: sa.Connection) -> None:
-        dialect = connection.dialect
-        table = SQLModel.metadata.tables[ContactRow.__tablename__]
-        compiled = table.insert().compile(dialect=dialect, column_keys=list(_INSERT_COLUMNS))
-        self._connection = connection
-        self._sql = compiled.string
-        names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
-        if sorted(names) != sorted(_INSERT_COLUMNS):  # pragma: no cover - an unusual dialect
-            raise StoreError(f"unexpected parameters for the contacts insert: {names}")
-        self._names = names if not compiled.positional else None
-        #: where each driver parameter comes from in a row tuple
-        self._order = [_INSERT_COLUMNS.index(name) for name in names]
-        self._processors: list[tuple[int, Any, bool]] = []
-        for position, name in enumerate(names):
-            column_type = table.c[name].type
-            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                # None stays None through every processor but JSON's (it writes 'null')
-                self._processors.append((position, processor, isinstance(column_type, sa.JSON)))
-
-    def execute(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        order, processors = self._order, self._processors
-        params: list[Any] = []
-        in_order = order == list(range(len(order)))
-        for row in rows:
-            values = list(row) if in_order else [row[i] for i in order]
-            for position, processor, even_none in processors:
-                value = values[position]
-                if value is not None or even_none:
-                    values[position] = processor(value)
-            params.append(
-                dict(zip(self._names, values, strict=True)) if self._names else tuple(values)
-            )
-        self._connection.exec_driver_sql(self._sql, params)
 
 
 class Store:
@@ -545,9 +281,9 @@ class Store:
             update = (
                 table.update()
                 .where(table.c.id == sa.bindparam("contact_id"))
-                .values({name: sa.bindparam(name) for name in _CONTACT_FIELDS})
+                .values({name: sa.bindparam(name) for name in importer._CONTACT_FIELDS})
             )
-            insert = _ContactInsert(connection)
+            insert = importer._ContactInsert(connection)
             # only numbers already stored need remembering (to tell which ones are gone);
             # a set of every number of a first import would be ~100 MB at a million
             seen: set[str] = set()
@@ -564,7 +300,7 @@ class Store:
                             phone,
                             contact.name,
                             contact.timezone,
-                            _json_variables(contact.variables),
+                            importer._json_variables(contact.variables),
                             contact.call_at,
                             contact.appointment_at,
                             contact.deadline,
@@ -572,7 +308,7 @@ class Store:
                             False,
                         )
                     )
-                    if len(new_rows) >= _CHUNK:
+                    if len(new_rows) >= importer._CHUNK:
                         insert.execute(new_rows)
                         new_rows = []
                     continue
@@ -582,7 +318,7 @@ class Store:
                         "contact_id": cid,
                         "name": contact.name,
                         "timezone": contact.timezone,
-                        "variables": _json_variables(contact.variables),
+                        "variables": importer._json_variables(contact.variables),
                         "call_at": contact.call_at,
                         "appointment_at": contact.appointment_at,
                         "deadline": contact.deadline,
@@ -590,7 +326,7 @@ class Store:
                         "removed": False,
                     }
                 )
-                if len(changed) >= _CHUNK:
+                if len(changed) >= importer._CHUNK:
                     connection.execute(update, changed)
                     changed = []
             if changed:
@@ -1581,281 +1317,6 @@ def _view(row: sa.Row[Any]) -> AttemptView:
     )
 
 
-# Statements of a call's hot path, built once: SQLAlchemy spends more CPU building and
-# cache-keying a statement than SQLite spends running it; a statement object reused is
-# compiled once and its cache key memoized.
-_ATTEMPTS: sa.Table = AttemptRow.__table__  # type: ignore[assignment]
-_EVENT_INSERT = sa.insert(EventRow.__table__)  # type: ignore[arg-type]
-
-
-def _state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
-    """``state = ? OR state = ?``: an ``IN`` list is expanded anew on every execution, which
-    costs more than the rest of these statements' parameters."""
-    return sa.or_(*(_ATTEMPTS.c.state == state.value for state in sorted(states)))
-
-
-_CONTACTS: sa.Table = ContactRow.__table__  # type: ignore[assignment]
-_CAMPAIGNS: sa.Table = CampaignRow.__table__  # type: ignore[assignment]
-#: every attempt with what an AttemptView shows of its contact and campaign (rows, not ORM
-#: objects: loading two ORM objects per row cost more than the query itself)
-_JOINED = (
-    sa.select(
-        *(
-            _ATTEMPTS.c[name]
-            for name in (
-                "id", "run_id", "campaign_id", "contact_id", "phone", "attempt_no", "state",
-                "due_at", "reason", "dialing_at", "call_id", "next_poll_at", "polls", "outcome",
-                "owner", "duration_seconds", "summary", "call_status",
-            )
-        ),
-        *(
-            _CONTACTS.c[name].label(f"contact_{name}")
-            for name in (
-                "phone", "name", "timezone", "variables", "call_at", "appointment_at",
-                "deadline", "source_line",
-            )
-        ),
-        _CAMPAIGNS.c.name.label("campaign_name"),
-        sa.func.coalesce(_ATTEMPTS.c.dial_key_name, _CAMPAIGNS.c.api_key_name).label(
-            "api_key_name"
-        ),
-    )
-    .join_from(_ATTEMPTS, _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id)
-    .join(_CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
-)  # fmt: skip
-_BY_ID = _JOINED.where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
-_BY_CALL_ID = _JOINED.where(_ATTEMPTS.c.call_id == sa.bindparam("call_id"))
-_PLANNED_AND_ACTIVE = (
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _CAMPAIGNS.c.state == "active",
-)
-_DUE = (
-    _JOINED.where(
-        *_PLANNED_AND_ACTIVE,
-        _ATTEMPTS.c.due_at <= sa.bindparam("now", type_=_ATTEMPTS.c.due_at.type),
-    )
-    .order_by(_ATTEMPTS.c.due_at, _ATTEMPTS.c.id)
-    .limit(sa.bindparam("limit", type_=sa.Integer()))
-)
-_NEXT_DUE = (
-    sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
-    .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
-    .where(*_PLANNED_AND_ACTIVE)
-)
-_REQUEST_BODY = sa.select(_ATTEMPTS.c.request_body).where(
-    _ATTEMPTS.c.id == sa.bindparam("attempt_id")
-)
-#: the first key of the advisory locks this store takes (the second: the phone's hash)
-_PHONE_LOCK_CLASS = 0x44_49_41_4C  # "DIAL"
-_LOCK_PHONE = sa.select(
-    sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(_ATTEMPTS.c.phone))
-).where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
-_OTHER = _ATTEMPTS.alias("other")
-
-
-def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
-    """A call of this attempt may be ringing or talking: it is dialled or in flight, or it
-    was given up on (`unknown`) while its call was last seen live, since ``busy_since``."""
-    return sa.or_(
-        *(attempts.c.state == s.value for s in sorted(LIVE_STATES)),
-        sa.and_(
-            attempts.c.state == AttemptState.UNKNOWN.value,
-            attempts.c.call_status.is_not(None),
-            attempts.c.call_status.not_in(sorted(TERMINAL_STATUSES)),
-            attempts.c.dialing_at >= sa.bindparam("busy_since", type_=attempts.c.dialing_at.type),
-        ),
-    )
-
-
-_LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
-    _OTHER.c.phone == _ATTEMPTS.c.phone, _on_the_phone(_OTHER)
-)
-_PHONE_LIVE = (
-    sa.select(_ATTEMPTS.c.id)
-    .where(_ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(_ATTEMPTS))
-    .limit(1)
-)
-_PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
-)
-_CAMPAIGN_STATE = sa.select(_CAMPAIGNS.c.state).where(
-    _CAMPAIGNS.c.id == sa.bindparam("campaign_id")
-)
-_PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _ATTEMPTS.c.campaign_id.in_(
-        sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
-    ),
-)
-_RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
-_THIS_RUN = _RUNS.alias("this_run")
-_NEWER_RUN = _RUNS.alias("newer_run")
-#: open runs that a later fire's run of their campaign supersedes: few, whatever the number of
-#: attempts (a finished run has nothing planned), so the sweeps below seek by (run, state)
-_SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
-    _THIS_RUN.c.finished_at.is_(None),
-    sa.exists(
-        sa.select(_NEWER_RUN.c.id).where(
-            _NEWER_RUN.c.campaign_id == _THIS_RUN.c.campaign_id,
-            _NEWER_RUN.c.fire_time > _THIS_RUN.c.fire_time,
-        )
-    ),
-)
-_PLANNED_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value, _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
-)
-_ATTEMPT_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.id == sa.bindparam("attempt_id"), _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
-)
-_OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
-_RUN_HAS_PENDING = sa.select(
-    sa.exists().where(
-        _ATTEMPTS.c.run_id == sa.bindparam("run_id"),
-        _state_in(set(AttemptState) - FINAL_STATES),
-    )
-)
-_FINISH_RUN = (
-    sa.update(_RUNS)
-    .where(_RUNS.c.id == sa.bindparam("run_id"), _RUNS.c.finished_at.is_(None))
-    .values(finished_at=sa.bindparam("finished_at", type_=_RUNS.c.finished_at.type))
-)
-_LIVE_COUNTS = (
-    sa.select(_ATTEMPTS.c.campaign_id, sa.func.count())
-    .where(_state_in(LIVE_STATES))
-    .group_by(_ATTEMPTS.c.campaign_id)
-)
-_RECORD_POLL = (
-    sa.update(_ATTEMPTS)
-    .where(
-        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
-    )
-    .values(
-        call_status=sa.bindparam("_call_status"),
-        raw=sa.bindparam("_raw", type_=_ATTEMPTS.c.raw.type),
-        next_poll_at=sa.bindparam("_next_poll_at", type_=_ATTEMPTS.c.next_poll_at.type),
-        polls=_ATTEMPTS.c.polls + 1,
-        updated_at=sa.bindparam("_updated_at", type_=_ATTEMPTS.c.updated_at.type),
-    )
-)
-
-_BY_IDS = _JOINED.where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
-    _ATTEMPTS.c.id
-)
-_DIALING_SINCE = _JOINED.where(
-    _ATTEMPTS.c.state == AttemptState.DIALING.value,
-    _ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=_ATTEMPTS.c.dialing_at.type),
-).order_by(_ATTEMPTS.c.id)
-_PUSH_POLLS = (
-    sa.update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(next_poll_at=sa.bindparam("until", type_=_ATTEMPTS.c.next_poll_at.type))
-)
-_NEXT_POLL = sa.select(
-    sa.func.min(_ATTEMPTS.c.next_poll_at, type_=_ATTEMPTS.c.next_poll_at.type)
-).where(_state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
-_WORKERS: sa.Table = WorkerRow.__table__  # type: ignore[assignment]
-_LIVE_WORKERS = sa.select(_WORKERS.c.id).where(
-    _WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=_WORKERS.c.heartbeat_at.type)
-)
-
-
-@cache
-def _count_query(states: frozenset[AttemptState]) -> sa.Select[tuple[int]]:
-    return sa.select(sa.func.count()).select_from(_ATTEMPTS).where(_state_in(states))
-
-
-@cache
-def _attempts_query(
-    *, with_campaign: bool, states: frozenset[AttemptState] | None
-) -> sa.Select[Any]:
-    query = _JOINED.order_by(_ATTEMPTS.c.id)
-    if with_campaign:
-        query = query.where(_ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
-    if states is not None:
-        query = query.where(_state_in(states))
-    return query
-
-
-@cache
-def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[tuple[int]]:
-    """The calls due a look, by next look. ``stragglers`` (while a list observes every call in
-    flight): only `unknown` calls and the in-flight attempts in the ``ids`` parameter."""
-    if stragglers:
-        which = sa.or_(
-            _ATTEMPTS.c.state == AttemptState.UNKNOWN.value,
-            sa.and_(
-                _ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
-                _ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
-            ),
-        )
-    else:
-        which = _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
-    query = (
-        sa.select(_ATTEMPTS.c.id)
-        .where(
-            which,
-            _ATTEMPTS.c.next_poll_at.is_not(None),
-            _ATTEMPTS.c.next_poll_at <= sa.bindparam("now", type_=_ATTEMPTS.c.next_poll_at.type),
-        )
-        .order_by(_ATTEMPTS.c.next_poll_at)
-        .limit(sa.bindparam("limit", type_=sa.Integer()))
-    )
-    return query.with_for_update(skip_locked=True) if skip_locked else query
-
-
-@cache
-def _retry_insert(dialect: str) -> sa.Insert:
-    """INSERT of a retry attempt, returning its id, or no row when that attempt number exists.
-
-    ON CONFLICT DO NOTHING rather than catching the IntegrityError: on PostgreSQL an error
-    aborts the whole transaction, and this one also holds the outcome it follows."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(_ATTEMPTS)
-        .on_conflict_do_nothing(index_elements=["run_id", "contact_id", "attempt_no"])
-        .returning(_ATTEMPTS.c.id)
-    )
-
-
-@cache
-def _transition_statement(
-    target: AttemptState,
-    allowed: frozenset[AttemptState],
-    *,
-    pinned: bool,
-    campaign_active: bool,
-    columns: tuple[str, ...],
-    phone_free: bool = False,
-) -> sa.Update:
-    """The compare-and-set UPDATE of one kind of transition (see ``Store._transition``).
-
-    Parameters: ``_attempt_id``, ``_dialed_at`` when ``pinned``, and ``_<column>`` for each
-    of ``columns`` (a bound name may not be a column's own name in an UPDATE).
-    """
-    conditions = [
-        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _state_in(allowed),
-    ]
-    if pinned:
-        conditions.append(
-            _ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=_ATTEMPTS.c.dialing_at.type)
-        )
-    if campaign_active:
-        active = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "active")
-        conditions.append(_ATTEMPTS.c.campaign_id.in_(active))
-    if phone_free:
-        conditions.append(~sa.exists(_LIVE_TO_SAME_PHONE))
-    values = {name: sa.bindparam(f"_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
-    return (
-        sa.update(_ATTEMPTS)
-        .where(*conditions)
-        .values(state=target.value, **values)
-        .returning(_ATTEMPTS.c.campaign_id)
-    )
-
-
 def _make_engine(url: str, *, echo: bool) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -1875,20 +1336,3 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
 
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=True)
-
-
-__all__ = [
-    "AttemptRow",
-    "AttemptView",
-    "BudgetRow",
-    "CallResult",
-    "CampaignRow",
-    "ContactRecord",
-    "ContactRow",
-    "EventRow",
-    "RunRow",
-    "Store",
-    "TransitionRefused",
-    "UTCDateTime",
-    "WorkerRow",
-]
