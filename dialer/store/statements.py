@@ -15,36 +15,26 @@ from dialer.attempts import (
     TERMINAL_STATUSES,
     AttemptState,
 )
-from dialer.store.tables import (
-    AttemptRow,
-    CampaignRow,
-    ContactRow,
-    EventRow,
-    RunRow,
-    WorkerRow,
-)
+from dialer.store.tables import ATTEMPTS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
 
 # Statements of a call's hot path, built once: SQLAlchemy spends more CPU building and
 # cache-keying a statement than SQLite spends running it; a statement object reused is
 # compiled once and its cache key memoized.
-_ATTEMPTS: sa.Table = AttemptRow.__table__  # type: ignore[assignment]
-_EVENT_INSERT = sa.insert(EventRow.__table__)  # type: ignore[arg-type]
+_EVENT_INSERT = sa.insert(EVENTS)
 
 
 def _state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
     """``state = ? OR state = ?``: an ``IN`` list is expanded anew on every execution, which
     costs more than the rest of these statements' parameters."""
-    return sa.or_(*(_ATTEMPTS.c.state == state.value for state in sorted(states)))
+    return sa.or_(*(ATTEMPTS.c.state == state.value for state in sorted(states)))
 
 
-_CONTACTS: sa.Table = ContactRow.__table__  # type: ignore[assignment]
-_CAMPAIGNS: sa.Table = CampaignRow.__table__  # type: ignore[assignment]
 #: every attempt with what an AttemptView shows of its contact and campaign (rows, not ORM
 #: objects: loading two ORM objects per row cost more than the query itself)
 _JOINED = (
     sa.select(
         *(
-            _ATTEMPTS.c[name]
+            ATTEMPTS.c[name]
             for name in (
                 "id", "run_id", "campaign_id", "contact_id", "phone", "attempt_no", "state",
                 "due_at", "reason", "dialing_at", "call_id", "next_poll_at", "polls", "outcome",
@@ -52,48 +42,48 @@ _JOINED = (
             )
         ),
         *(
-            _CONTACTS.c[name].label(f"contact_{name}")
+            CONTACTS.c[name].label(f"contact_{name}")
             for name in (
                 "phone", "name", "timezone", "variables", "call_at", "appointment_at",
                 "deadline", "source_line",
             )
         ),
-        _CAMPAIGNS.c.name.label("campaign_name"),
-        sa.func.coalesce(_ATTEMPTS.c.dial_key_name, _CAMPAIGNS.c.api_key_name).label(
+        CAMPAIGNS.c.name.label("campaign_name"),
+        sa.func.coalesce(ATTEMPTS.c.dial_key_name, CAMPAIGNS.c.api_key_name).label(
             "api_key_name"
         ),
     )
-    .join_from(_ATTEMPTS, _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id)
-    .join(_CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
+    .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
+    .join(CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
 )  # fmt: skip
-_BY_ID = _JOINED.where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
-_BY_CALL_ID = _JOINED.where(_ATTEMPTS.c.call_id == sa.bindparam("call_id"))
+_BY_ID = _JOINED.where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+_BY_CALL_ID = _JOINED.where(ATTEMPTS.c.call_id == sa.bindparam("call_id"))
 _PLANNED_AND_ACTIVE = (
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _CAMPAIGNS.c.state == "active",
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    CAMPAIGNS.c.state == "active",
 )
 _DUE = (
     _JOINED.where(
         *_PLANNED_AND_ACTIVE,
-        _ATTEMPTS.c.due_at <= sa.bindparam("now", type_=_ATTEMPTS.c.due_at.type),
+        ATTEMPTS.c.due_at <= sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
     )
-    .order_by(_ATTEMPTS.c.due_at, _ATTEMPTS.c.id)
+    .order_by(ATTEMPTS.c.due_at, ATTEMPTS.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
 )
 _NEXT_DUE = (
-    sa.select(sa.func.min(_ATTEMPTS.c.due_at, type_=_ATTEMPTS.c.due_at.type))
-    .join_from(_ATTEMPTS, _CAMPAIGNS, _CAMPAIGNS.c.id == _ATTEMPTS.c.campaign_id)
+    sa.select(sa.func.min(ATTEMPTS.c.due_at, type_=ATTEMPTS.c.due_at.type))
+    .join_from(ATTEMPTS, CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
     .where(*_PLANNED_AND_ACTIVE)
 )
-_REQUEST_BODY = sa.select(_ATTEMPTS.c.request_body).where(
-    _ATTEMPTS.c.id == sa.bindparam("attempt_id")
+_REQUEST_BODY = sa.select(ATTEMPTS.c.request_body).where(
+    ATTEMPTS.c.id == sa.bindparam("attempt_id")
 )
 #: the first key of the advisory locks this store takes (the second: the phone's hash)
 _PHONE_LOCK_CLASS = 0x44_49_41_4C  # "DIAL"
 _LOCK_PHONE = sa.select(
-    sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(_ATTEMPTS.c.phone))
-).where(_ATTEMPTS.c.id == sa.bindparam("attempt_id"))
-_OTHER = _ATTEMPTS.alias("other")
+    sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(ATTEMPTS.c.phone))
+).where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+_OTHER = ATTEMPTS.alias("other")
 
 
 def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
@@ -111,29 +101,24 @@ def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
 
 
 _LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
-    _OTHER.c.phone == _ATTEMPTS.c.phone, _on_the_phone(_OTHER)
+    _OTHER.c.phone == ATTEMPTS.c.phone, _on_the_phone(_OTHER)
 )
 _PHONE_LIVE = (
-    sa.select(_ATTEMPTS.c.id)
-    .where(_ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(_ATTEMPTS))
+    sa.select(ATTEMPTS.c.id)
+    .where(ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(ATTEMPTS))
     .limit(1)
 )
-_PLANNED_IN_CAMPAIGN = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+_PLANNED_IN_CAMPAIGN = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
 )
-_CAMPAIGN_STATE = sa.select(_CAMPAIGNS.c.state).where(
-    _CAMPAIGNS.c.id == sa.bindparam("campaign_id")
+_CAMPAIGN_STATE = sa.select(CAMPAIGNS.c.state).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+_PLANNED_IN_CANCELLED = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    ATTEMPTS.c.campaign_id.in_(sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == "cancelled")),
 )
-_PLANNED_IN_CANCELLED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    _ATTEMPTS.c.campaign_id.in_(
-        sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "cancelled")
-    ),
-)
-_RUNS: sa.Table = RunRow.__table__  # type: ignore[assignment]
-_THIS_RUN = _RUNS.alias("this_run")
-_NEWER_RUN = _RUNS.alias("newer_run")
+_THIS_RUN = RUNS.alias("this_run")
+_NEWER_RUN = RUNS.alias("newer_run")
 #: open runs that a later fire's run of their campaign supersedes: few, whatever the number of
 #: attempts (a finished run has nothing planned), so the sweeps below seek by (run, state)
 _SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
@@ -145,104 +130,103 @@ _SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
         )
     ),
 )
-_PLANNED_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.state == AttemptState.PLANNED.value, _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
+_PLANNED_SUPERSEDED = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value, ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
-_ATTEMPT_SUPERSEDED = sa.select(_ATTEMPTS.c.id).where(
-    _ATTEMPTS.c.id == sa.bindparam("attempt_id"), _ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
+_ATTEMPT_SUPERSEDED = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.id == sa.bindparam("attempt_id"), ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
-_OPEN_RUNS = sa.select(_RUNS.c.id, _RUNS.c.campaign_id).where(_RUNS.c.finished_at.is_(None))
+_OPEN_RUNS = sa.select(RUNS.c.id, RUNS.c.campaign_id).where(RUNS.c.finished_at.is_(None))
 _RUN_HAS_PENDING = sa.select(
     sa.exists().where(
-        _ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+        ATTEMPTS.c.run_id == sa.bindparam("run_id"),
         _state_in(set(AttemptState) - FINAL_STATES),
     )
 )
 _FINISH_RUN = (
-    sa.update(_RUNS)
-    .where(_RUNS.c.id == sa.bindparam("run_id"), _RUNS.c.finished_at.is_(None))
-    .values(finished_at=sa.bindparam("finished_at", type_=_RUNS.c.finished_at.type))
+    sa.update(RUNS)
+    .where(RUNS.c.id == sa.bindparam("run_id"), RUNS.c.finished_at.is_(None))
+    .values(finished_at=sa.bindparam("finished_at", type_=RUNS.c.finished_at.type))
 )
 _LIVE_COUNTS = (
-    sa.select(_ATTEMPTS.c.campaign_id, sa.func.count())
+    sa.select(ATTEMPTS.c.campaign_id, sa.func.count())
     .where(_state_in(LIVE_STATES))
-    .group_by(_ATTEMPTS.c.campaign_id)
+    .group_by(ATTEMPTS.c.campaign_id)
 )
 _RECORD_POLL = (
-    sa.update(_ATTEMPTS)
+    sa.update(ATTEMPTS)
     .where(
-        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
         _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
     )
     .values(
         call_status=sa.bindparam("_call_status"),
-        raw=sa.bindparam("_raw", type_=_ATTEMPTS.c.raw.type),
-        next_poll_at=sa.bindparam("_next_poll_at", type_=_ATTEMPTS.c.next_poll_at.type),
-        polls=_ATTEMPTS.c.polls + 1,
-        updated_at=sa.bindparam("_updated_at", type_=_ATTEMPTS.c.updated_at.type),
+        raw=sa.bindparam("_raw", type_=ATTEMPTS.c.raw.type),
+        next_poll_at=sa.bindparam("_next_poll_at", type_=ATTEMPTS.c.next_poll_at.type),
+        polls=ATTEMPTS.c.polls + 1,
+        updated_at=sa.bindparam("_updated_at", type_=ATTEMPTS.c.updated_at.type),
     )
 )
 
-_BY_IDS = _JOINED.where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
-    _ATTEMPTS.c.id
+_BY_IDS = _JOINED.where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
+    ATTEMPTS.c.id
 )
 _DIALING_SINCE = _JOINED.where(
-    _ATTEMPTS.c.state == AttemptState.DIALING.value,
-    _ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=_ATTEMPTS.c.dialing_at.type),
-).order_by(_ATTEMPTS.c.id)
+    ATTEMPTS.c.state == AttemptState.DIALING.value,
+    ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=ATTEMPTS.c.dialing_at.type),
+).order_by(ATTEMPTS.c.id)
 _PUSH_POLLS = (
-    sa.update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(next_poll_at=sa.bindparam("until", type_=_ATTEMPTS.c.next_poll_at.type))
+    sa.update(ATTEMPTS)
+    .where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(next_poll_at=sa.bindparam("until", type_=ATTEMPTS.c.next_poll_at.type))
 )
 _NEXT_POLL = sa.select(
-    sa.func.min(_ATTEMPTS.c.next_poll_at, type_=_ATTEMPTS.c.next_poll_at.type)
+    sa.func.min(ATTEMPTS.c.next_poll_at, type_=ATTEMPTS.c.next_poll_at.type)
 ).where(_state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
-_WORKERS: sa.Table = WorkerRow.__table__  # type: ignore[assignment]
-_LIVE_WORKERS = sa.select(_WORKERS.c.id).where(
-    _WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=_WORKERS.c.heartbeat_at.type)
+_LIVE_WORKERS = sa.select(WORKERS.c.id).where(
+    WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=WORKERS.c.heartbeat_at.type)
 )
 
 
 @cache
-def _count_query(states: frozenset[AttemptState]) -> sa.Select[tuple[int]]:
-    return sa.select(sa.func.count()).select_from(_ATTEMPTS).where(_state_in(states))
+def _count_query(states: frozenset[AttemptState]) -> sa.Select[int]:
+    return sa.select(sa.func.count()).select_from(ATTEMPTS).where(_state_in(states))
 
 
 @cache
 def _attempts_query(
     *, with_campaign: bool, states: frozenset[AttemptState] | None
 ) -> sa.Select[Any]:
-    query = _JOINED.order_by(_ATTEMPTS.c.id)
+    query = _JOINED.order_by(ATTEMPTS.c.id)
     if with_campaign:
-        query = query.where(_ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+        query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
     if states is not None:
         query = query.where(_state_in(states))
     return query
 
 
 @cache
-def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[tuple[int]]:
+def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
     """The calls due a look, by next look. ``stragglers`` (while a list observes every call in
     flight): only `unknown` calls and the in-flight attempts in the ``ids`` parameter."""
     if stragglers:
         which = sa.or_(
-            _ATTEMPTS.c.state == AttemptState.UNKNOWN.value,
+            ATTEMPTS.c.state == AttemptState.UNKNOWN.value,
             sa.and_(
-                _ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
-                _ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+                ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
+                ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
             ),
         )
     else:
         which = _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
     query = (
-        sa.select(_ATTEMPTS.c.id)
+        sa.select(ATTEMPTS.c.id)
         .where(
             which,
-            _ATTEMPTS.c.next_poll_at.is_not(None),
-            _ATTEMPTS.c.next_poll_at <= sa.bindparam("now", type_=_ATTEMPTS.c.next_poll_at.type),
+            ATTEMPTS.c.next_poll_at.is_not(None),
+            ATTEMPTS.c.next_poll_at <= sa.bindparam("now", type_=ATTEMPTS.c.next_poll_at.type),
         )
-        .order_by(_ATTEMPTS.c.next_poll_at)
+        .order_by(ATTEMPTS.c.next_poll_at)
         .limit(sa.bindparam("limit", type_=sa.Integer()))
     )
     return query.with_for_update(skip_locked=True) if skip_locked else query
@@ -256,9 +240,9 @@ def _retry_insert(dialect: str) -> sa.Insert:
     aborts the whole transaction, and this one also holds the outcome it follows."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(_ATTEMPTS)
+        insert(ATTEMPTS)
         .on_conflict_do_nothing(index_elements=["run_id", "contact_id", "attempt_no"])
-        .returning(_ATTEMPTS.c.id)
+        .returning(ATTEMPTS.c.id)
     )
 
 
@@ -278,22 +262,22 @@ def _transition_statement(
     of ``columns`` (a bound name may not be a column's own name in an UPDATE).
     """
     conditions = [
-        _ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
         _state_in(allowed),
     ]
     if pinned:
         conditions.append(
-            _ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=_ATTEMPTS.c.dialing_at.type)
+            ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=ATTEMPTS.c.dialing_at.type)
         )
     if campaign_active:
-        active = sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.state == "active")
-        conditions.append(_ATTEMPTS.c.campaign_id.in_(active))
+        active = sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == "active")
+        conditions.append(ATTEMPTS.c.campaign_id.in_(active))
     if phone_free:
         conditions.append(~sa.exists(_LIVE_TO_SAME_PHONE))
-    values = {name: sa.bindparam(f"_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
+    values = {name: sa.bindparam(f"_{name}", type_=ATTEMPTS.c[name].type) for name in columns}
     return (
-        sa.update(_ATTEMPTS)
+        sa.update(ATTEMPTS)
         .where(*conditions)
         .values(state=target.value, **values)
-        .returning(_ATTEMPTS.c.campaign_id)
+        .returning(ATTEMPTS.c.campaign_id)
     )

@@ -40,7 +40,6 @@ from dialer.store.records import (
 )
 from dialer.store.statements import (
     _ATTEMPT_SUPERSEDED,
-    _ATTEMPTS,
     _BY_CALL_ID,
     _BY_ID,
     _BY_IDS,
@@ -72,6 +71,7 @@ from dialer.store.statements import (
     _transition_statement,
 )
 from dialer.store.tables import (
+    ATTEMPTS,
     AttemptRow,
     BudgetRow,
     CampaignRow,
@@ -407,7 +407,7 @@ class Store:
                 # by fire time: a run created late for an earlier fire supersedes nothing
                 # newer, and its own attempts are the ones cancelled
                 stale = session.execute(
-                    _PLANNED_SUPERSEDED.where(_ATTEMPTS.c.campaign_id == campaign_id)
+                    _PLANNED_SUPERSEDED.where(ATTEMPTS.c.campaign_id == campaign_id)
                 ).scalars()
                 self._cancel_each(session, list(stale), now=now, reason="superseded", by_run=run.id)
                 self._event(
@@ -1161,7 +1161,7 @@ class Store:
         )
 
     def _cancel_planned(
-        self, which: sa.Select[tuple[int]], params: Mapping[str, Any], *, now: datetime, reason: str
+        self, which: sa.Select[int], params: Mapping[str, Any], *, now: datetime, reason: str
     ) -> int:
         # prebuilt Core statements: housekeeping runs the stragglers' query every
         # reconcile_interval, and it almost always finds nothing

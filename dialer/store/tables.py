@@ -9,9 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from dialer.attempts import (
-    AttemptState,
-)
+from dialer.attempts import AttemptState
 from dialer.errors import StoreError
 
 
@@ -48,8 +46,8 @@ class CampaignRow(SQLModel, table=True):
     definition_hash: str
     api_key_name: str = "default"
     state: str = "active"  # active | paused | cancelled
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ContactRow(SQLModel, table=True):
@@ -62,9 +60,9 @@ class ContactRow(SQLModel, table=True):
     name: str | None = None
     timezone: str | None = None
     variables: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    call_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    appointment_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
     source_line: int = 0
     removed: bool = False
 
@@ -75,9 +73,9 @@ class RunRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)
-    fire_time: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    fire_time: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AttemptRow(SQLModel, table=True):
@@ -98,30 +96,30 @@ class AttemptRow(SQLModel, table=True):
     phone: str = Field(max_length=32)
     attempt_no: int = 1
     state: str = AttemptState.PLANNED.value
-    due_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    due_at: datetime = Field(sa_type=UTCDateTime)
     reason: str | None = None  # why the last deferral / skip / failure happened
     owner: str | None = None  # the daemon that moved it to dialing
-    dialing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    dialing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     request_body: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     # the API key the dial was sent with, while it is dialled or followed (NULL when planned):
     # a call exists in that key's organisation only, whatever the campaign file says now
     dial_key_name: str | None = None
     call_id: str | None = Field(default=None, sa_column_kwargs={"unique": True})
-    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     polls: int = 0
     outcome: str | None = None
     call_status: str | None = None
     error: str | None = None
     end_reason: str | None = None
-    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_seconds: int | None = None
     summary: str | None = None
     analysis_result: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     messages: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
     raw: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    created_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    updated_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class WorkerRow(SQLModel, table=True):
@@ -130,8 +128,8 @@ class WorkerRow(SQLModel, table=True):
     __tablename__ = "workers"
 
     id: str = Field(primary_key=True, max_length=200)
-    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
-    heartbeat_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class BudgetRow(SQLModel, table=True):
@@ -140,7 +138,7 @@ class BudgetRow(SQLModel, table=True):
     __tablename__ = "budgets"
 
     key_name: str = Field(primary_key=True, max_length=200)
-    tat: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    tat: datetime = Field(sa_type=UTCDateTime)
 
 
 class EventRow(SQLModel, table=True):
@@ -149,11 +147,22 @@ class EventRow(SQLModel, table=True):
     __tablename__ = "events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    at: datetime = Field(sa_type=UTCDateTime)
     campaign_id: int | None = Field(default=None, index=True)
     attempt_id: int | None = Field(default=None, index=True)
     kind: str = Field(max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+# The Core tables the statements are built from: ``Model.__table__`` is there at runtime, but
+# SQLModel does not declare it; the metadata's mapping is typed.
+CAMPAIGNS = SQLModel.metadata.tables[CampaignRow.__tablename__]
+CONTACTS = SQLModel.metadata.tables[ContactRow.__tablename__]
+RUNS = SQLModel.metadata.tables[RunRow.__tablename__]
+ATTEMPTS = SQLModel.metadata.tables[AttemptRow.__tablename__]
+WORKERS = SQLModel.metadata.tables[WorkerRow.__tablename__]
+BUDGETS = SQLModel.metadata.tables[BudgetRow.__tablename__]
+EVENTS = SQLModel.metadata.tables[EventRow.__tablename__]
 
 
 def _jsonable(value: Any) -> Any:
