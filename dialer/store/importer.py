@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from dialer.errors import StoreError
-from dialer.store.tables import ContactRow, _jsonable
+from dialer.store.tables import ContactRow, jsonable
 
 
 def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A contact's variables for the JSON column, as :func:`_jsonable` would make them.
+    """A contact's variables for the JSON column, as :func:`jsonable` would make them.
 
     Campaign files give strings only, which JSON keeps as they are: the round trip (two
     encodes and a decode per contact) is only for anything else.
@@ -22,7 +22,7 @@ def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
     # keys need no check: json.dumps writes any key it accepts the same way in both paths
     if type(variables) is dict and all(map(isinstance, variables.values(), repeat(str))):
         return variables
-    plain: dict[str, Any] = _jsonable(dict(variables))
+    plain: dict[str, Any] = jsonable(dict(variables))
     return plain
 
 

@@ -1,4 +1,11 @@
-"""Prebuilt Core statements of the store."""
+"""The store's SQL, by name: Core statements built once at import, and the few that vary by a
+flag built once per flag value (``functools.cache``).
+
+Statements of a call's hot path are built once because SQLAlchemy spends more CPU building and
+cache-keying a statement than SQLite spends running it; a statement object reused is compiled
+once and its cache key memoized. ``dialer.store.store`` runs them (``sql.NAME``); their bound
+parameters are named in each statement.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +24,10 @@ from dialer.attempts import (
 )
 from dialer.store.tables import ATTEMPTS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
 
-# Statements of a call's hot path, built once: SQLAlchemy spends more CPU building and
-# cache-keying a statement than SQLite spends running it; a statement object reused is
-# compiled once and its cache key memoized.
-_EVENT_INSERT = sa.insert(EVENTS)
+INSERT_EVENT = sa.insert(EVENTS)
 
 
-def _state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
+def state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
     """``state = ? OR state = ?``: an ``IN`` list is expanded anew on every execution, which
     costs more than the rest of these statements' parameters."""
     return sa.or_(*(ATTEMPTS.c.state == state.value for state in sorted(states)))
@@ -31,7 +35,7 @@ def _state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
 
 #: every attempt with what an AttemptView shows of its contact and campaign (rows, not ORM
 #: objects: loading two ORM objects per row cost more than the query itself)
-_JOINED = (
+ATTEMPT_VIEWS = (
     sa.select(
         *(
             ATTEMPTS.c[name]
@@ -56,31 +60,29 @@ _JOINED = (
     .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
     .join(CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
 )  # fmt: skip
-_BY_ID = _JOINED.where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
-_BY_CALL_ID = _JOINED.where(ATTEMPTS.c.call_id == sa.bindparam("call_id"))
+VIEW_BY_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+VIEW_BY_CALL_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.call_id == sa.bindparam("call_id"))
 _PLANNED_AND_ACTIVE = (
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
     CAMPAIGNS.c.state == "active",
 )
-_DUE = (
-    _JOINED.where(
+DUE_VIEWS = (
+    ATTEMPT_VIEWS.where(
         *_PLANNED_AND_ACTIVE,
         ATTEMPTS.c.due_at <= sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
     )
     .order_by(ATTEMPTS.c.due_at, ATTEMPTS.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
 )
-_NEXT_DUE = (
+NEXT_DUE_AT = (
     sa.select(sa.func.min(ATTEMPTS.c.due_at, type_=ATTEMPTS.c.due_at.type))
     .join_from(ATTEMPTS, CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
     .where(*_PLANNED_AND_ACTIVE)
 )
-_REQUEST_BODY = sa.select(ATTEMPTS.c.request_body).where(
-    ATTEMPTS.c.id == sa.bindparam("attempt_id")
-)
+REQUEST_BODY = sa.select(ATTEMPTS.c.request_body).where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
 #: the first key of the advisory locks this store takes (the second: the phone's hash)
 _PHONE_LOCK_CLASS = 0x44_49_41_4C  # "DIAL"
-_LOCK_PHONE = sa.select(
+LOCK_PHONE = sa.select(
     sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(ATTEMPTS.c.phone))
 ).where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
 _OTHER = ATTEMPTS.alias("other")
@@ -103,17 +105,17 @@ def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
 _LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
     _OTHER.c.phone == ATTEMPTS.c.phone, _on_the_phone(_OTHER)
 )
-_PHONE_LIVE = (
+LIVE_ATTEMPT_TO_PHONE = (
     sa.select(ATTEMPTS.c.id)
     .where(ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(ATTEMPTS))
     .limit(1)
 )
-_PLANNED_IN_CAMPAIGN = sa.select(ATTEMPTS.c.id).where(
+PLANNED_IN_CAMPAIGN = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
     ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
 )
-_CAMPAIGN_STATE = sa.select(CAMPAIGNS.c.state).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
-_PLANNED_IN_CANCELLED = sa.select(ATTEMPTS.c.id).where(
+CAMPAIGN_STATE = sa.select(CAMPAIGNS.c.state).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+PLANNED_IN_CANCELLED_CAMPAIGNS = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
     ATTEMPTS.c.campaign_id.in_(sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == "cancelled")),
 )
@@ -130,34 +132,34 @@ _SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
         )
     ),
 )
-_PLANNED_SUPERSEDED = sa.select(ATTEMPTS.c.id).where(
+PLANNED_IN_SUPERSEDED_RUNS = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.state == AttemptState.PLANNED.value, ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
-_ATTEMPT_SUPERSEDED = sa.select(ATTEMPTS.c.id).where(
+ATTEMPT_IN_SUPERSEDED_RUN = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.id == sa.bindparam("attempt_id"), ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
 )
-_OPEN_RUNS = sa.select(RUNS.c.id, RUNS.c.campaign_id).where(RUNS.c.finished_at.is_(None))
-_RUN_HAS_PENDING = sa.select(
+OPEN_RUNS = sa.select(RUNS.c.id, RUNS.c.campaign_id).where(RUNS.c.finished_at.is_(None))
+RUN_HAS_PENDING = sa.select(
     sa.exists().where(
         ATTEMPTS.c.run_id == sa.bindparam("run_id"),
-        _state_in(set(AttemptState) - FINAL_STATES),
+        state_in(set(AttemptState) - FINAL_STATES),
     )
 )
-_FINISH_RUN = (
+FINISH_RUN = (
     sa.update(RUNS)
     .where(RUNS.c.id == sa.bindparam("run_id"), RUNS.c.finished_at.is_(None))
     .values(finished_at=sa.bindparam("finished_at", type_=RUNS.c.finished_at.type))
 )
-_LIVE_COUNTS = (
+LIVE_COUNTS_BY_CAMPAIGN = (
     sa.select(ATTEMPTS.c.campaign_id, sa.func.count())
-    .where(_state_in(LIVE_STATES))
+    .where(state_in(LIVE_STATES))
     .group_by(ATTEMPTS.c.campaign_id)
 )
-_RECORD_POLL = (
+RECORD_POLL = (
     sa.update(ATTEMPTS)
     .where(
         ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+        state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
     )
     .values(
         call_status=sa.bindparam("_call_status"),
@@ -168,45 +170,43 @@ _RECORD_POLL = (
     )
 )
 
-_BY_IDS = _JOINED.where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
+VIEWS_BY_IDS = ATTEMPT_VIEWS.where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
     ATTEMPTS.c.id
 )
-_DIALING_SINCE = _JOINED.where(
+DIALING_SINCE = ATTEMPT_VIEWS.where(
     ATTEMPTS.c.state == AttemptState.DIALING.value,
     ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=ATTEMPTS.c.dialing_at.type),
 ).order_by(ATTEMPTS.c.id)
-_PUSH_POLLS = (
+PUSH_POLLS = (
     sa.update(ATTEMPTS)
     .where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
     .values(next_poll_at=sa.bindparam("until", type_=ATTEMPTS.c.next_poll_at.type))
 )
-_NEXT_POLL = sa.select(
+NEXT_POLL_AT = sa.select(
     sa.func.min(ATTEMPTS.c.next_poll_at, type_=ATTEMPTS.c.next_poll_at.type)
-).where(_state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
-_LIVE_WORKERS = sa.select(WORKERS.c.id).where(
+).where(state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
+LIVE_WORKERS = sa.select(WORKERS.c.id).where(
     WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=WORKERS.c.heartbeat_at.type)
 )
 
 
 @cache
-def _count_query(states: frozenset[AttemptState]) -> sa.Select[int]:
-    return sa.select(sa.func.count()).select_from(ATTEMPTS).where(_state_in(states))
+def count_in_states(states: frozenset[AttemptState]) -> sa.Select[int]:
+    return sa.select(sa.func.count()).select_from(ATTEMPTS).where(state_in(states))
 
 
 @cache
-def _attempts_query(
-    *, with_campaign: bool, states: frozenset[AttemptState] | None
-) -> sa.Select[Any]:
-    query = _JOINED.order_by(ATTEMPTS.c.id)
+def attempt_views(*, with_campaign: bool, states: frozenset[AttemptState] | None) -> sa.Select[Any]:
+    query = ATTEMPT_VIEWS.order_by(ATTEMPTS.c.id)
     if with_campaign:
         query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
     if states is not None:
-        query = query.where(_state_in(states))
+        query = query.where(state_in(states))
     return query
 
 
 @cache
-def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
+def calls_due_a_look(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
     """The calls due a look, by next look. ``stragglers`` (while a list observes every call in
     flight): only `unknown` calls and the in-flight attempts in the ``ids`` parameter."""
     if stragglers:
@@ -218,7 +218,7 @@ def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
             ),
         )
     else:
-        which = _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
+        which = state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
     query = (
         sa.select(ATTEMPTS.c.id)
         .where(
@@ -233,7 +233,7 @@ def _claim_query(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
 
 
 @cache
-def _retry_insert(dialect: str) -> sa.Insert:
+def insert_retry(dialect: str) -> sa.Insert:
     """INSERT of a retry attempt, returning its id, or no row when that attempt number exists.
 
     ON CONFLICT DO NOTHING rather than catching the IntegrityError: on PostgreSQL an error
@@ -247,7 +247,7 @@ def _retry_insert(dialect: str) -> sa.Insert:
 
 
 @cache
-def _transition_statement(
+def transition(
     target: AttemptState,
     allowed: frozenset[AttemptState],
     *,
@@ -263,7 +263,7 @@ def _transition_statement(
     """
     conditions = [
         ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
-        _state_in(allowed),
+        state_in(allowed),
     ]
     if pinned:
         conditions.append(

@@ -32,43 +32,12 @@ from dialer.attempts import (
 )
 from dialer.errors import StoreError, TransitionRefused
 from dialer.store import importer
+from dialer.store import statements as sql
 from dialer.store.records import (
     AttemptView,
     CallResult,
     ContactRecord,
     Retry,
-)
-from dialer.store.statements import (
-    _ATTEMPT_SUPERSEDED,
-    _BY_CALL_ID,
-    _BY_ID,
-    _BY_IDS,
-    _CAMPAIGN_STATE,
-    _DIALING_SINCE,
-    _DUE,
-    _EVENT_INSERT,
-    _FINISH_RUN,
-    _JOINED,
-    _LIVE_COUNTS,
-    _LIVE_WORKERS,
-    _LOCK_PHONE,
-    _NEXT_DUE,
-    _NEXT_POLL,
-    _OPEN_RUNS,
-    _PHONE_LIVE,
-    _PLANNED_IN_CAMPAIGN,
-    _PLANNED_IN_CANCELLED,
-    _PLANNED_SUPERSEDED,
-    _PUSH_POLLS,
-    _RECORD_POLL,
-    _REQUEST_BODY,
-    _RUN_HAS_PENDING,
-    _attempts_query,
-    _claim_query,
-    _count_query,
-    _retry_insert,
-    _state_in,
-    _transition_statement,
 )
 from dialer.store.tables import (
     ATTEMPTS,
@@ -79,7 +48,7 @@ from dialer.store.tables import (
     EventRow,
     RunRow,
     WorkerRow,
-    _jsonable,
+    jsonable,
 )
 
 T = TypeVar("T")
@@ -183,13 +152,13 @@ class Store:
     ) -> None:
         # A Core insert: events are only ever appended, never read back through the session.
         session.execute(
-            _EVENT_INSERT,
+            sql.INSERT_EVENT,
             {
                 "at": at,
                 "kind": kind,
                 "campaign_id": campaign_id,
                 "attempt_id": attempt_id,
-                "data": _jsonable(data),
+                "data": jsonable(data),
             },
         )
 
@@ -407,7 +376,7 @@ class Store:
                 # by fire time: a run created late for an earlier fire supersedes nothing
                 # newer, and its own attempts are the ones cancelled
                 stale = session.execute(
-                    _PLANNED_SUPERSEDED.where(ATTEMPTS.c.campaign_id == campaign_id)
+                    sql.PLANNED_IN_SUPERSEDED_RUNS.where(ATTEMPTS.c.campaign_id == campaign_id)
                 ).scalars()
                 self._cancel_each(session, list(stale), now=now, reason="superseded", by_run=run.id)
                 self._event(
@@ -470,11 +439,11 @@ class Store:
         """Mark every open run whose attempts are all final as finished; return their ids."""
         finished: list[int] = []
         with self._connection() as connection:
-            for run_id, campaign_id in connection.execute(_OPEN_RUNS).all():
-                if connection.execute(_RUN_HAS_PENDING, {"run_id": run_id}).scalar():
+            for run_id, campaign_id in connection.execute(sql.OPEN_RUNS).all():
+                if connection.execute(sql.RUN_HAS_PENDING, {"run_id": run_id}).scalar():
                     continue
                 closed = connection.execute(
-                    _FINISH_RUN, {"run_id": run_id, "finished_at": now}
+                    sql.FINISH_RUN, {"run_id": run_id, "finished_at": now}
                 ).rowcount
                 if closed:  # not finished by another daemon in between: one event per run
                     self._event(
@@ -503,26 +472,26 @@ class Store:
     def _views(
         session: Session | sa.Connection, query: Any, params: Mapping[str, Any] | None = None
     ) -> list[AttemptView]:
-        """Run a query built on ``_JOINED``: one AttemptView per row."""
+        """Run a query built on ``sql.ATTEMPT_VIEWS``: one AttemptView per row."""
         return [_view(row) for row in session.execute(query, params)]
 
     def attempt(self, attempt_id: int) -> AttemptView:
         with self._connection() as connection:
-            views = self._views(connection, _BY_ID, {"attempt_id": attempt_id})
+            views = self._views(connection, sql.VIEW_BY_ID, {"attempt_id": attempt_id})
             if not views:
                 raise StoreError(f"no attempt {attempt_id}")
             return views[0]
 
     def attempt_by_call_id(self, call_id: str) -> AttemptView | None:
         with self._connection() as connection:
-            views = self._views(connection, _BY_CALL_ID, {"call_id": call_id})
+            views = self._views(connection, sql.VIEW_BY_CALL_ID, {"call_id": call_id})
             return views[0] if views else None
 
     def attempts(
         self, *, campaign_id: int | None = None, states: Iterable[AttemptState] | None = None
     ) -> list[AttemptView]:
         with self._connection() as connection:
-            query = _attempts_query(
+            query = sql.attempt_views(
                 with_campaign=campaign_id is not None,
                 states=None if states is None else frozenset(states),
             )
@@ -531,21 +500,21 @@ class Store:
     def dialing_since(self, cutoff: datetime) -> list[AttemptView]:
         """Attempts in `dialing` since ``cutoff`` or earlier: what reconciliation looks at."""
         with self._connection() as connection:
-            return self._views(connection, _DIALING_SINCE, {"cutoff": cutoff})
+            return self._views(connection, sql.DIALING_SINCE, {"cutoff": cutoff})
 
     def due_attempts(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Planned attempts whose time has come, oldest first, of campaigns that are active."""
         with self._connection() as connection:
-            return self._views(connection, _DUE, {"now": now, "limit": limit})
+            return self._views(connection, sql.DUE_VIEWS, {"now": now, "limit": limit})
 
     def next_due_at(self) -> datetime | None:
         with self._connection() as connection:
-            return connection.execute(_NEXT_DUE).scalar()
+            return connection.execute(sql.NEXT_DUE_AT).scalar()
 
     def live_counts(self) -> dict[int, int]:
         """Calls that may exist right now (dialing or in flight), per campaign id."""
         with self._connection() as connection:
-            return {cid: n for cid, n in connection.execute(_LIVE_COUNTS).all()}
+            return {cid: n for cid, n in connection.execute(sql.LIVE_COUNTS_BY_CAMPAIGN).all()}
 
     def claim_polls(
         self,
@@ -566,7 +535,7 @@ class Store:
         with self._connection() as connection:
             ids = list(
                 connection.execute(
-                    _claim_query(
+                    sql.calls_due_a_look(
                         stragglers=stragglers is not None,
                         skip_locked=self.dialect == "postgresql",
                     ),
@@ -575,8 +544,8 @@ class Store:
             )
             if not ids:
                 return []
-            connection.execute(_PUSH_POLLS, {"ids": ids, "until": now + lease})
-            return self._views(connection, _BY_IDS, {"ids": ids})
+            connection.execute(sql.PUSH_POLLS, {"ids": ids, "until": now + lease})
+            return self._views(connection, sql.VIEWS_BY_IDS, {"ids": ids})
 
     # ----- the shared request budget
     def take_request_slot(
@@ -649,13 +618,13 @@ class Store:
 
     def live_workers(self, *, now: datetime, ttl: timedelta) -> set[str]:
         with self._connection() as connection:
-            return set(connection.execute(_LIVE_WORKERS, {"since": now - ttl}).scalars())
+            return set(connection.execute(sql.LIVE_WORKERS, {"since": now - ttl}).scalars())
 
     def polls_due(self, *, now: datetime, limit: int) -> list[AttemptView]:
         """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
         with self.session() as session:
             query = (
-                _JOINED.where(
+                sql.ATTEMPT_VIEWS.where(
                     col(AttemptRow.state).in_(
                         [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
                     ),
@@ -669,17 +638,19 @@ class Store:
 
     def next_poll_at(self) -> datetime | None:
         with self._connection() as connection:
-            return connection.execute(_NEXT_POLL).scalar()
+            return connection.execute(sql.NEXT_POLL_AT).scalar()
 
     def count_attempts(self, *, states: Iterable[AttemptState]) -> int:
         with self._connection() as connection:
-            return int(connection.execute(_count_query(frozenset(states))).scalar_one())
+            return int(connection.execute(sql.count_in_states(frozenset(states))).scalar_one())
 
     def phone_live(self, phone: str, *, busy_since: datetime) -> bool:
         """Whether a call to this number may be ringing or talking (any campaign): see
         ``begin_dialing``."""
         with self._connection() as connection:
-            found = connection.execute(_PHONE_LIVE, {"phone": phone, "busy_since": busy_since})
+            found = connection.execute(
+                sql.LIVE_ATTEMPT_TO_PHONE, {"phone": phone, "busy_since": busy_since}
+            )
             return found.first() is not None
 
     def calls_since(self, phone: str, since: datetime) -> list[datetime]:
@@ -700,13 +671,13 @@ class Store:
     def request_body(self, attempt_id: int) -> dict[str, Any] | None:
         """The body of the attempt's last create, as sent (None: never dialled)."""
         with self._connection() as connection:
-            return connection.execute(_REQUEST_BODY, {"attempt_id": attempt_id}).scalar()
+            return connection.execute(sql.REQUEST_BODY, {"attempt_id": attempt_id}).scalar()
 
     def attempt_history(self, run_id: int, contact_id: int) -> list[AttemptView]:
         with self.session() as session:
             return self._views(
                 session,
-                _JOINED.where(
+                sql.ATTEMPT_VIEWS.where(
                     AttemptRow.run_id == run_id, AttemptRow.contact_id == contact_id
                 ).order_by(col(AttemptRow.attempt_no)),
             )
@@ -744,7 +715,7 @@ class Store:
         values["updated_at"] = now
         if target is AttemptState.PLANNED:
             values["dial_key_name"] = None  # its next dial goes out with the campaign's key
-        statement = _transition_statement(
+        statement = sql.transition(
             target,
             allowed,
             pinned=dialed_at is not None,
@@ -805,7 +776,7 @@ class Store:
                     # "no other live attempt to this number" is a read: under READ COMMITTED
                     # two daemons claiming two attempts to one number would both pass it.
                     # Held to the commit, the lock makes the second one see the first's claim.
-                    connection.execute(_LOCK_PHONE, {"attempt_id": attempt_id})
+                    connection.execute(sql.LOCK_PHONE, {"attempt_id": attempt_id})
                 self._transition(
                     connection,
                     attempt_id,
@@ -815,7 +786,7 @@ class Store:
                     expect=[AttemptState.PLANNED],
                     owner=owner,
                     dialing_at=now,
-                    request_body=_jsonable(dict(body)),
+                    request_body=jsonable(dict(body)),
                     dial_key_name=key_name,
                     reason=None,
                     event_data={"owner": owner, **dict(evidence or {})},
@@ -924,7 +895,9 @@ class Store:
                 event_data=_audit({"reason": reason}, response_status),
                 dialed_at=dialed_at,
             )
-            if connection.execute(_ATTEMPT_SUPERSEDED, {"attempt_id": attempt_id}).first():
+            if connection.execute(
+                sql.ATTEMPT_IN_SUPERSEDED_RUN, {"attempt_id": attempt_id}
+            ).first():
                 self._cancel_each(connection, [attempt_id], now=now, reason="superseded")
 
     def note_ambiguous(
@@ -991,11 +964,11 @@ class Store:
         (None: no more looks)."""
         with self._connection() as connection:
             connection.execute(
-                _RECORD_POLL,
+                sql.RECORD_POLL,
                 {
                     "_attempt_id": attempt_id,
                     "_call_status": call_status,
-                    "_raw": _jsonable(dict(raw)),
+                    "_raw": jsonable(dict(raw)),
                     "_next_poll_at": next_poll_at,
                     "_updated_at": now,
                 },
@@ -1012,7 +985,7 @@ class Store:
                 sa.update(AttemptRow)
                 .where(
                     col(AttemptRow.id) == attempt_id,
-                    _state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+                    sql.state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
                 )
                 .values(next_poll_at=next_poll_at, updated_at=now)
             )
@@ -1057,9 +1030,9 @@ class Store:
                     ended_at=result.ended_at,
                     duration_seconds=result.duration_seconds,
                     summary=result.summary,
-                    analysis_result=_jsonable(result.analysis_result),
-                    messages=_jsonable(result.messages),
-                    raw=_jsonable(result.raw),
+                    analysis_result=jsonable(result.analysis_result),
+                    messages=jsonable(result.messages),
+                    raw=jsonable(result.raw),
                     next_poll_at=None,
                     reason=None,  # a late result: "still in-progress after 0:30:00" is over
                     event_data={"outcome": result.outcome, "call_status": result.call_status},
@@ -1072,11 +1045,11 @@ class Store:
 
     def _write_retry(self, connection: sa.Connection, retry: Retry, *, now: datetime) -> None:
         previous = retry.after
-        state = connection.execute(_CAMPAIGN_STATE, {"campaign_id": previous.campaign_id})
+        state = connection.execute(sql.CAMPAIGN_STATE, {"campaign_id": previous.campaign_id})
         dropped = None
         if state.scalar() == "cancelled":
             dropped = "campaign_cancelled"  # a call in flight at the cancel earns nothing more
-        elif connection.execute(_ATTEMPT_SUPERSEDED, {"attempt_id": previous.id}).first():
+        elif connection.execute(sql.ATTEMPT_IN_SUPERSEDED_RUN, {"attempt_id": previous.id}).first():
             dropped = "superseded"  # a newer run of the campaign calls the contact
         if dropped is not None:
             self._event(
@@ -1103,7 +1076,7 @@ class Store:
         # An attempt with that number already exists only if something else planned it: keep
         # that one (DO NOTHING), rather than failing the outcome that is being recorded.
         new_id = connection.execute(
-            _retry_insert(self.dialect),
+            sql.insert_retry(self.dialect),
             {
                 "run_id": previous.run_id,
                 "campaign_id": previous.campaign_id,
@@ -1152,12 +1125,12 @@ class Store:
         Likewise what became planned in a run after a newer run of its campaign was created
         (see ``create_run``)."""
         return self._cancel_planned(
-            _PLANNED_IN_CANCELLED, {}, now=now, reason="campaign_cancelled"
-        ) + self._cancel_planned(_PLANNED_SUPERSEDED, {}, now=now, reason="superseded")
+            sql.PLANNED_IN_CANCELLED_CAMPAIGNS, {}, now=now, reason="campaign_cancelled"
+        ) + self._cancel_planned(sql.PLANNED_IN_SUPERSEDED_RUNS, {}, now=now, reason="superseded")
 
     def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
         return self._cancel_planned(
-            _PLANNED_IN_CAMPAIGN, {"campaign_id": campaign_id}, now=now, reason=reason
+            sql.PLANNED_IN_CAMPAIGN, {"campaign_id": campaign_id}, now=now, reason=reason
         )
 
     def _cancel_planned(
@@ -1218,7 +1191,9 @@ class Store:
             )
             return self._views(
                 session,
-                _JOINED.where(col(AttemptRow.id).in_(newest)).order_by(col(AttemptRow.contact_id)),
+                sql.ATTEMPT_VIEWS.where(col(AttemptRow.id).in_(newest)).order_by(
+                    col(AttemptRow.contact_id)
+                ),
             )
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
@@ -1282,7 +1257,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _view(row: sa.Row[Any]) -> AttemptView:
-    """An AttemptView of one ``_JOINED`` row."""
+    """An AttemptView of one ``sql.ATTEMPT_VIEWS`` row."""
     return AttemptView(
         api_key_name=row.api_key_name,
         call_status=row.call_status,

@@ -165,6 +165,6 @@ BUDGETS = SQLModel.metadata.tables[BudgetRow.__tablename__]
 EVENTS = SQLModel.metadata.tables[EventRow.__tablename__]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Round-trip through JSON so datetimes and other objects never reach a JSON column raw."""
     return json.loads(json.dumps(value, default=str))
