@@ -456,17 +456,6 @@ class Store:
                     finished.append(run_id)
         return finished
 
-    def has_open_runs(self) -> bool:
-        with self.session() as session:
-            return (
-                session.exec(
-                    select(sa.func.count())
-                    .select_from(RunRow)
-                    .where(col(RunRow.finished_at).is_(None))
-                ).one()
-                > 0
-            )
-
     # ----- attempts: reads
     @staticmethod
     def _views(
@@ -619,22 +608,6 @@ class Store:
     def live_workers(self, *, now: datetime, ttl: timedelta) -> set[str]:
         with self._connection() as connection:
             return set(connection.execute(sql.LIVE_WORKERS, {"since": now - ttl}).scalars())
-
-    def polls_due(self, *, now: datetime, limit: int) -> list[AttemptView]:
-        """Calls in flight whose next poll is due (plus `unknown` ones still worth a late look)."""
-        with self.session() as session:
-            query = (
-                sql.ATTEMPT_VIEWS.where(
-                    col(AttemptRow.state).in_(
-                        [AttemptState.IN_FLIGHT.value, AttemptState.UNKNOWN.value]
-                    ),
-                    col(AttemptRow.next_poll_at).is_not(None),
-                    col(AttemptRow.next_poll_at) <= now,
-                )
-                .order_by(col(AttemptRow.next_poll_at))
-                .limit(limit)
-            )
-            return self._views(session, query)
 
     def next_poll_at(self) -> datetime | None:
         with self._connection() as connection:

@@ -33,10 +33,6 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _when() -> Any:
-    return sa.Column(UTCDateTime(), nullable=True)
-
-
 class CampaignRow(SQLModel, table=True):
     __tablename__ = "campaigns"
 
