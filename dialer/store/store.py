@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, select
@@ -33,6 +32,7 @@ from dialer.attempts import (
 from dialer.errors import StoreError, TransitionRefused
 from dialer.store import importer
 from dialer.store import statements as sql
+from dialer.store.database import make_engine
 from dialer.store.records import (
     AttemptView,
     CallResult,
@@ -59,7 +59,7 @@ class Store:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self._engine: Engine = _make_engine(url, echo=echo)
+        self._engine: Engine = make_engine(url, echo=echo)
 
     # ----- lifecycle
     def __enter__(self) -> Store:
@@ -1263,24 +1263,3 @@ def _view(row: sa.Row[Any]) -> AttemptView:
             source_line=row.contact_source_line,
         ),
     )
-
-
-def _make_engine(url: str, *, echo: bool) -> Engine:
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 30})
-
-        @sa_event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # WAL lets `dialer status` read while the daemon writes; busy_timeout makes a second
-            # process wait for the write lock instead of failing.
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
