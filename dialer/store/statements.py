@@ -22,7 +22,7 @@ from dialer.attempts import (
     TERMINAL_STATUSES,
     AttemptState,
 )
-from dialer.store.tables import ATTEMPTS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
+from dialer.store.tables import ATTEMPTS, BUDGETS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
 
 INSERT_EVENT = sa.insert(EVENTS)
 
@@ -190,6 +190,131 @@ LIVE_WORKERS = sa.select(WORKERS.c.id).where(
 )
 
 
+# ----- campaigns and their contacts (the import)
+CAMPAIGN_DEFINITION = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.definition_hash).where(
+    CAMPAIGNS.c.name == sa.bindparam("name")
+)
+INSERT_CAMPAIGN = sa.insert(CAMPAIGNS).returning(CAMPAIGNS.c.id)
+UPDATE_CAMPAIGN_DEFINITION = (
+    sa.update(CAMPAIGNS)
+    .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+    .values(
+        source=sa.bindparam("source"),
+        definition_hash=sa.bindparam("definition_hash"),
+        api_key_name=sa.bindparam("api_key_name"),
+        updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+    )
+)
+SET_CAMPAIGN_STATE = (
+    sa.update(CAMPAIGNS)
+    .where(CAMPAIGNS.c.name == sa.bindparam("campaign_name"))
+    .values(
+        state=sa.bindparam("state"),
+        updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+    )
+    .returning(CAMPAIGNS.c.id)
+)
+CONTACT_PHONES = sa.select(CONTACTS.c.id, CONTACTS.c.phone).where(
+    CONTACTS.c.campaign_id == sa.bindparam("campaign_id")
+)
+#: the contact columns an import writes (besides campaign_id and phone, the key)
+IMPORTED_CONTACT_COLUMNS = (
+    "name",
+    "timezone",
+    "variables",
+    "call_at",
+    "appointment_at",
+    "deadline",
+    "source_line",
+    "removed",
+)
+#: a stored contact's columns from an import (its id in ``contact_id``)
+UPDATE_CONTACT = (
+    CONTACTS.update()
+    .where(CONTACTS.c.id == sa.bindparam("contact_id"))
+    .values({name: sa.bindparam(name) for name in IMPORTED_CONTACT_COLUMNS})
+)
+
+# ----- runs
+INSERT_RUN = sa.insert(RUNS).returning(RUNS.c.id)
+#: the campaign's newest run still open (the one contacts added by an import join)
+OPEN_RUN_OF_CAMPAIGN = (
+    sa.select(RUNS.c.id, RUNS.c.campaign_id, RUNS.c.fire_time)
+    .where(RUNS.c.campaign_id == sa.bindparam("campaign_id"), RUNS.c.finished_at.is_(None))
+    .order_by(RUNS.c.id.desc())
+    .limit(1)
+)
+#: the campaign's live contacts without an attempt in the run
+CONTACTS_TO_PLAN = (
+    sa.select(CONTACTS.c.id, CONTACTS.c.phone)
+    .where(
+        CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
+        CONTACTS.c.removed.is_(False),
+        CONTACTS.c.id.not_in(
+            sa.select(ATTEMPTS.c.contact_id).where(ATTEMPTS.c.run_id == sa.bindparam("run_id"))
+        ),
+    )
+    .order_by(CONTACTS.c.id)
+)
+INSERT_ATTEMPT = sa.insert(ATTEMPTS)
+PLANNED_IN_SUPERSEDED_RUNS_OF_CAMPAIGN = PLANNED_IN_SUPERSEDED_RUNS.where(
+    ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id")
+)
+
+# ----- attempts: reads and writes off the transitions
+DIALLED_SINCE = sa.select(ATTEMPTS.c.dialing_at).where(
+    ATTEMPTS.c.phone == sa.bindparam("phone"),
+    ATTEMPTS.c.dialing_at >= sa.bindparam("since", type_=ATTEMPTS.c.dialing_at.type),
+)
+HISTORY = ATTEMPT_VIEWS.where(
+    ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+    ATTEMPTS.c.contact_id == sa.bindparam("contact_id"),
+).order_by(ATTEMPTS.c.attempt_no)
+RESCHEDULE_POLL = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.id == sa.bindparam("attempt_id"),
+        state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+    )
+    .values(
+        next_poll_at=sa.bindparam("next_poll_at", type_=ATTEMPTS.c.next_poll_at.type),
+        updated_at=sa.bindparam("updated_at", type_=ATTEMPTS.c.updated_at.type),
+    )
+)
+KNOWN_CALL_IDS = sa.select(ATTEMPTS.c.call_id).where(
+    ATTEMPTS.c.call_id.in_(sa.bindparam("call_ids", expanding=True))
+)
+
+# ----- workers
+TOUCH_WORKER = (
+    sa.update(WORKERS)
+    .where(WORKERS.c.id == sa.bindparam("worker_id"))
+    .values(heartbeat_at=sa.bindparam("now", type_=WORKERS.c.heartbeat_at.type))
+)
+INSERT_WORKER = sa.insert(WORKERS)
+
+# ----- the shared request budget
+BUDGET_TAT = sa.select(BUDGETS.c.tat).where(BUDGETS.c.key_name == sa.bindparam("key_name"))
+#: held to the commit on PostgreSQL: daemons sharing the key take its slots one at a time
+BUDGET_TAT_LOCKED = BUDGET_TAT.with_for_update()
+SET_BUDGET_TAT = (
+    sa.update(BUDGETS)
+    .where(BUDGETS.c.key_name == sa.bindparam("budget_key"))
+    .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
+)
+INSERT_BUDGET = sa.insert(BUDGETS)
+
+# ----- reports
+#: the newest attempt of each contact of the campaign, by contact
+LATEST_VIEWS = ATTEMPT_VIEWS.where(
+    ATTEMPTS.c.id.in_(
+        sa.select(sa.func.max(ATTEMPTS.c.id))
+        .where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+        .group_by(ATTEMPTS.c.contact_id)
+    )
+).order_by(ATTEMPTS.c.contact_id)
+
+
 @cache
 def count_in_states(states: frozenset[AttemptState]) -> sa.Select[int]:
     return sa.select(sa.func.count()).select_from(ATTEMPTS).where(state_in(states))
@@ -230,6 +355,25 @@ def calls_due_a_look(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
         .limit(sa.bindparam("limit", type_=sa.Integer()))
     )
     return query.with_for_update(skip_locked=True) if skip_locked else query
+
+
+@cache
+def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
+    """Attempts per (state, outcome), of one campaign (``campaign_id``) or of all."""
+    query = sa.select(ATTEMPTS.c.state, ATTEMPTS.c.outcome, sa.func.count()).group_by(
+        ATTEMPTS.c.state, ATTEMPTS.c.outcome
+    )
+    if with_campaign:
+        query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    return query
+
+
+@cache
+def insert_budget_unless_there(dialect: str) -> sa.Insert:
+    """INSERT of a key's budget row, returning its key, or no row when another daemon created
+    it first (ON CONFLICT DO NOTHING: on PostgreSQL an error would abort the transaction)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(BUDGETS).on_conflict_do_nothing().returning(BUDGETS.c.key_name)
 
 
 @cache

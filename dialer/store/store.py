@@ -30,9 +30,10 @@ from dialer.attempts import (
     sources_of,
 )
 from dialer.errors import StoreError, TransitionRefused
-from dialer.store import importer
+from dialer.store import budget, importer
 from dialer.store import statements as sql
 from dialer.store.database import make_engine
+from dialer.store.events import append_event
 from dialer.store.records import (
     AttemptView,
     CallResult,
@@ -40,14 +41,11 @@ from dialer.store.records import (
     Retry,
 )
 from dialer.store.tables import (
-    ATTEMPTS,
     AttemptRow,
-    BudgetRow,
     CampaignRow,
     ContactRow,
     EventRow,
     RunRow,
-    WorkerRow,
     jsonable,
 )
 
@@ -140,28 +138,6 @@ class Store:
                 raise
 
     # ----- events
-    @staticmethod
-    def _event(
-        session: Session | sa.Connection,
-        *,
-        at: datetime,
-        kind: str,
-        campaign_id: int | None = None,
-        attempt_id: int | None = None,
-        **data: Any,
-    ) -> None:
-        # A Core insert: events are only ever appended, never read back through the session.
-        session.execute(
-            sql.INSERT_EVENT,
-            {
-                "at": at,
-                "kind": kind,
-                "campaign_id": campaign_id,
-                "attempt_id": attempt_id,
-                "data": jsonable(data),
-            },
-        )
-
     def add_event(
         self,
         *,
@@ -171,9 +147,9 @@ class Store:
         attempt_id: int | None = None,
         **data: Any,
     ) -> None:
-        with self.session() as session:
-            self._event(
-                session, at=at, kind=kind, campaign_id=campaign_id, attempt_id=attempt_id, **data
+        with self._connection() as connection:
+            append_event(
+                connection, at=at, kind=kind, campaign_id=campaign_id, attempt_id=attempt_id, **data
             )
 
     def events(self, *, attempt_id: int | None = None, kind: str | None = None) -> list[EventRow]:
@@ -202,130 +178,30 @@ class Store:
         contacts join the open run, contacts gone from the file have their planned attempts
         cancelled.
         """
-        with self.session() as session:
-            row = session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
-            if row is None:
-                row = CampaignRow(
-                    name=name,
-                    source=source,
-                    definition_hash=definition_hash,
-                    api_key_name=api_key_name,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
-                session.flush()
-                self._event(
-                    session, at=now, kind="campaign.created", campaign_id=row.id, source=source
-                )
-            elif row.definition_hash == definition_hash:
-                return _id(row.id)
-            else:
-                row.source, row.definition_hash, row.api_key_name, row.updated_at = (
-                    source,
-                    definition_hash,
-                    api_key_name,
-                    now,
-                )
-                session.add(row)
-                self._event(
-                    session,
-                    at=now,
-                    kind="campaign.updated",
-                    campaign_id=row.id,
-                    definition_hash=definition_hash,
-                )
-            campaign_id = _id(row.id)
-            existing = {
-                phone: cid
-                for cid, phone in session.exec(
-                    select(ContactRow.id, ContactRow.phone).where(
-                        ContactRow.campaign_id == campaign_id
-                    )
-                ).all()
-            }
-            # Statements on the session's connection: the same transaction as everything here.
-            connection = session.connection()
-            table = SQLModel.metadata.tables[ContactRow.__tablename__]
-            update = (
-                table.update()
-                .where(table.c.id == sa.bindparam("contact_id"))
-                .values({name: sa.bindparam(name) for name in importer._CONTACT_FIELDS})
+        with self._connection() as connection:
+            synced = importer.sync_campaign(
+                connection,
+                name=name,
+                source=source,
+                definition_hash=definition_hash,
+                api_key_name=api_key_name,
+                contacts=contacts,
+                now=now,
             )
-            insert = importer._ContactInsert(connection)
-            # only numbers already stored need remembering (to tell which ones are gone);
-            # a set of every number of a first import would be ~100 MB at a million
-            seen: set[str] = set()
-            new_rows: list[tuple[Any, ...]] = []
-            changed: list[dict[str, Any]] = []
-            for contact in contacts:
-                phone = contact.phone
-                cid = existing.get(phone) if existing else None
-                if cid is None:
-                    # in _INSERT_COLUMNS order
-                    new_rows.append(
-                        (
-                            campaign_id,
-                            phone,
-                            contact.name,
-                            contact.timezone,
-                            importer._json_variables(contact.variables),
-                            contact.call_at,
-                            contact.appointment_at,
-                            contact.deadline,
-                            contact.source_line,
-                            False,
-                        )
+            if synced.changed:
+                # Contacts added while a run is open join that run.
+                open_run = connection.execute(
+                    sql.OPEN_RUN_OF_CAMPAIGN, {"campaign_id": synced.campaign_id}
+                ).first()
+                if open_run is not None:
+                    self._plan_missing(
+                        connection,
+                        run_id=open_run.id,
+                        campaign_id=open_run.campaign_id,
+                        fire_time=open_run.fire_time,
+                        now=now,
                     )
-                    if len(new_rows) >= importer._CHUNK:
-                        insert.execute(new_rows)
-                        new_rows = []
-                    continue
-                seen.add(phone)
-                changed.append(
-                    {
-                        "contact_id": cid,
-                        "name": contact.name,
-                        "timezone": contact.timezone,
-                        "variables": importer._json_variables(contact.variables),
-                        "call_at": contact.call_at,
-                        "appointment_at": contact.appointment_at,
-                        "deadline": contact.deadline,
-                        "source_line": contact.source_line,
-                        "removed": False,
-                    }
-                )
-                if len(changed) >= importer._CHUNK:
-                    connection.execute(update, changed)
-                    changed = []
-            if changed:
-                connection.execute(update, changed)
-            if new_rows:
-                insert.execute(new_rows)
-            gone = [cid for phone, cid in existing.items() if phone not in seen]
-            if gone:
-                session.execute(
-                    sa.update(ContactRow).where(col(ContactRow.id).in_(gone)).values(removed=True)
-                )
-                session.execute(
-                    sa.update(AttemptRow)
-                    .where(
-                        col(AttemptRow.contact_id).in_(gone),
-                        AttemptRow.state == AttemptState.PLANNED,
-                    )
-                    .values(
-                        state=AttemptState.CANCELLED, reason="removed_from_campaign", updated_at=now
-                    )
-                )
-            # Contacts added while a run is open join that run.
-            open_run = session.exec(
-                select(RunRow)
-                .where(RunRow.campaign_id == campaign_id, col(RunRow.finished_at).is_(None))
-                .order_by(col(RunRow.id).desc())
-            ).first()
-            if open_run is not None:
-                self._plan_missing(session, run=open_run, now=now)
-            return campaign_id
+            return synced.campaign_id
 
     def campaign(self, name: str) -> CampaignRow | None:
         with self.session() as session:
@@ -336,13 +212,13 @@ class Store:
             return list(session.exec(select(CampaignRow).order_by(CampaignRow.name)).all())
 
     def set_campaign_state(self, name: str, state: str, *, now: datetime) -> bool:
-        with self.session() as session:
-            row = session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
-            if row is None:
+        with self._connection() as connection:
+            campaign_id = connection.execute(
+                sql.SET_CAMPAIGN_STATE, {"campaign_name": name, "state": state, "updated_at": now}
+            ).scalar()
+            if campaign_id is None:
                 return False
-            row.state, row.updated_at = state, now
-            session.add(row)
-            self._event(session, at=now, kind=f"campaign.{state}", campaign_id=row.id)
+            append_event(connection, at=now, kind=f"campaign.{state}", campaign_id=campaign_id)
             return True
 
     def contacts(self, campaign_id: int) -> list[ContactRow]:
@@ -368,63 +244,66 @@ class Store:
         deferred past the next fire would be called twice.
         """
         try:
-            with self.session() as session:
-                run = RunRow(campaign_id=campaign_id, fire_time=fire_time, created_at=now)
-                session.add(run)
-                session.flush()
-                planned = self._plan_missing(session, run=run, now=now)
+            with self._connection() as connection:
+                run_id: int = connection.execute(
+                    sql.INSERT_RUN,
+                    {"campaign_id": campaign_id, "fire_time": fire_time, "created_at": now},
+                ).scalar_one()
+                planned = self._plan_missing(
+                    connection, run_id=run_id, campaign_id=campaign_id, fire_time=fire_time, now=now
+                )
                 # by fire time: a run created late for an earlier fire supersedes nothing
                 # newer, and its own attempts are the ones cancelled
-                stale = session.execute(
-                    sql.PLANNED_IN_SUPERSEDED_RUNS.where(ATTEMPTS.c.campaign_id == campaign_id)
+                stale = connection.execute(
+                    sql.PLANNED_IN_SUPERSEDED_RUNS_OF_CAMPAIGN, {"campaign_id": campaign_id}
                 ).scalars()
-                self._cancel_each(session, list(stale), now=now, reason="superseded", by_run=run.id)
-                self._event(
-                    session,
+                self._cancel_each(
+                    connection, list(stale), now=now, reason="superseded", by_run=run_id
+                )
+                append_event(
+                    connection,
                     at=now,
                     kind="run.created",
                     campaign_id=campaign_id,
-                    run_id=run.id,
+                    run_id=run_id,
                     fire_time=fire_time.isoformat(),
                     planned=planned,
                 )
-                return _id(run.id)
+                return run_id
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 return None
             raise
 
-    def _plan_missing(self, session: Session, *, run: RunRow, now: datetime) -> int:
+    @staticmethod
+    def _plan_missing(
+        connection: sa.Connection,
+        *,
+        run_id: int,
+        campaign_id: int,
+        fire_time: datetime,
+        now: datetime,
+    ) -> int:
         """Plan a first attempt for every live contact of the run's campaign that has none."""
-        have = select(AttemptRow.contact_id).where(AttemptRow.run_id == run.id)
-        rows = session.execute(
-            select(ContactRow.id, ContactRow.phone)
-            .where(
-                ContactRow.campaign_id == run.campaign_id,
-                col(ContactRow.removed).is_(False),
-                col(ContactRow.id).not_in(have),
-            )
-            .order_by(col(ContactRow.id))
+        rows = connection.execute(
+            sql.CONTACTS_TO_PLAN, {"campaign_id": campaign_id, "run_id": run_id}
         ).all()
         batch = [
             {
-                "run_id": run.id,
-                "campaign_id": run.campaign_id,
+                "run_id": run_id,
+                "campaign_id": campaign_id,
                 "contact_id": cid,
                 "phone": phone,
                 "attempt_no": 1,
                 "state": AttemptState.PLANNED.value,
-                "due_at": max(run.fire_time, now),
+                "due_at": max(fire_time, now),
                 "created_at": now,
                 "updated_at": now,
             }
             for cid, phone in rows
         ]
         for start in range(0, len(batch), 5000):
-            session.execute(sa.insert(AttemptRow), batch[start : start + 5000])
-        if run.finished_at is not None and batch:
-            run.finished_at = None
-            session.add(run)
+            connection.execute(sql.INSERT_ATTEMPT, batch[start : start + 5000])
         return len(batch)
 
     def runs(self, campaign_id: int) -> list[RunRow]:
@@ -446,7 +325,7 @@ class Store:
                     sql.FINISH_RUN, {"run_id": run_id, "finished_at": now}
                 ).rowcount
                 if closed:  # not finished by another daemon in between: one event per run
-                    self._event(
+                    append_event(
                         connection,
                         at=now,
                         kind="run.finished",
@@ -459,10 +338,10 @@ class Store:
     # ----- attempts: reads
     @staticmethod
     def _views(
-        session: Session | sa.Connection, query: Any, params: Mapping[str, Any] | None = None
+        connection: sa.Connection, query: Any, params: Mapping[str, Any] | None = None
     ) -> list[AttemptView]:
         """Run a query built on ``sql.ATTEMPT_VIEWS``: one AttemptView per row."""
-        return [_view(row) for row in session.execute(query, params)]
+        return [_view(row) for row in connection.execute(query, params)]
 
     def attempt(self, attempt_id: int) -> AttemptView:
         with self._connection() as connection:
@@ -540,51 +419,21 @@ class Store:
     def take_request_slot(
         self, key_name: str, *, now: datetime, interval: timedelta, burst: int
     ) -> timedelta:
-        """Ask for one request of ``key_name``'s budget; zero means granted, else wait that long.
-
-        GCRA (the generic cell rate algorithm): requests are spaced ``interval`` apart on average
-        with at most ``burst`` sent back to back, so any window of length W holds at most
-        W / interval + burst requests, whichever daemon sent them. The row lock serialises
-        daemons; no library offers a PostgreSQL-backed limiter, and this is ten lines.
-        """
-        tolerance = interval * (burst - 1)
-        with self.session() as session:
-            query = select(BudgetRow).where(BudgetRow.key_name == key_name)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            row = session.exec(query).first()
-            if row is None:
-                session.add(BudgetRow(key_name=key_name, tat=now + interval))
-                try:
-                    session.flush()
-                except IntegrityError:  # another daemon created it first: ask again
-                    session.rollback()
-                    return timedelta(milliseconds=1)
-                return timedelta(0)
-            tat = max(row.tat, now)
-            if tat - now > tolerance:
-                return tat - now - tolerance
-            row.tat = tat + interval
-            session.add(row)
-            return timedelta(0)
+        """Ask for one request of ``key_name``'s budget; zero means granted, else wait that long
+        (dialer.store.budget)."""
+        with self._connection() as connection:
+            return budget.take_request_slot(
+                connection, key_name, now=now, interval=interval, burst=burst
+            )
 
     def hold_request_slots(
         self, key_name: str, *, until: datetime, interval: timedelta, burst: int
     ) -> None:
-        """No slot of ``key_name`` before ``until`` for any daemon (a 429's Retry-After), and
-        then the steady rate, not a burst: the theoretical arrival time moves to ``until``
-        plus the burst tolerance, never back."""
-        held = until + interval * (burst - 1)
-        with self.session() as session:
-            query = select(BudgetRow).where(BudgetRow.key_name == key_name)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            row = session.exec(query).first()
-            if row is None:
-                session.add(BudgetRow(key_name=key_name, tat=held))
-            elif row.tat < held:
-                row.tat = held
-                session.add(row)
+        """No slot of ``key_name`` before ``until`` for any daemon (dialer.store.budget)."""
+        with self._connection() as connection:
+            budget.hold_request_slots(
+                connection, key_name, until=until, interval=interval, burst=burst
+            )
 
     # ----- workers
     def database_now(self) -> datetime | None:
@@ -597,13 +446,12 @@ class Store:
             return _aware(connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one())
 
     def heartbeat(self, worker_id: str, *, now: datetime) -> None:
-        with self.session() as session:
-            row = session.get(WorkerRow, worker_id)
-            if row is None:
-                session.add(WorkerRow(id=worker_id, started_at=now, heartbeat_at=now))
-            else:
-                row.heartbeat_at = now
-                session.add(row)
+        with self._connection() as connection:
+            touched = connection.execute(sql.TOUCH_WORKER, {"worker_id": worker_id, "now": now})
+            if not touched.rowcount:
+                connection.execute(
+                    sql.INSERT_WORKER, {"id": worker_id, "started_at": now, "heartbeat_at": now}
+                )
 
     def live_workers(self, *, now: datetime, ttl: timedelta) -> set[str]:
         with self._connection() as connection:
@@ -628,18 +476,9 @@ class Store:
 
     def calls_since(self, phone: str, since: datetime) -> list[datetime]:
         """When this number was dialled (any campaign) since ``since``: for frequency caps."""
-        with self.session() as session:
-            return [
-                _aware(v)
-                for v in session.execute(
-                    select(AttemptRow.dialing_at).where(
-                        AttemptRow.phone == phone, col(AttemptRow.dialing_at) >= since
-                    )
-                )
-                .scalars()
-                .all()
-                if v is not None
-            ]
+        with self._connection() as connection:
+            found = connection.execute(sql.DIALLED_SINCE, {"phone": phone, "since": since})
+            return [dialled for dialled in found.scalars() if dialled is not None]
 
     def request_body(self, attempt_id: int) -> dict[str, Any] | None:
         """The body of the attempt's last create, as sent (None: never dialled)."""
@@ -647,18 +486,15 @@ class Store:
             return connection.execute(sql.REQUEST_BODY, {"attempt_id": attempt_id}).scalar()
 
     def attempt_history(self, run_id: int, contact_id: int) -> list[AttemptView]:
-        with self.session() as session:
+        with self._connection() as connection:
             return self._views(
-                session,
-                sql.ATTEMPT_VIEWS.where(
-                    AttemptRow.run_id == run_id, AttemptRow.contact_id == contact_id
-                ).order_by(col(AttemptRow.attempt_no)),
+                connection, sql.HISTORY, {"run_id": run_id, "contact_id": contact_id}
             )
 
     # ----- attempts: transitions (the only writers of attempt state)
     def _transition(
         self,
-        session: Session | sa.Connection,
+        connection: sa.Connection,
         attempt_id: int,
         target: AttemptState,
         *,
@@ -671,7 +507,7 @@ class Store:
         phone_free_since: datetime | None = None,
         **values: Any,
     ) -> None:
-        """Compare-and-set one attempt into ``target``, with its event, in ``session``.
+        """Compare-and-set one attempt into ``target``, with its event, in ``connection``.
 
         ``phone_free_since`` makes it conditional on no other attempt to the same number whose
         call may be ringing or talking: dialled, in flight, or `unknown` since then with its
@@ -702,14 +538,14 @@ class Store:
             params["_dialed_at"] = dialed_at
         if phone_free_since is not None:
             params["busy_since"] = phone_free_since
-        moved = session.execute(statement, params).all()
+        moved = connection.execute(statement, params).all()
         if len(moved) != 1:
             raise TransitionRefused(
                 f"attempt {attempt_id} cannot move to {target} from its current state"
             )
         (campaign_id,) = moved[0]
-        self._event(
-            session,
+        append_event(
+            connection,
             at=now,
             kind=kind,
             campaign_id=campaign_id,
@@ -953,31 +789,20 @@ class Store:
         """Look again later without having learnt anything (a failed or refused GET).
 
         An attempt that ended meanwhile (another daemon's look) keeps its NULL next poll."""
-        with self.session() as session:
-            session.execute(
-                sa.update(AttemptRow)
-                .where(
-                    col(AttemptRow.id) == attempt_id,
-                    sql.state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
-                )
-                .values(next_poll_at=next_poll_at, updated_at=now)
+        with self._connection() as connection:
+            connection.execute(
+                sql.RESCHEDULE_POLL,
+                {"attempt_id": attempt_id, "next_poll_at": next_poll_at, "updated_at": now},
             )
 
     def known_call_ids(self, call_ids: Iterable[str]) -> set[str]:
         """Which of these VoiceDock call ids an attempt already owns."""
         wanted = list(call_ids)
         found: set[str] = set()
-        with self.session() as session:
+        with self._connection() as connection:
             for start in range(0, len(wanted), 500):
-                found.update(
-                    session.execute(
-                        select(AttemptRow.call_id).where(
-                            col(AttemptRow.call_id).in_(wanted[start : start + 500])
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
+                chunk = wanted[start : start + 500]
+                found.update(connection.execute(sql.KNOWN_CALL_IDS, {"call_ids": chunk}).scalars())
         return {c for c in found if c is not None}
 
     def record_outcome(
@@ -1025,7 +850,7 @@ class Store:
         elif connection.execute(sql.ATTEMPT_IN_SUPERSEDED_RUN, {"attempt_id": previous.id}).first():
             dropped = "superseded"  # a newer run of the campaign calls the contact
         if dropped is not None:
-            self._event(
+            append_event(
                 connection,
                 at=now,
                 kind="retry.dropped",
@@ -1036,7 +861,7 @@ class Store:
             )
             return
         if retry.due_at is None:
-            self._event(
+            append_event(
                 connection,
                 at=now,
                 kind="retry.expired",
@@ -1064,7 +889,7 @@ class Store:
             },
         ).scalar()
         if new_id is not None:
-            self._event(
+            append_event(
                 connection,
                 at=now,
                 kind="attempt.retry_planned",
@@ -1117,21 +942,21 @@ class Store:
 
     def _cancel_each(
         self,
-        session: Session | sa.Connection,
+        connection: sa.Connection,
         attempt_ids: Sequence[int],
         *,
         now: datetime,
         reason: str,
         **event: Any,
     ) -> int:
-        """planned -> cancelled, each with its event, in ``session``; how many moved. One that
+        """planned -> cancelled, each with its event, in ``connection``; how many moved. One that
         another daemon dialled since it was read is left to that dial (a refused move changes
         nothing and costs the transaction nothing)."""
         cancelled = 0
         for attempt_id in attempt_ids:
             with contextlib.suppress(TransitionRefused):
                 self._transition(
-                    session,
+                    connection,
                     attempt_id,
                     AttemptState.CANCELLED,
                     now=now,
@@ -1146,28 +971,15 @@ class Store:
     # ----- reporting
     def state_counts(self, campaign_id: int | None = None) -> dict[tuple[str, str | None], int]:
         """Attempts per (state, outcome) — the backbone of `dialer status`."""
-        with self.session() as session:
-            query = select(AttemptRow.state, AttemptRow.outcome, sa.func.count()).group_by(
-                AttemptRow.state, AttemptRow.outcome
-            )
-            if campaign_id is not None:
-                query = query.where(AttemptRow.campaign_id == campaign_id)
-            return {(state, outcome): n for state, outcome, n in session.execute(query).all()}
+        query = sql.state_counts(with_campaign=campaign_id is not None)
+        with self._connection() as connection:
+            rows = connection.execute(query, {"campaign_id": campaign_id})
+            return {(state, outcome): n for state, outcome, n in rows}
 
     def latest_attempts(self, campaign_id: int) -> list[AttemptView]:
         """The newest attempt of each contact in the campaign: one row per contact for reports."""
-        with self.session() as session:
-            newest = (
-                select(sa.func.max(AttemptRow.id))
-                .where(AttemptRow.campaign_id == campaign_id)
-                .group_by(AttemptRow.contact_id)
-            )
-            return self._views(
-                session,
-                sql.ATTEMPT_VIEWS.where(col(AttemptRow.id).in_(newest)).order_by(
-                    col(AttemptRow.contact_id)
-                ),
-            )
+        with self._connection() as connection:
+            return self._views(connection, sql.LATEST_VIEWS, {"campaign_id": campaign_id})
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
         """The campaign's audit trail (every event of it and its attempts), streamed in order."""
