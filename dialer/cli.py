@@ -38,7 +38,7 @@ from dialer.errors import (
     StoreError,
 )
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
-from dialer.store import CampaignRow, Store
+from dialer.store import CampaignRecord, Store
 from dialer.tomlsource import TomlSource
 
 if TYPE_CHECKING:
@@ -325,10 +325,10 @@ def status(
                 pass
 
 
-def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRow:
+def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRecord:
     with _open_store(config) as store:
         row = store.campaign(campaign)
-        if row is None or row.id is None:
+        if row is None:
             raise _unknown_campaign(campaign)
         if row.state == "cancelled" and state != "cancelled":
             err.print(f"error: campaign {campaign!r} is cancelled; that is final", highlight=False)
@@ -415,14 +415,14 @@ def _zone_resolver(source: str) -> Callable[[str, str | None], ZoneInfo | None]:
 
 def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
     row = store.campaign(campaign_name)
-    if row is None or row.id is None:
+    if row is None:
         raise InputError(
             [Problem(file="database", field="campaign", message=f"no campaign {campaign_name!r}")]
         )
     zone_of = _zone_resolver(row.source)
     # the runs of a cron campaign: each contact appears once per run
     fired = {run.id: _iso(run.fire_time) for run in store.runs(row.id)}
-    for attempt, contact in store.iter_attempt_rows(row.id):
+    for attempt, contact in store.iter_attempt_records(row.id):
         analysis = attempt.analysis_result or {}
         zone = zone_of(contact.phone, contact.timezone)
         yield {
@@ -532,7 +532,7 @@ def audit(
     each dial the rules that allowed it, the request and the status VoiceDock answered."""
     with _open_store(config) as store:
         row = store.campaign(campaign)
-        if row is None or row.id is None:
+        if row is None:
             raise _unknown_campaign(campaign)
         with _open_out(output) as stream:
             for event in store.iter_events(row.id):

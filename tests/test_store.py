@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dialer.attempts import ALLOWED_TRANSITIONS, AttemptState
-from dialer.store import AttemptRow, AttemptView, CallResult, ContactRecord, Retry, Store
+from dialer.store import AttemptView, CallResult, ContactRecord, Retry, Store
+from dialer.store.tables import AttemptRow
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -133,8 +134,6 @@ def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
     assert store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=100))
     assert not store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=101))
     with store.session() as session:
-        from dialer.store import AttemptRow
-
         row = session.get(AttemptRow, due.id)
         assert row is not None
         assert (row.state, row.outcome, row.duration_seconds, row.summary) == (

@@ -1,41 +1,41 @@
 """The store: every table, every query and every state transition of the dialer.
 
-tables      the SQLModel tables and their column types
-records     the frozen records the store hands out (no table row leaves the package)
-statements  the prebuilt Core statements
-importer    contact import
-store       ``Store``: lifecycle, reads, transitions, runs, workers, reports
+- ``tables``: the SQLModel tables and their column types (rows never leave the package)
+- ``records``: the frozen records the store takes and hands out
+- ``statements``: the store's SQL, prebuilt Core statements by name
+- ``store``: ``Store`` itself: lifecycle, reads, the attempt transitions, runs, workers, reports
+- ``importer``: campaign sync and contact import, in the sync's transaction
+- ``budget``: the request budget daemons share (one GCRA row per API key)
+- ``events``: the append-only history every write adds to
+- ``database``: opening the database (the driver we ship, SQLite's settings)
 """
 
 from __future__ import annotations
 
 from dialer.errors import TransitionRefused
-from dialer.store.records import AttemptView, CallResult, ContactRecord, Retry
-from dialer.store.store import Store
-from dialer.store.tables import (
-    AttemptRow,
-    BudgetRow,
-    CampaignRow,
-    ContactRow,
-    EventRow,
-    RunRow,
-    UTCDateTime,
-    WorkerRow,
+from dialer.store.records import (
+    AttemptRecord,
+    AttemptView,
+    CallResult,
+    CampaignRecord,
+    ContactRecord,
+    EventRecord,
+    Retry,
+    RunRecord,
+    StoredContact,
 )
+from dialer.store.store import Store
 
 __all__ = [
-    "AttemptRow",
+    "AttemptRecord",
     "AttemptView",
-    "BudgetRow",
     "CallResult",
-    "CampaignRow",
+    "CampaignRecord",
     "ContactRecord",
-    "ContactRow",
-    "EventRow",
+    "EventRecord",
     "Retry",
-    "RunRow",
+    "RunRecord",
     "Store",
+    "StoredContact",
     "TransitionRefused",
-    "UTCDateTime",
-    "WorkerRow",
 ]

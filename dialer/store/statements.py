@@ -235,6 +235,14 @@ UPDATE_CONTACT = (
     .values({name: sa.bindparam(name) for name in IMPORTED_CONTACT_COLUMNS})
 )
 
+CAMPAIGN_BY_NAME = sa.select(CAMPAIGNS).where(CAMPAIGNS.c.name == sa.bindparam("name"))
+CAMPAIGNS_BY_NAME = sa.select(CAMPAIGNS).order_by(CAMPAIGNS.c.name)
+CONTACTS_OF_CAMPAIGN = (
+    sa.select(CONTACTS)
+    .where(CONTACTS.c.campaign_id == sa.bindparam("campaign_id"))
+    .order_by(CONTACTS.c.id)
+)
+
 # ----- runs
 INSERT_RUN = sa.insert(RUNS).returning(RUNS.c.id)
 #: the campaign's newest run still open (the one contacts added by an import join)
@@ -257,6 +265,9 @@ CONTACTS_TO_PLAN = (
     .order_by(CONTACTS.c.id)
 )
 INSERT_ATTEMPT = sa.insert(ATTEMPTS)
+RUNS_OF_CAMPAIGN = (
+    sa.select(RUNS).where(RUNS.c.campaign_id == sa.bindparam("campaign_id")).order_by(RUNS.c.id)
+)
 PLANNED_IN_SUPERSEDED_RUNS_OF_CAMPAIGN = PLANNED_IN_SUPERSEDED_RUNS.where(
     ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id")
 )
@@ -305,6 +316,28 @@ SET_BUDGET_TAT = (
 INSERT_BUDGET = sa.insert(BUDGETS)
 
 # ----- reports
+#: a page of the campaign's audit trail: the ``batch`` events after id ``after``
+EVENTS_PAGE = (
+    sa.select(EVENTS)
+    .where(
+        EVENTS.c.campaign_id == sa.bindparam("campaign_id"),
+        EVENTS.c.id > sa.bindparam("after", type_=sa.Integer()),
+    )
+    .order_by(EVENTS.c.id)
+    .limit(sa.bindparam("batch", type_=sa.Integer()))
+)
+#: a page of the campaign's attempts, each with its contact's columns as ``contact__*``
+#: (``contact_id`` is an attempt's column)
+ATTEMPTS_WITH_CONTACTS_PAGE = (
+    sa.select(ATTEMPTS, *(column.label(f"contact__{column.name}") for column in CONTACTS.c))
+    .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
+    .where(
+        ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+        ATTEMPTS.c.id > sa.bindparam("after", type_=sa.Integer()),
+    )
+    .order_by(ATTEMPTS.c.id)
+    .limit(sa.bindparam("batch", type_=sa.Integer()))
+)
 #: the newest attempt of each contact of the campaign, by contact
 LATEST_VIEWS = ATTEMPT_VIEWS.where(
     ATTEMPTS.c.id.in_(
@@ -365,6 +398,17 @@ def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
     )
     if with_campaign:
         query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    return query
+
+
+@cache
+def events(*, of_attempt: bool, of_kind: bool) -> sa.Select[Any]:
+    """Every event in order, of one attempt (``attempt_id``) and of one kind (``kind``)."""
+    query = sa.select(EVENTS).order_by(EVENTS.c.id)
+    if of_attempt:
+        query = query.where(EVENTS.c.attempt_id == sa.bindparam("attempt_id"))
+    if of_kind:
+        query = query.where(EVENTS.c.kind == sa.bindparam("kind"))
     return query
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel
 
 from dialer.attempts import (
     AttemptState,
@@ -35,17 +35,17 @@ from dialer.store import statements as sql
 from dialer.store.database import make_engine
 from dialer.store.events import append_event
 from dialer.store.records import (
+    AttemptRecord,
     AttemptView,
     CallResult,
+    CampaignRecord,
     ContactRecord,
+    EventRecord,
     Retry,
+    RunRecord,
+    StoredContact,
 )
 from dialer.store.tables import (
-    AttemptRow,
-    CampaignRow,
-    ContactRow,
-    EventRow,
-    RunRow,
     jsonable,
 )
 
@@ -119,16 +119,20 @@ class Store:
 
     @contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
-        """One Core transaction: for the statements that need no ORM (a call's hot path).
+        """One Core transaction, in which every method runs its prebuilt statements.
 
-        An ORM Session costs more CPU to open and commit than the one or two statements such
-        a transaction runs.
+        Core, not an ORM Session, for every kind of work: a Session costs more CPU to open and
+        commit than the one or two statements most of these transactions run, and the records
+        the store hands out are built from result rows (``from_row``), not from ORM objects.
         """
         with self._wrap(), self._engine.begin() as connection:
             yield connection
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """An ORM session on the store's database, committed at the end: for tests and
+        one-off inspection (``session.exec(select(AttemptRow))``). The store's own methods
+        never use one (see ``_connection``)."""
         with self._wrap(), Session(self._engine, expire_on_commit=False) as session:
             try:
                 yield session
@@ -152,14 +156,13 @@ class Store:
                 connection, at=at, kind=kind, campaign_id=campaign_id, attempt_id=attempt_id, **data
             )
 
-    def events(self, *, attempt_id: int | None = None, kind: str | None = None) -> list[EventRow]:
-        with self.session() as session:
-            query = select(EventRow).order_by(col(EventRow.id))
-            if attempt_id is not None:
-                query = query.where(EventRow.attempt_id == attempt_id)
-            if kind is not None:
-                query = query.where(EventRow.kind == kind)
-            return list(session.exec(query).all())
+    def events(
+        self, *, attempt_id: int | None = None, kind: str | None = None
+    ) -> list[EventRecord]:
+        query = sql.events(of_attempt=attempt_id is not None, of_kind=kind is not None)
+        with self._connection() as connection:
+            rows = connection.execute(query, {"attempt_id": attempt_id, "kind": kind})
+            return [EventRecord.from_row(row) for row in rows]
 
     # ----- campaigns and contacts
     def sync_campaign(
@@ -203,13 +206,16 @@ class Store:
                     )
             return synced.campaign_id
 
-    def campaign(self, name: str) -> CampaignRow | None:
-        with self.session() as session:
-            return session.exec(select(CampaignRow).where(CampaignRow.name == name)).first()
+    def campaign(self, name: str) -> CampaignRecord | None:
+        with self._connection() as connection:
+            row = connection.execute(sql.CAMPAIGN_BY_NAME, {"name": name}).first()
+            return None if row is None else CampaignRecord.from_row(row)
 
-    def campaigns(self) -> list[CampaignRow]:
-        with self.session() as session:
-            return list(session.exec(select(CampaignRow).order_by(CampaignRow.name)).all())
+    def campaigns(self) -> list[CampaignRecord]:
+        with self._connection() as connection:
+            return [
+                CampaignRecord.from_row(row) for row in connection.execute(sql.CAMPAIGNS_BY_NAME)
+            ]
 
     def set_campaign_state(self, name: str, state: str, *, now: datetime) -> bool:
         with self._connection() as connection:
@@ -221,15 +227,10 @@ class Store:
             append_event(connection, at=now, kind=f"campaign.{state}", campaign_id=campaign_id)
             return True
 
-    def contacts(self, campaign_id: int) -> list[ContactRow]:
-        with self.session() as session:
-            return list(
-                session.exec(
-                    select(ContactRow)
-                    .where(ContactRow.campaign_id == campaign_id)
-                    .order_by(col(ContactRow.id))
-                ).all()
-            )
+    def contacts(self, campaign_id: int) -> list[StoredContact]:
+        with self._connection() as connection:
+            rows = connection.execute(sql.CONTACTS_OF_CAMPAIGN, {"campaign_id": campaign_id})
+            return [StoredContact.from_row(row) for row in rows]
 
     # ----- runs
     def create_run(self, campaign_id: int, *, fire_time: datetime, now: datetime) -> int | None:
@@ -306,13 +307,10 @@ class Store:
             connection.execute(sql.INSERT_ATTEMPT, batch[start : start + 5000])
         return len(batch)
 
-    def runs(self, campaign_id: int) -> list[RunRow]:
-        with self.session() as session:
-            return list(
-                session.exec(
-                    select(RunRow).where(RunRow.campaign_id == campaign_id).order_by(col(RunRow.id))
-                ).all()
-            )
+    def runs(self, campaign_id: int) -> list[RunRecord]:
+        with self._connection() as connection:
+            rows = connection.execute(sql.RUNS_OF_CAMPAIGN, {"campaign_id": campaign_id})
+            return [RunRecord.from_row(row) for row in rows]
 
     def finish_runs(self, *, now: datetime) -> list[int]:
         """Mark every open run whose attempts are all final as finished; return their ids."""
@@ -341,7 +339,7 @@ class Store:
         connection: sa.Connection, query: Any, params: Mapping[str, Any] | None = None
     ) -> list[AttemptView]:
         """Run a query built on ``sql.ATTEMPT_VIEWS``: one AttemptView per row."""
-        return [_view(row) for row in connection.execute(query, params)]
+        return [AttemptView.from_row(row) for row in connection.execute(query, params)]
 
     def attempt(self, attempt_id: int) -> AttemptView:
         with self._connection() as connection:
@@ -981,45 +979,42 @@ class Store:
         with self._connection() as connection:
             return self._views(connection, sql.LATEST_VIEWS, {"campaign_id": campaign_id})
 
-    def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRow]:
+    def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRecord]:
         """The campaign's audit trail (every event of it and its attempts), streamed in order."""
 
-        def page(session: Session, after: int) -> Sequence[EventRow]:
-            return session.exec(
-                select(EventRow)
-                .where(EventRow.campaign_id == campaign_id, col(EventRow.id) > after)
-                .order_by(col(EventRow.id))
-                .limit(batch)
-            ).all()
+        def page(connection: sa.Connection, after: int) -> list[EventRecord]:
+            params = {"campaign_id": campaign_id, "after": after, "batch": batch}
+            return [
+                EventRecord.from_row(row) for row in connection.execute(sql.EVENTS_PAGE, params)
+            ]
 
-        return self._in_id_order(page, lambda event: _id(event.id))
+        return self._in_id_order(page, lambda event: event.id)
 
-    def iter_attempt_rows(
+    def iter_attempt_records(
         self, campaign_id: int, *, batch: int = 1000
-    ) -> Iterator[tuple[AttemptRow, ContactRow]]:
+    ) -> Iterator[tuple[AttemptRecord, StoredContact]]:
         """Every attempt of a campaign with its contact, streamed in id order (bounded memory)."""
 
-        def page(session: Session, after: int) -> Sequence[tuple[AttemptRow, ContactRow]]:
-            rows = session.execute(
-                select(AttemptRow, ContactRow)
-                .join(ContactRow, col(ContactRow.id) == col(AttemptRow.contact_id))
-                .where(AttemptRow.campaign_id == campaign_id, col(AttemptRow.id) > after)
-                .order_by(col(AttemptRow.id))
-                .limit(batch)
-            ).all()
-            return [(attempt, contact) for attempt, contact in rows]
+        def page(
+            connection: sa.Connection, after: int
+        ) -> list[tuple[AttemptRecord, StoredContact]]:
+            params = {"campaign_id": campaign_id, "after": after, "batch": batch}
+            return [
+                (AttemptRecord.from_row(row), StoredContact.from_row(row, prefix="contact__"))
+                for row in connection.execute(sql.ATTEMPTS_WITH_CONTACTS_PAGE, params)
+            ]
 
-        return self._in_id_order(page, lambda pair: _id(pair[0].id))
+        return self._in_id_order(page, lambda pair: pair[0].id)
 
     def _in_id_order(
-        self, page: Callable[[Session, int], Sequence[T]], id_of: Callable[[T], int]
+        self, page: Callable[[sa.Connection, int], Sequence[T]], id_of: Callable[[T], int]
     ) -> Iterator[T]:
         """Rows a page at a time, each page read in its own short transaction after the last
         id seen (keyset paging: memory stays bounded and no transaction stays open between)."""
         after = 0
         while True:
-            with self.session() as session:
-                rows = page(session, after)
+            with self._connection() as connection:
+                rows = page(connection, after)
             if not rows:
                 return
             yield from rows
@@ -1031,47 +1026,5 @@ def _audit(data: dict[str, Any], response_status: int | None) -> dict[str, Any]:
     return data if response_status is None else {**data, "response_status": response_status}
 
 
-def _id(value: int | None) -> int:
-    if value is None:
-        raise StoreError("row has no id after flush")
-    return value
-
-
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _view(row: sa.Row[Any]) -> AttemptView:
-    """An AttemptView of one ``sql.ATTEMPT_VIEWS`` row."""
-    return AttemptView(
-        api_key_name=row.api_key_name,
-        call_status=row.call_status,
-        id=row.id,
-        run_id=row.run_id,
-        campaign_id=row.campaign_id,
-        campaign_name=row.campaign_name,
-        contact_id=row.contact_id,
-        phone=row.phone,
-        attempt_no=row.attempt_no,
-        state=AttemptState(row.state),
-        due_at=row.due_at,
-        reason=row.reason,
-        dialing_at=row.dialing_at,
-        call_id=row.call_id,
-        next_poll_at=row.next_poll_at,
-        polls=row.polls,
-        outcome=row.outcome,
-        owner=row.owner,
-        duration_seconds=row.duration_seconds,
-        summary=row.summary,
-        contact=ContactRecord(
-            phone=row.contact_phone,
-            name=row.contact_name,
-            timezone=row.contact_timezone,
-            variables=row.contact_variables,
-            call_at=row.contact_call_at,
-            appointment_at=row.contact_appointment_at,
-            deadline=row.contact_deadline,
-            source_line=row.contact_source_line,
-        ),
-    )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import dialer.store
+import dialer.store.tables
 
 revision = "0001"
 down_revision = None
@@ -29,15 +29,15 @@ def upgrade() -> None:
         sa.Column("definition_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("api_key_name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=True),
         sa.Column("attempt_id", sa.Integer(), nullable=True),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -56,9 +56,9 @@ def upgrade() -> None:
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("variables", sa.JSON(), nullable=False),
-        sa.Column("call_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("appointment_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("deadline", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("call_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("appointment_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("deadline", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("source_line", sa.Integer(), nullable=False),
         sa.Column("removed", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -75,9 +75,9 @@ def upgrade() -> None:
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("fire_time", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("fire_time", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaigns.id"],
@@ -97,27 +97,27 @@ def upgrade() -> None:
         sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("attempt_no", sa.Integer(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("due_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("due_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("dialing_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("dialing_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("request_body", sa.JSON(), nullable=True),
         sa.Column("call_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("next_poll_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_poll_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("polls", sa.Integer(), nullable=False),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("call_status", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("end_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("started_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("duration_seconds", sa.Integer(), nullable=True),
         sa.Column("summary", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("analysis_result", sa.JSON(), nullable=True),
         sa.Column("messages", sa.JSON(), nullable=True),
         sa.Column("raw", sa.JSON(), nullable=True),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaigns.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import dialer.store
+import dialer.store.tables
 
 revision = "0002"
 down_revision = "0001"
@@ -24,8 +24,8 @@ def upgrade() -> None:
     op.create_table(
         "workers",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("started_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("heartbeat_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     # ### end Alembic commands ###

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import dialer.store
+import dialer.store.tables
 
 revision = "0003"
 down_revision = "0002"
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "budgets",
         sa.Column("key_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("tat", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("tat", dialer.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key_name"),
     )
     # ### end Alembic commands ###
