@@ -38,7 +38,7 @@ from dialer.errors import (
     StoreError,
 )
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
-from dialer.store import CampaignRecord, Store
+from dialer.store import CampaignRecord, CampaignState, Store
 from dialer.tomlsource import TomlSource
 
 if TYPE_CHECKING:
@@ -325,17 +325,17 @@ def status(
                 pass
 
 
-def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRecord:
+def _change_state(campaign: str, state: CampaignState, config: Path | None) -> CampaignRecord:
     with _open_store(config) as store:
         row = store.campaign(campaign)
         if row is None:
             raise _unknown_campaign(campaign)
-        if row.state == "cancelled" and state != "cancelled":
+        if row.state is CampaignState.CANCELLED and state is not CampaignState.CANCELLED:
             err.print(f"error: campaign {campaign!r} is cancelled; that is final", highlight=False)
             raise typer.Exit(code=2)
         now = datetime.now(UTC)
         store.set_campaign_state(campaign, state, now=now)
-        if state == "cancelled":
+        if state is CampaignState.CANCELLED:
             # Calls already placed keep being followed; only what was never dialled goes.
             n = store.cancel_planned(row.id, now=now, reason="campaign_cancelled")
             out.print(f"campaign {campaign!r} cancelled; {n} planned attempts cancelled")
@@ -345,21 +345,21 @@ def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRec
 @app.command()
 def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop placing new calls for a campaign (calls in progress are followed to their end)."""
-    before = _change_state(campaign, "paused", config)
+    before = _change_state(campaign, CampaignState.PAUSED, config)
     out.print(f"campaign {campaign!r} paused (was {before.state})")
 
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Place calls for a paused campaign again."""
-    before = _change_state(campaign, "active", config)
+    before = _change_state(campaign, CampaignState.ACTIVE, config)
     out.print(f"campaign {campaign!r} active (was {before.state})")
 
 
 @app.command()
 def cancel(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop a campaign for good: no new calls, planned attempts cancelled, calls followed."""
-    _change_state(campaign, "cancelled", config)
+    _change_state(campaign, CampaignState.CANCELLED, config)
 
 
 REPORT_FIELDS = [

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState
-from dialer.store import AttemptView, Store
+from dialer.store import AttemptView, CampaignState, Store
 
 STATE_ORDER = [s.value for s in AttemptState]
 
@@ -33,7 +33,7 @@ class CampaignStatus:
     """What `dialer status` shows for one campaign."""
 
     name: str
-    state: str
+    state: CampaignState
     counts: dict[tuple[str, str | None], int]
     contacts: int
     settled: int
@@ -76,7 +76,7 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
             table.add_row(state, outcome or "-", str(n))
         if status.next_due_at is None:
             due = "nothing planned"
-        elif status.state != "active":
+        elif status.state is not CampaignState.ACTIVE:
             due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC ({status.state})"
         else:
             due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -10,11 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
 from dialer.attempts import AttemptState
+
+
+class CampaignState(StrEnum):
+    """Whether a campaign is dialled: only an active one is; cancelling is final (what was
+    never dialled is cancelled, calls already placed are followed to their end)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +77,7 @@ class CampaignRecord:
     name: str
     #: the campaign file it was imported from
     source: str
-    state: str
+    state: CampaignState
     api_key_name: str
     definition_hash: str
     created_at: datetime
@@ -79,7 +89,7 @@ class CampaignRecord:
             id=row.id,
             name=row.name,
             source=row.source,
-            state=row.state,
+            state=CampaignState(row.state),
             api_key_name=row.api_key_name,
             definition_hash=row.definition_hash,
             created_at=row.created_at,

@@ -22,6 +22,7 @@ from dialer.attempts import (
     TERMINAL_STATUSES,
     AttemptState,
 )
+from dialer.store.records import CampaignState
 from dialer.store.tables import ATTEMPTS, BUDGETS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
 
 INSERT_EVENT = sa.insert(EVENTS)
@@ -64,7 +65,7 @@ VIEW_BY_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
 VIEW_BY_CALL_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.call_id == sa.bindparam("call_id"))
 _PLANNED_AND_ACTIVE = (
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    CAMPAIGNS.c.state == "active",
+    CAMPAIGNS.c.state == CampaignState.ACTIVE.value,
 )
 DUE_VIEWS = (
     ATTEMPT_VIEWS.where(
@@ -117,7 +118,9 @@ PLANNED_IN_CAMPAIGN = sa.select(ATTEMPTS.c.id).where(
 CAMPAIGN_STATE = sa.select(CAMPAIGNS.c.state).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
 PLANNED_IN_CANCELLED_CAMPAIGNS = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    ATTEMPTS.c.campaign_id.in_(sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == "cancelled")),
+    ATTEMPTS.c.campaign_id.in_(
+        sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == CampaignState.CANCELLED.value)
+    ),
 )
 _THIS_RUN = RUNS.alias("this_run")
 _NEWER_RUN = RUNS.alias("newer_run")
@@ -458,7 +461,7 @@ def transition(
             ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=ATTEMPTS.c.dialing_at.type)
         )
     if campaign_active:
-        active = sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == "active")
+        active = sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == CampaignState.ACTIVE.value)
         conditions.append(ATTEMPTS.c.campaign_id.in_(active))
     if phone_free:
         conditions.append(~sa.exists(_LIVE_TO_SAME_PHONE))

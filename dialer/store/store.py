@@ -39,6 +39,7 @@ from dialer.store.records import (
     AttemptView,
     CallResult,
     CampaignRecord,
+    CampaignState,
     ContactRecord,
     EventRecord,
     Retry,
@@ -217,7 +218,7 @@ class Store:
                 CampaignRecord.from_row(row) for row in connection.execute(sql.CAMPAIGNS_BY_NAME)
             ]
 
-    def set_campaign_state(self, name: str, state: str, *, now: datetime) -> bool:
+    def set_campaign_state(self, name: str, state: CampaignState, *, now: datetime) -> bool:
         with self._connection() as connection:
             campaign_id = connection.execute(
                 sql.SET_CAMPAIGN_STATE, {"campaign_name": name, "state": state, "updated_at": now}
@@ -843,7 +844,7 @@ class Store:
         previous = retry.after
         state = connection.execute(sql.CAMPAIGN_STATE, {"campaign_id": previous.campaign_id})
         dropped = None
-        if state.scalar() == "cancelled":
+        if state.scalar() == CampaignState.CANCELLED:
             dropped = "campaign_cancelled"  # a call in flight at the cancel earns nothing more
         elif connection.execute(sql.ATTEMPT_IN_SUPERSEDED_RUN, {"attempt_id": previous.id}).first():
             dropped = "superseded"  # a newer run of the campaign calls the contact

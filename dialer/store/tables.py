@@ -11,6 +11,7 @@ from sqlmodel import Field, SQLModel
 
 from dialer.attempts import AttemptState
 from dialer.errors import StoreError
+from dialer.store.records import CampaignState
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -41,7 +42,7 @@ class CampaignRow(SQLModel, table=True):
     source: str
     definition_hash: str
     api_key_name: str = "default"
-    state: str = "active"  # active | paused | cancelled
+    state: str = CampaignState.ACTIVE.value
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
