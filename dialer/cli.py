@@ -38,7 +38,7 @@ from dialer.errors import (
     StoreError,
 )
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
-from dialer.store import CampaignRecord, CampaignState, Store
+from dialer.store import CampaignState, StateChange, StateChangeRefused, Store
 from dialer.tomlsource import TomlSource
 
 if TYPE_CHECKING:
@@ -325,35 +325,34 @@ def status(
                 pass
 
 
-def _change_state(campaign: str, state: CampaignState, config: Path | None) -> CampaignRecord:
+def _change_state(campaign: str, state: CampaignState, config: Path | None) -> StateChange:
     with _open_store(config) as store:
-        row = store.campaign(campaign)
-        if row is None:
-            raise _unknown_campaign(campaign)
-        if row.state is CampaignState.CANCELLED and state is not CampaignState.CANCELLED:
+        try:
+            change = store.change_campaign_state(campaign, state, now=datetime.now(UTC))
+        except StateChangeRefused:
             err.print(f"error: campaign {campaign!r} is cancelled; that is final", highlight=False)
-            raise typer.Exit(code=2)
-        now = datetime.now(UTC)
-        store.set_campaign_state(campaign, state, now=now)
+            raise typer.Exit(code=2) from None
+        if change is None:
+            raise _unknown_campaign(campaign)
         if state is CampaignState.CANCELLED:
-            # Calls already placed keep being followed; only what was never dialled goes.
-            n = store.cancel_planned(row.id, now=now, reason="campaign_cancelled")
-            out.print(f"campaign {campaign!r} cancelled; {n} planned attempts cancelled")
-        return row
+            out.print(
+                f"campaign {campaign!r} cancelled; {change.cancelled} planned attempts cancelled"
+            )
+        return change
 
 
 @app.command()
 def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop placing new calls for a campaign (calls in progress are followed to their end)."""
-    before = _change_state(campaign, CampaignState.PAUSED, config)
-    out.print(f"campaign {campaign!r} paused (was {before.state})")
+    change = _change_state(campaign, CampaignState.PAUSED, config)
+    out.print(f"campaign {campaign!r} paused (was {change.previous})")
 
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Place calls for a paused campaign again."""
-    before = _change_state(campaign, CampaignState.ACTIVE, config)
-    out.print(f"campaign {campaign!r} active (was {before.state})")
+    change = _change_state(campaign, CampaignState.ACTIVE, config)
+    out.print(f"campaign {campaign!r} active (was {change.previous})")
 
 
 @app.command()

@@ -16,7 +16,8 @@
     │   └── AmbiguousCreate        a POST /calls/outbound that may or may not have placed a call
     └── StoreError                 the database
         ├── SchemaMismatch         the schema is older or newer than this code
-        └── TransitionRefused      an attempt was not in a state the transition starts from
+        ├── TransitionRefused      an attempt was not in a state the transition starts from
+        └── StateChangeRefused     a cancelled campaign cannot be paused or resumed
 
 Third-party exceptions (httpx, sqlalchemy, pydantic, tomllib) are translated at the edge
 with ``raise Ours(...) from exc``; code above the edges never catches them.
@@ -134,3 +135,7 @@ class SchemaMismatch(StoreError):
 
 class TransitionRefused(StoreError):
     """The attempt was not in a state from which the transition is allowed (someone else won)."""
+
+
+class StateChangeRefused(StoreError):
+    """A campaign cannot take that state: cancelling is final."""

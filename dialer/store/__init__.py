@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dialer.errors import TransitionRefused
+from dialer.errors import StateChangeRefused, TransitionRefused
 from dialer.store.records import (
     AttemptRecord,
     AttemptView,
@@ -23,6 +23,7 @@ from dialer.store.records import (
     EventRecord,
     Retry,
     RunRecord,
+    StateChange,
     StoredContact,
 )
 from dialer.store.store import Store
@@ -37,6 +38,8 @@ __all__ = [
     "EventRecord",
     "Retry",
     "RunRecord",
+    "StateChange",
+    "StateChangeRefused",
     "Store",
     "StoredContact",
     "TransitionRefused",

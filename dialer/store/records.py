@@ -28,6 +28,16 @@ class CampaignState(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StateChange:
+    """What a campaign state change did, committed together."""
+
+    previous: CampaignState
+    state: CampaignState
+    #: planned attempts cancelled with it (a cancel's; zero otherwise)
+    cancelled: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ContactRecord:
     """A contact as the store keeps it (the campaign loader's Contact minus its file context)."""
 

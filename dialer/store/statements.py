@@ -208,14 +208,18 @@ UPDATE_CAMPAIGN_DEFINITION = (
         updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
     )
 )
+CAMPAIGN_STATE_BY_NAME = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.state).where(
+    CAMPAIGNS.c.name == sa.bindparam("name")
+)
+#: held to the commit on PostgreSQL: two state changes of one campaign take turns
+CAMPAIGN_STATE_BY_NAME_LOCKED = CAMPAIGN_STATE_BY_NAME.with_for_update()
 SET_CAMPAIGN_STATE = (
     sa.update(CAMPAIGNS)
-    .where(CAMPAIGNS.c.name == sa.bindparam("campaign_name"))
+    .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
     .values(
         state=sa.bindparam("state"),
         updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
     )
-    .returning(CAMPAIGNS.c.id)
 )
 CONTACT_PHONES = sa.select(CONTACTS.c.id, CONTACTS.c.phone).where(
     CONTACTS.c.campaign_id == sa.bindparam("campaign_id")

@@ -29,7 +29,7 @@ from dialer.attempts import (
     can_transition,
     sources_of,
 )
-from dialer.errors import StoreError, TransitionRefused
+from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
 from dialer.store import budget, importer
 from dialer.store import statements as sql
 from dialer.store.database import make_engine
@@ -44,6 +44,7 @@ from dialer.store.records import (
     EventRecord,
     Retry,
     RunRecord,
+    StateChange,
     StoredContact,
 )
 from dialer.store.tables import (
@@ -218,15 +219,39 @@ class Store:
                 CampaignRecord.from_row(row) for row in connection.execute(sql.CAMPAIGNS_BY_NAME)
             ]
 
-    def set_campaign_state(self, name: str, state: CampaignState, *, now: datetime) -> bool:
+    def change_campaign_state(
+        self, name: str, state: CampaignState, *, now: datetime
+    ) -> StateChange | None:
+        """Set the campaign's state and, for a cancel, cancel what it had still to dial, in ONE
+        transaction: a cancel that fails midway leaves the campaign as it was. None when no
+        campaign has that name; StateChangeRefused for a cancelled campaign, unless the change
+        is a cancel again (which sweeps what became planned since).
+
+        Calls already placed keep being followed; only what was never dialled is cancelled.
+        """
+        locked = self.dialect == "postgresql"
+        query = sql.CAMPAIGN_STATE_BY_NAME_LOCKED if locked else sql.CAMPAIGN_STATE_BY_NAME
         with self._connection() as connection:
-            campaign_id = connection.execute(
-                sql.SET_CAMPAIGN_STATE, {"campaign_name": name, "state": state, "updated_at": now}
-            ).scalar()
-            if campaign_id is None:
-                return False
-            append_event(connection, at=now, kind=f"campaign.{state}", campaign_id=campaign_id)
-            return True
+            row = connection.execute(query, {"name": name}).first()
+            if row is None:
+                return None
+            campaign_id, previous = row.id, CampaignState(row.state)
+            if previous is CampaignState.CANCELLED and state is not CampaignState.CANCELLED:
+                raise StateChangeRefused(f"campaign {name!r} is cancelled; that is final")
+            connection.execute(
+                sql.SET_CAMPAIGN_STATE,
+                {"campaign_id": campaign_id, "state": state.value, "updated_at": now},
+            )
+            append_event(
+                connection, at=now, kind=f"campaign.{state.value}", campaign_id=campaign_id
+            )
+            cancelled = 0
+            if state is CampaignState.CANCELLED:
+                planned = connection.execute(sql.PLANNED_IN_CAMPAIGN, {"campaign_id": campaign_id})
+                cancelled = self._cancel_each(
+                    connection, planned.scalars().all(), now=now, reason="campaign_cancelled"
+                )
+            return StateChange(previous=previous, state=state, cancelled=cancelled)
 
     def contacts(self, campaign_id: int) -> list[StoredContact]:
         with self._connection() as connection:
@@ -924,11 +949,6 @@ class Store:
         return self._cancel_planned(
             sql.PLANNED_IN_CANCELLED_CAMPAIGNS, {}, now=now, reason="campaign_cancelled"
         ) + self._cancel_planned(sql.PLANNED_IN_SUPERSEDED_RUNS, {}, now=now, reason="superseded")
-
-    def cancel_planned(self, campaign_id: int, *, now: datetime, reason: str) -> int:
-        return self._cancel_planned(
-            sql.PLANNED_IN_CAMPAIGN, {"campaign_id": campaign_id}, now=now, reason=reason
-        )
 
     def _cancel_planned(
         self, which: sa.Select[int], params: Mapping[str, Any], *, now: datetime, reason: str
