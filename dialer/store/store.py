@@ -1,4 +1,4 @@
-"""The store: every table, every query and every state transition of the dialer.
+"""``Store``: all database access of the dialer, and every state transition of an attempt.
 
 SQLite (WAL) by default, PostgreSQL when several daemons share the work; the same code runs on
 both. The attempt state machine (dialer.attempts) is enforced here, in ``_transition``: each
@@ -9,6 +9,9 @@ processes may select the same planned attempt, only one UPDATE matches.
 The store is synchronous on purpose: every statement is a short indexed read or write, and
 SQLAlchemy's sync engine is the well-trodden path on both backends. The engine calls it from the
 event loop; a slow database shows up as loop latency, which the metrics make visible.
+
+Every method runs prebuilt Core statements (dialer.store.statements) in one short transaction
+and hands out frozen records (dialer.store.records), never table rows.
 """
 
 from __future__ import annotations
@@ -24,11 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel
 
-from dialer.attempts import (
-    AttemptState,
-    can_transition,
-    sources_of,
-)
+from dialer.attempts import AttemptState, can_transition, sources_of
 from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
 from dialer.store import budget, importer
 from dialer.store import statements as sql
@@ -47,9 +46,7 @@ from dialer.store.records import (
     StateChange,
     StoredContact,
 )
-from dialer.store.tables import (
-    jsonable,
-)
+from dialer.store.tables import jsonable
 
 T = TypeVar("T")
 
