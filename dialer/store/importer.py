@@ -15,12 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dialer.attempts import AttemptState
 from dialer.errors import StoreError
 from dialer.store import statements as sql
 from dialer.store.events import append_event
 from dialer.store.records import ContactRecord
-from dialer.store.tables import ATTEMPTS, CONTACTS, jsonable
+from dialer.store.tables import CONTACTS, jsonable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,27 +129,16 @@ def _write_contacts(
             }
         )
         if len(changed) >= _CHUNK:
-            connection.execute(_UPDATE_CONTACT, changed)
+            connection.execute(sql.UPDATE_CONTACT, changed)
             changed = []
     if changed:
-        connection.execute(_UPDATE_CONTACT, changed)
+        connection.execute(sql.UPDATE_CONTACT, changed)
     if new_rows:
         insert.execute(new_rows)
     gone = [cid for phone, cid in existing.items() if phone not in seen]
     if gone:
-        connection.execute(sa.update(CONTACTS).where(CONTACTS.c.id.in_(gone)).values(removed=True))
-        connection.execute(
-            sa.update(ATTEMPTS)
-            .where(
-                ATTEMPTS.c.contact_id.in_(gone),
-                ATTEMPTS.c.state == AttemptState.PLANNED.value,
-            )
-            .values(
-                state=AttemptState.CANCELLED.value,
-                reason="removed_from_campaign",
-                updated_at=now,
-            )
-        )
+        connection.execute(sql.REMOVE_CONTACTS, {"ids": gone})
+        connection.execute(sql.CANCEL_PLANNED_OF_CONTACTS, {"ids": gone, "updated_at": now})
 
 
 def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,24 +156,8 @@ def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
 
 #: rows per executemany when importing contacts (memory stays bounded whatever the file size)
 _CHUNK = 5000
-#: the contact columns an import writes (besides campaign_id and phone, the key)
-_CONTACT_FIELDS = (
-    "name",
-    "timezone",
-    "variables",
-    "call_at",
-    "appointment_at",
-    "deadline",
-    "source_line",
-    "removed",
-)
-_INSERT_COLUMNS = ("campaign_id", "phone", *_CONTACT_FIELDS)
-#: a stored contact's columns from an import (its id in ``contact_id``)
-_UPDATE_CONTACT = (
-    CONTACTS.update()
-    .where(CONTACTS.c.id == sa.bindparam("contact_id"))
-    .values({name: sa.bindparam(name) for name in _CONTACT_FIELDS})
-)
+#: a new contact's columns, in the order of the row tuples handed to ``_ContactInsert``
+_INSERT_COLUMNS = ("campaign_id", "phone", *sql.IMPORTED_CONTACT_COLUMNS)
 
 
 class _ContactInsert:
@@ -200,8 +172,7 @@ class _ContactInsert:
 
     def __init__(self, connection: sa.Connection) -> None:
         dialect = connection.dialect
-        table = CONTACTS
-        compiled = table.insert().compile(dialect=dialect, column_keys=list(_INSERT_COLUMNS))
+        compiled = CONTACTS.insert().compile(dialect=dialect, column_keys=list(_INSERT_COLUMNS))
         self._connection = connection
         self._sql = compiled.string
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
@@ -212,7 +183,7 @@ class _ContactInsert:
         self._order = [_INSERT_COLUMNS.index(name) for name in names]
         self._processors: list[tuple[int, Any, bool]] = []
         for position, name in enumerate(names):
-            column_type = table.c[name].type
+            column_type = CONTACTS.c[name].type
             processor = column_type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 # None stays None through every processor but JSON's (it writes 'null')

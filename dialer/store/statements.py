@@ -346,6 +346,25 @@ UPDATE_CONTACT = (
     .where(CONTACTS.c.id == sa.bindparam("contact_id"))
     .values({name: sa.bindparam(name) for name in IMPORTED_CONTACT_COLUMNS})
 )
+#: contacts gone from the campaign file (their history is kept)
+REMOVE_CONTACTS = (
+    sa.update(CONTACTS)
+    .where(CONTACTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(removed=True)
+)
+#: their attempts never dialled, cancelled in one UPDATE (reason ``removed_from_campaign``)
+CANCEL_PLANNED_OF_CONTACTS = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.contact_id.in_(sa.bindparam("ids", expanding=True)),
+        ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    )
+    .values(
+        state=AttemptState.CANCELLED.value,
+        reason="removed_from_campaign",
+        updated_at=sa.bindparam("updated_at", type_=ATTEMPTS.c.updated_at.type),
+    )
+)
 
 
 # ----- runs
