@@ -1,4 +1,4 @@
-"""The append-only history: each write appends its events in its own transaction."""
+"""The append-only history: a write appends its events in the transaction of the change."""
 
 from __future__ import annotations
 
