@@ -38,7 +38,7 @@ from dialer.errors import (
 )
 from dialer.logs import configure_logging
 from dialer.policy.timezones import UnknownPolicy, resolve_zone
-from dialer.store import CampaignRow, Store
+from dialer.store import CampaignState, StateChange, StateChangeRefused, Store
 
 app = typer.Typer(
     add_completion=False,
@@ -236,41 +236,40 @@ def status(
                 pass
 
 
-def _change_state(campaign: str, state: str, config: Path | None) -> CampaignRow:
+def _change_state(campaign: str, state: CampaignState, config: Path | None) -> StateChange:
     with _open_store(config) as store:
-        row = store.campaign(campaign)
-        if row is None or row.id is None:
-            raise _unknown_campaign(campaign)
-        if row.state == "cancelled" and state != "cancelled":
+        try:
+            change = store.change_campaign_state(campaign, state, now=datetime.now(UTC))
+        except StateChangeRefused:
             err.print(f"error: campaign {campaign!r} is cancelled; that is final", highlight=False)
-            raise typer.Exit(code=2)
-        now = datetime.now(UTC)
-        store.set_campaign_state(campaign, state, now=now)
-        if state == "cancelled":
-            # Calls already placed keep being followed; only what was never dialled goes.
-            n = store.cancel_planned(row.id, now=now, reason="campaign_cancelled")
-            out.print(f"campaign {campaign!r} cancelled; {n} planned attempts cancelled")
-        return row
+            raise typer.Exit(code=2) from None
+        if change is None:
+            raise _unknown_campaign(campaign)
+        if state is CampaignState.CANCELLED:
+            out.print(
+                f"campaign {campaign!r} cancelled; {change.cancelled} planned attempts cancelled"
+            )
+        return change
 
 
 @app.command()
 def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop placing new calls for a campaign (calls in progress are followed to their end)."""
-    before = _change_state(campaign, "paused", config)
-    out.print(f"campaign {campaign!r} paused (was {before.state})")
+    change = _change_state(campaign, CampaignState.PAUSED, config)
+    out.print(f"campaign {campaign!r} paused (was {change.previous})")
 
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Place calls for a paused campaign again."""
-    before = _change_state(campaign, "active", config)
-    out.print(f"campaign {campaign!r} active (was {before.state})")
+    change = _change_state(campaign, CampaignState.ACTIVE, config)
+    out.print(f"campaign {campaign!r} active (was {change.previous})")
 
 
 @app.command()
 def cancel(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop a campaign for good: no new calls, planned attempts cancelled, calls followed."""
-    _change_state(campaign, "cancelled", config)
+    _change_state(campaign, CampaignState.CANCELLED, config)
 
 
 REPORT_FIELDS = [
@@ -326,14 +325,14 @@ def _zone_resolver(source: str) -> Callable[[str, str | None], ZoneInfo | None]:
 
 def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
     row = store.campaign(campaign_name)
-    if row is None or row.id is None:
+    if row is None:
         raise InputError(
             [Problem(file="database", field="campaign", message=f"no campaign {campaign_name!r}")]
         )
     zone_of = _zone_resolver(row.source)
     # the runs of a cron campaign: each contact appears once per run
     fired = {run.id: _iso(run.fire_time) for run in store.runs(row.id)}
-    for attempt, contact in store.iter_attempt_rows(row.id):
+    for attempt, contact in store.iter_attempt_records(row.id):
         analysis = attempt.analysis_result or {}
         zone = zone_of(contact.phone, contact.timezone)
         yield {
@@ -443,7 +442,7 @@ def audit(
     each dial the rules that allowed it, the request and the status VoiceDock answered."""
     with _open_store(config) as store:
         row = store.campaign(campaign)
-        if row is None or row.id is None:
+        if row is None:
             raise _unknown_campaign(campaign)
         with _open_out(output) as stream:
             for event in store.iter_events(row.id):

@@ -44,6 +44,7 @@ from dialer.errors import ConfigError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
+from dialer.store.database import with_psycopg
 from dialer.suppression import FileStamp, file_stamp, read_suppression_files
 from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
 
@@ -536,9 +537,7 @@ def _database_url(text: str) -> URL | str:
         url = make_url(text)
     except ArgumentError:
         return f"{text!r} is not a database URL"
-    if url.drivername in ("postgresql", "postgres"):
-        # psycopg (3) is the driver we ship; SQLAlchemy's bare "postgresql" means psycopg2
-        url = url.set(drivername="postgresql+psycopg")
+    url = with_psycopg(url)
     if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
         return f"unsupported database {url.drivername!r}"
     return url

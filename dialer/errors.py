@@ -17,7 +17,9 @@
     ├── CreateWithdrawn            a create withdrawn before it was sent (nothing went out)
     ├── WebhookRejected            a webhook that failed verification; .status to answer with
     └── StoreError                 the database
-        └── SchemaMismatch         the schema is older or newer than this code
+        ├── SchemaMismatch         the schema is older or newer than this code
+        ├── TransitionRefused      an attempt was not in a state the transition starts from
+        └── StateChangeRefused     a cancelled campaign cannot be paused or resumed
 
 Third-party exceptions (httpx, sqlalchemy, pydantic, tomllib) are translated at the edge
 with ``raise Ours(...) from exc``; code above the edges never catches them.
@@ -139,3 +141,11 @@ class StoreError(DialerError):
 
 class SchemaMismatch(StoreError):
     """The database schema revision is not the one this code expects."""
+
+
+class TransitionRefused(StoreError):
+    """The attempt was not in a state from which the transition is allowed (someone else won)."""
+
+
+class StateChangeRefused(StoreError):
+    """A campaign cannot take that state: cancelling is final."""

@@ -147,7 +147,7 @@ class DialerMetrics:
         names = {c.id: c.name for c in store.campaigns()}
         live = store.live_counts()
         for campaign_id, name in names.items():
-            self.in_flight.labels(campaign=name).set(live.get(campaign_id or -1, 0))
+            self.in_flight.labels(campaign=name).set(live.get(campaign_id, 0))
         self.contacts_due.set(len(store.due_attempts(now=now, limit=DUE_COUNT_LIMIT)))
         finished: dict[str, int] = {}
         for (state, outcome), n in store.state_counts().items():

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState
-from dialer.store import AttemptView, Store
+from dialer.store import AttemptView, CampaignState, Store
 
 STATE_ORDER = [s.value for s in AttemptState]
 
@@ -33,7 +33,7 @@ class CampaignStatus:
     """What `dialer status` shows for one campaign."""
 
     name: str
-    state: str
+    state: CampaignState
     counts: dict[tuple[str, str | None], int]
     contacts: int
     settled: int
@@ -46,7 +46,6 @@ def campaign_statuses(store: Store, *, only: str | None = None) -> list[Campaign
     for campaign in store.campaigns():
         if only is not None and campaign.name != only:
             continue
-        assert campaign.id is not None
         latest = store.latest_attempts(campaign.id)
         planned = [a.due_at for a in latest if a.state is AttemptState.PLANNED]
         statuses.append(
@@ -77,7 +76,7 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
             table.add_row(state, outcome or "-", str(n))
         if status.next_due_at is None:
             due = "nothing planned"
-        elif status.state != "active":
+        elif status.state is not CampaignState.ACTIVE:
             due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC ({status.state})"
         else:
             due = f"next due {status.next_due_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -110,7 +109,6 @@ def live_progress(
             return
         last = time.monotonic()
         for campaign in store.campaigns():
-            assert campaign.id is not None
             latest = store.latest_attempts(campaign.id)
             states = Counter(a.state for a in latest)
             settled = sum(n for s, n in states.items() if s in FINAL_STATES)
@@ -137,7 +135,7 @@ def live_progress(
 def outcome_tables(store: Store, campaign_name: str) -> list[Table]:
     """The end-of-run view: counts per outcome, then one row per contact."""
     row = store.campaign(campaign_name)
-    if row is None or row.id is None:
+    if row is None:
         return []
     latest = store.latest_attempts(row.id)
     counts = Counter(_label(a) for a in latest)

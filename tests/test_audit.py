@@ -74,7 +74,7 @@ async def test_every_dial_is_explained_and_answered_in_the_audit_export(
     with Store(config.database_url) as store:
         row = store.campaign("e2e")
         assert row is not None and row.id is not None
-        bodies = {a.id: a.request_body for a, _ in store.iter_attempt_rows(row.id)}
+        bodies = {a.id: a.request_body for a, _ in store.iter_attempt_records(row.id)}
     for dial in dials:
         body = json.dumps(bodies[dial["attempt_id"]], sort_keys=True).encode()
         assert hashlib.sha256(body).hexdigest() == dial["request"]["body_sha256"]

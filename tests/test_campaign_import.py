@@ -198,7 +198,8 @@ def test_non_text_variables_still_reach_the_json_column_as_text(store: Store) ->
 def test_an_import_that_fails_midway_leaves_nothing(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dialer.store._CHUNK", 4)  # several chunks are written before the failure
+    # several chunks are written before the failure
+    monkeypatch.setattr("dialer.store.importer._CHUNK", 4)
     campaign = load_campaign(campaign_with_csv(tmp_path, "phone,name,slot\n" + rows(20)))
 
     def records(failing: Campaign) -> Iterator[ContactRecord]:

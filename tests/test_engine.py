@@ -12,7 +12,8 @@ from sqlmodel import select
 from dialer.attempts import AttemptState
 from dialer.daemon import Daemon
 from dialer.simulator import Simulator, SimulatorConfig
-from dialer.store import AttemptRow, Store
+from dialer.store import Store
+from dialer.store.tables import AttemptRow
 from tests.e2e import (
     KEY,
     all_final,

@@ -49,7 +49,8 @@ from dialer.engine import Engine
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget
 from dialer.simulator import CreatedRecord, Simulator, SimulatorConfig
-from dialer.store import AttemptRow, EventRow, Store
+from dialer.store import EventRecord, Store
+from dialer.store.tables import AttemptRow
 from dialer.voicedock import VoiceDockClient
 from tests.clock import FakeClock
 from tests.e2e import ASSISTANT, KEY, write_config
@@ -123,7 +124,7 @@ class World:
 
     created: list[CreatedRecord]
     attempts: list[AttemptRow]
-    events: list[EventRow]
+    events: list[EventRecord]
     dispatch_rounds: int
 
     def calls(self, phone: str) -> list[CreatedRecord]:
@@ -134,7 +135,7 @@ class World:
     def attempts_of(self, phone: str) -> list[AttemptRow]:
         return sorted((a for a in self.attempts if a.phone == phone), key=lambda a: a.attempt_no)
 
-    def events_of(self, phone: str, kind: str) -> list[EventRow]:
+    def events_of(self, phone: str, kind: str) -> list[EventRecord]:
         ids = {a.id for a in self.attempts_of(phone)}
         return [e for e in self.events if e.attempt_id in ids and e.kind == kind]
 

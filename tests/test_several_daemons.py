@@ -18,7 +18,8 @@ from sqlmodel import select
 
 from dialer.attempts import FINAL_STATES
 from dialer.simulator import Simulator, SimulatorConfig, serve
-from dialer.store import AttemptRow, Store
+from dialer.store import Store
+from dialer.store.tables import AttemptRow
 from tests.e2e import (
     KEY,
     all_final,

@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from dialer.attempts import ALLOWED_TRANSITIONS, AttemptState
-from dialer.store import AttemptRow, AttemptView, CallResult, ContactRecord, Retry, Store
+from dialer.errors import StoreError
+from dialer.store import (
+    AttemptView,
+    CallResult,
+    CampaignState,
+    ContactRecord,
+    Retry,
+    StateChange,
+    StateChangeRefused,
+    Store,
+)
+from dialer.store.tables import AttemptRow
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -112,7 +124,7 @@ def test_a_run_finishes_once_when_its_last_attempt_is_final(store: Store) -> Non
     assert store.finish_runs(now=T0 + timedelta(minutes=1)) == [run_id]  # unknown is final
     assert store.finish_runs(now=T0 + timedelta(minutes=2)) == []
     assert [e.kind for e in store.events(kind="run.finished")] == ["run.finished"]
-    assert not store.has_open_runs()
+    assert all(run.finished_at is not None for run in store.runs(cid))
 
 
 def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
@@ -121,7 +133,8 @@ def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
     (due,) = store.due_attempts(now=T0, limit=10)
     store.begin_dialing(due.id, owner="a", body={"destination": due.phone}, now=T0)
     store.mark_in_flight(due.id, call_id="call-1", now=T0, next_poll_at=T0 + timedelta(seconds=5))
-    assert [a.id for a in store.polls_due(now=T0 + timedelta(seconds=5), limit=10)] == [due.id]
+    look = store.claim_polls(now=T0 + timedelta(seconds=5), limit=10, lease=timedelta(seconds=30))
+    assert [a.id for a in look] == [due.id]
     store.record_poll(
         due.id,
         call_status="in-progress",
@@ -132,8 +145,6 @@ def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
     assert store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=100))
     assert not store.record_outcome(due.id, result=result(), now=T0 + timedelta(seconds=101))
     with store.session() as session:
-        from dialer.store import AttemptRow
-
         row = session.get(AttemptRow, due.id)
         assert row is not None
         assert (row.state, row.outcome, row.duration_seconds, row.summary) == (
@@ -148,7 +159,7 @@ def test_full_lifecycle_stores_every_outcome_field(store: Store) -> None:
     kinds = [e.kind for e in store.events(attempt_id=due.id)]
     assert kinds == ["attempt.dialing", "attempt.created", "attempt.ended"]
     assert store.finish_runs(now=T0 + timedelta(minutes=5)) != []
-    assert not store.has_open_runs()
+    assert all(run.finished_at is not None for run in store.runs(cid))
 
 
 def test_unknown_still_records_a_late_result(store: Store) -> None:
@@ -353,16 +364,67 @@ def test_a_paused_campaign_cannot_be_dialled_even_from_a_stale_read(store: Store
     cid = sync(store, 1)
     store.create_run(cid, fire_time=T0, now=T0)
     (due,) = store.due_attempts(now=T0, limit=10)  # read before the pause
-    store.set_campaign_state("reminders", "paused", now=T0)
+    store.change_campaign_state("reminders", CampaignState.PAUSED, now=T0)
     assert not store.begin_dialing(due.id, owner="a", body={}, now=T0)
-    store.set_campaign_state("reminders", "active", now=T0)
+    store.change_campaign_state("reminders", CampaignState.ACTIVE, now=T0)
     assert store.begin_dialing(due.id, owner="a", body={}, now=T0)
+
+
+def test_a_cancel_cancels_what_was_never_dialled_and_is_final(store: Store) -> None:
+    cid = sync(store, 3)
+    store.create_run(cid, fire_time=T0, now=T0)
+    dialled, *_ = store.due_attempts(now=T0, limit=10)
+    assert store.begin_dialing(dialled.id, owner="a", body={}, now=T0)
+    change = store.change_campaign_state("reminders", CampaignState.CANCELLED, now=T0)
+    assert change == StateChange(
+        previous=CampaignState.ACTIVE, state=CampaignState.CANCELLED, cancelled=2
+    )
+    assert store.attempt(dialled.id).state is AttemptState.DIALING  # followed to its end
+    with pytest.raises(StateChangeRefused, match="final"):
+        store.change_campaign_state("reminders", CampaignState.ACTIVE, now=T0)
+    campaign = store.campaign("reminders")
+    assert campaign is not None and campaign.state is CampaignState.CANCELLED
+    kinds = [e.kind for e in store.events() if e.kind.startswith("campaign.")]
+    assert kinds == ["campaign.created", "campaign.cancelled"]
+    assert store.change_campaign_state("other", CampaignState.PAUSED, now=T0) is None
+
+
+#: a database that refuses to cancel any attempt: a full disk, as far as the store can tell
+REFUSE_CANCELLING = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_cancelling BEFORE UPDATE OF state ON attempts"
+        " WHEN NEW.state = 'cancelled' BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION refuse_cancelling() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$",
+        "CREATE TRIGGER refuse_cancelling BEFORE UPDATE OF state ON attempts FOR EACH ROW"
+        " WHEN (NEW.state = 'cancelled') EXECUTE FUNCTION refuse_cancelling()",
+    ],
+}
+
+
+def test_a_cancel_that_fails_midway_leaves_the_campaign_as_it_was(store: Store) -> None:
+    """The state and the cancellations it implies commit together: when the database refuses
+    to cancel the planned attempts, the campaign stays active with everything still planned,
+    and no campaign.cancelled event says otherwise."""
+    cid = sync(store, 3)
+    store.create_run(cid, fire_time=T0, now=T0)
+    with store.session() as session:
+        for statement in REFUSE_CANCELLING[store.dialect]:
+            session.execute(sa.text(statement))
+    with pytest.raises(StoreError, match="the disk is full"):
+        store.change_campaign_state("reminders", CampaignState.CANCELLED, now=T0)
+    campaign = store.campaign("reminders")
+    assert campaign is not None and campaign.state is CampaignState.ACTIVE
+    assert len(store.due_attempts(now=T0, limit=10)) == 3
+    assert store.events(kind="campaign.cancelled") == []
 
 
 def test_a_call_that_ends_after_its_campaign_was_cancelled_earns_no_retry(store: Store) -> None:
     run_id, attempt = in_flight_attempt(store)
     (campaign,) = store.campaigns()
-    assert store.set_campaign_state(campaign.name, "cancelled", now=T0)
+    assert store.change_campaign_state(campaign.name, CampaignState.CANCELLED, now=T0)
     retry = Retry(after=attempt, outcome="no_answer", due_at=T0 + timedelta(hours=2))
     assert store.record_outcome(attempt.id, result=result(outcome="no_answer"), now=T0, retry=retry)
     assert [a.attempt_no for a in store.attempt_history(run_id, attempt.contact_id)] == [1]

@@ -26,7 +26,7 @@ from dialer.campaign import Campaign, load_campaign
 from dialer.daemon import worker_id
 from dialer.engine import YIELD_EVERY, Engine
 from dialer.simulator import Faults, Simulator, SimulatorConfig
-from dialer.store import AttemptView, Store
+from dialer.store import AttemptView, CampaignState, Store
 from dialer.voicedock import Call
 from dialer.webhooks import parse_event
 from tests.clock import FakeClock, eventually
@@ -532,10 +532,8 @@ async def test_a_dial_withdrawn_after_its_campaign_was_cancelled_is_cancelled_to
         run_id = a.fire("e2e", T0)
         assert await a.dispatch_once() == 1
         await eventually(lambda: a_budget.waiting() == 1)
-        campaign = w.store.campaign("e2e")
-        assert campaign is not None and campaign.id is not None
-        w.store.set_campaign_state("e2e", "cancelled", now=clock.now)
-        assert w.store.cancel_planned(campaign.id, now=clock.now, reason="campaign_cancelled") == 0
+        change = w.store.change_campaign_state("e2e", CampaignState.CANCELLED, now=clock.now)
+        assert change is not None and change.cancelled == 0
 
         clock.advance(timedelta(seconds=RETRY_AFTER_S))
         await a.drain()
@@ -796,11 +794,11 @@ async def test_a_new_run_supersedes_what_earlier_runs_still_had_to_dial(tmp_path
     sim = simulator(clock)
     async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
         engine = await w.engine("a")
-        w.store.set_campaign_state("e2e", "paused", now=T0)
+        w.store.change_campaign_state("e2e", CampaignState.PAUSED, now=T0)
         for day in range(3):
             assert engine.fire("e2e", T0 + timedelta(days=day)) is not None
         clock.advance(timedelta(days=2, hours=1))
-        w.store.set_campaign_state("e2e", "active", now=clock.now)
+        w.store.change_campaign_state("e2e", CampaignState.ACTIVE, now=clock.now)
         assert await engine.dispatch_once() == 1
         await engine.drain()
         by_state = Counter((a.run_id, a.state, a.reason) for a in w.store.attempts())

@@ -8,10 +8,7 @@ Create Date: ${create_date}
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
-
-import dialer.store
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -8,10 +8,11 @@ Create Date: 2026-11-25 07:28:05.343778
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
-import dialer.store
+# Column types are the plain SQLAlchemy types whose DDL the models' types emitted when this
+# revision was written (sqlmodel's AutoString: VARCHAR; the store's UTCDateTime: a DateTime
+# with time zone), frozen here: a migration must not change when the models do.
 
 revision = "0001"
 down_revision = None
@@ -24,23 +25,23 @@ def upgrade() -> None:
     op.create_table(
         "campaigns",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("definition_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("api_key_name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("source", sa.String(), nullable=False),
+        sa.Column("definition_hash", sa.String(), nullable=False),
+        sa.Column("api_key_name", sa.String(), nullable=False),
+        sa.Column("state", sa.String(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=True),
         sa.Column("attempt_id", sa.Integer(), nullable=True),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -52,13 +53,13 @@ def upgrade() -> None:
         "contacts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
+        sa.Column("timezone", sa.String(), nullable=True),
         sa.Column("variables", sa.JSON(), nullable=False),
-        sa.Column("call_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("appointment_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("deadline", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("call_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("appointment_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),
         sa.Column("source_line", sa.Integer(), nullable=False),
         sa.Column("removed", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -75,9 +76,9 @@ def upgrade() -> None:
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
-        sa.Column("fire_time", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("fire_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaigns.id"],
@@ -94,30 +95,30 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
-        sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("phone", sa.String(length=32), nullable=False),
         sa.Column("attempt_no", sa.Integer(), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("due_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("dialing_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("state", sa.String(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reason", sa.String(), nullable=True),
+        sa.Column("owner", sa.String(), nullable=True),
+        sa.Column("dialing_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("request_body", sa.JSON(), nullable=True),
-        sa.Column("call_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("next_poll_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("call_id", sa.String(), nullable=True),
+        sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("polls", sa.Integer(), nullable=False),
-        sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("call_status", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("end_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("started_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", dialer.store.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(), nullable=True),
+        sa.Column("call_status", sa.String(), nullable=True),
+        sa.Column("error", sa.String(), nullable=True),
+        sa.Column("end_reason", sa.String(), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("duration_seconds", sa.Integer(), nullable=True),
-        sa.Column("summary", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("summary", sa.String(), nullable=True),
         sa.Column("analysis_result", sa.JSON(), nullable=True),
         sa.Column("messages", sa.JSON(), nullable=True),
         sa.Column("raw", sa.JSON(), nullable=True),
-        sa.Column("created_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dialer.store.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["campaigns.id"],

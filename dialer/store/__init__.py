@@ -1,0 +1,46 @@
+"""The store: every table, every query and every state transition of the dialer.
+
+- ``tables``: the SQLModel tables and their column types (rows never leave the package)
+- ``records``: the frozen records the store takes and hands out
+- ``statements``: the store's SQL, prebuilt Core statements by name
+- ``store``: ``Store`` itself: lifecycle, reads, the attempt transitions, runs, workers, reports
+- ``importer``: campaign sync and contact import, in the sync's transaction
+- ``budget``: the request budget daemons share (one GCRA row per API key)
+- ``events``: the append-only history every write adds to
+- ``database``: opening the database (the driver we ship, SQLite's settings)
+"""
+
+from __future__ import annotations
+
+from dialer.errors import StateChangeRefused, TransitionRefused
+from dialer.store.records import (
+    AttemptRecord,
+    AttemptView,
+    CallResult,
+    CampaignRecord,
+    CampaignState,
+    ContactRecord,
+    EventRecord,
+    Retry,
+    RunRecord,
+    StateChange,
+    StoredContact,
+)
+from dialer.store.store import Store
+
+__all__ = [
+    "AttemptRecord",
+    "AttemptView",
+    "CallResult",
+    "CampaignRecord",
+    "CampaignState",
+    "ContactRecord",
+    "EventRecord",
+    "Retry",
+    "RunRecord",
+    "StateChange",
+    "StateChangeRefused",
+    "Store",
+    "StoredContact",
+    "TransitionRefused",
+]

@@ -1,0 +1,58 @@
+"""The request budget several daemons share: one GCRA row per API key.
+
+GCRA (the generic cell rate algorithm): requests are spaced ``interval`` apart on average with
+at most ``burst`` sent back to back, so any window of length W holds at most
+W / interval + burst requests, whichever daemon sent them. The row's theoretical arrival time
+(``tat``) is all the state; its row lock serialises daemons. No library offers a
+PostgreSQL-backed limiter, and this is ten lines. ``dialer.ratelimit.SharedBudget`` takes its
+slots here, through ``Store.take_request_slot`` and ``Store.hold_request_slots``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from dialer.store import statements as sql
+
+
+def _tat(connection: sa.Connection, key_name: str) -> datetime | None:
+    """The key's theoretical arrival time, its row locked to the commit where that matters."""
+    locked = connection.dialect.name == "postgresql"
+    query = sql.BUDGET_TAT_LOCKED if locked else sql.BUDGET_TAT
+    tat: datetime | None = connection.execute(query, {"key_name": key_name}).scalar()
+    return tat
+
+
+def take_request_slot(
+    connection: sa.Connection, key_name: str, *, now: datetime, interval: timedelta, burst: int
+) -> timedelta:
+    """Ask for one request of ``key_name``'s budget; zero means granted, else wait that long."""
+    tolerance = interval * (burst - 1)
+    tat = _tat(connection, key_name)
+    if tat is None:
+        insert = sql.insert_budget_unless_there(connection.dialect.name)
+        created = connection.execute(insert, {"key_name": key_name, "tat": now + interval})
+        if created.first() is None:  # another daemon created it first: ask again
+            return timedelta(milliseconds=1)
+        return timedelta(0)
+    tat = max(tat, now)
+    if tat - now > tolerance:
+        return tat - now - tolerance
+    connection.execute(sql.SET_BUDGET_TAT, {"budget_key": key_name, "tat": tat + interval})
+    return timedelta(0)
+
+
+def hold_request_slots(
+    connection: sa.Connection, key_name: str, *, until: datetime, interval: timedelta, burst: int
+) -> None:
+    """No slot of ``key_name`` before ``until`` for any daemon (a 429's Retry-After), and then
+    the steady rate, not a burst: the theoretical arrival time moves to ``until`` plus the
+    burst tolerance, never back."""
+    held = until + interval * (burst - 1)
+    tat = _tat(connection, key_name)
+    if tat is None:
+        connection.execute(sql.INSERT_BUDGET, {"key_name": key_name, "tat": held})
+    elif tat < held:
+        connection.execute(sql.SET_BUDGET_TAT, {"budget_key": key_name, "tat": held})

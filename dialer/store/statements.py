@@ -1,0 +1,519 @@
+"""The store's SQL, by name: Core statements built once at import, and the few that vary by a
+flag built once per flag value (``functools.cache``).
+
+Statements of a call's hot path are built once because SQLAlchemy spends more CPU building and
+cache-keying a statement than SQLite spends running it; a statement object reused is compiled
+once and its cache key memoized. ``dialer.store.store`` runs them (``sql.NAME``); their bound
+parameters are named in each statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dialer.attempts import (
+    FINAL_STATES,
+    LIVE_STATES,
+    TERMINAL_STATUSES,
+    AttemptState,
+)
+from dialer.store.records import CampaignState
+from dialer.store.tables import ATTEMPTS, BUDGETS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
+
+# ----- the history
+INSERT_EVENT = sa.insert(EVENTS)
+
+
+@cache
+def events(*, of_attempt: bool, of_kind: bool) -> sa.Select[Any]:
+    """Every event in order, of one attempt (``attempt_id``) and of one kind (``kind``)."""
+    query = sa.select(EVENTS).order_by(EVENTS.c.id)
+    if of_attempt:
+        query = query.where(EVENTS.c.attempt_id == sa.bindparam("attempt_id"))
+    if of_kind:
+        query = query.where(EVENTS.c.kind == sa.bindparam("kind"))
+    return query
+
+
+# ----- attempts as the loops see them (AttemptView rows)
+
+
+def state_in(states: Iterable[AttemptState]) -> sa.ColumnElement[bool]:
+    """``state = ? OR state = ?``: an ``IN`` list is expanded anew on every execution, which
+    costs more than the rest of these statements' parameters."""
+    return sa.or_(*(ATTEMPTS.c.state == state.value for state in sorted(states)))
+
+
+#: every attempt with what an AttemptView shows of its contact and campaign (rows, not ORM
+#: objects: loading two ORM objects per row cost more than the query itself)
+ATTEMPT_VIEWS = (
+    sa.select(
+        *(
+            ATTEMPTS.c[name]
+            for name in (
+                "id", "run_id", "campaign_id", "contact_id", "phone", "attempt_no", "state",
+                "due_at", "reason", "dialing_at", "call_id", "next_poll_at", "polls", "outcome",
+                "owner", "duration_seconds", "summary", "call_status",
+            )
+        ),
+        *(
+            CONTACTS.c[name].label(f"contact_{name}")
+            for name in (
+                "phone", "name", "timezone", "variables", "call_at", "appointment_at",
+                "deadline", "source_line",
+            )
+        ),
+        CAMPAIGNS.c.name.label("campaign_name"),
+        sa.func.coalesce(ATTEMPTS.c.dial_key_name, CAMPAIGNS.c.api_key_name).label(
+            "api_key_name"
+        ),
+    )
+    .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
+    .join(CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
+)  # fmt: skip
+VIEW_BY_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+VIEW_BY_CALL_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.call_id == sa.bindparam("call_id"))
+VIEWS_BY_IDS = ATTEMPT_VIEWS.where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
+    ATTEMPTS.c.id
+)
+_PLANNED_AND_ACTIVE = (
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    CAMPAIGNS.c.state == CampaignState.ACTIVE.value,
+)
+DUE_VIEWS = (
+    ATTEMPT_VIEWS.where(
+        *_PLANNED_AND_ACTIVE,
+        ATTEMPTS.c.due_at <= sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
+    )
+    .order_by(ATTEMPTS.c.due_at, ATTEMPTS.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
+NEXT_DUE_AT = (
+    sa.select(sa.func.min(ATTEMPTS.c.due_at, type_=ATTEMPTS.c.due_at.type))
+    .join_from(ATTEMPTS, CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
+    .where(*_PLANNED_AND_ACTIVE)
+)
+DIALING_SINCE = ATTEMPT_VIEWS.where(
+    ATTEMPTS.c.state == AttemptState.DIALING.value,
+    ATTEMPTS.c.dialing_at <= sa.bindparam("cutoff", type_=ATTEMPTS.c.dialing_at.type),
+).order_by(ATTEMPTS.c.id)
+HISTORY = ATTEMPT_VIEWS.where(
+    ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+    ATTEMPTS.c.contact_id == sa.bindparam("contact_id"),
+).order_by(ATTEMPTS.c.attempt_no)
+
+
+@cache
+def attempt_views(*, with_campaign: bool, states: frozenset[AttemptState] | None) -> sa.Select[Any]:
+    query = ATTEMPT_VIEWS.order_by(ATTEMPTS.c.id)
+    if with_campaign:
+        query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    if states is not None:
+        query = query.where(state_in(states))
+    return query
+
+
+# ----- attempts: other reads
+REQUEST_BODY = sa.select(ATTEMPTS.c.request_body).where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+DIALLED_SINCE = sa.select(ATTEMPTS.c.dialing_at).where(
+    ATTEMPTS.c.phone == sa.bindparam("phone"),
+    ATTEMPTS.c.dialing_at >= sa.bindparam("since", type_=ATTEMPTS.c.dialing_at.type),
+)
+KNOWN_CALL_IDS = sa.select(ATTEMPTS.c.call_id).where(
+    ATTEMPTS.c.call_id.in_(sa.bindparam("call_ids", expanding=True))
+)
+LIVE_COUNTS_BY_CAMPAIGN = (
+    sa.select(ATTEMPTS.c.campaign_id, sa.func.count())
+    .where(state_in(LIVE_STATES))
+    .group_by(ATTEMPTS.c.campaign_id)
+)
+
+
+@cache
+def count_in_states(states: frozenset[AttemptState]) -> sa.Select[int]:
+    return sa.select(sa.func.count()).select_from(ATTEMPTS).where(state_in(states))
+
+
+# ----- one call at a time to a number
+#: the first key of the advisory locks this store takes (the second: the phone's hash)
+_PHONE_LOCK_CLASS = 0x44_49_41_4C  # "DIAL"
+LOCK_PHONE = sa.select(
+    sa.func.pg_advisory_xact_lock(_PHONE_LOCK_CLASS, sa.func.hashtext(ATTEMPTS.c.phone))
+).where(ATTEMPTS.c.id == sa.bindparam("attempt_id"))
+_OTHER = ATTEMPTS.alias("other")
+
+
+def _on_the_phone(attempts: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A call of this attempt may be ringing or talking: it is dialled or in flight, or it
+    was given up on (`unknown`) while its call was last seen live, since ``busy_since``."""
+    return sa.or_(
+        *(attempts.c.state == s.value for s in sorted(LIVE_STATES)),
+        sa.and_(
+            attempts.c.state == AttemptState.UNKNOWN.value,
+            attempts.c.call_status.is_not(None),
+            attempts.c.call_status.not_in(sorted(TERMINAL_STATUSES)),
+            attempts.c.dialing_at >= sa.bindparam("busy_since", type_=attempts.c.dialing_at.type),
+        ),
+    )
+
+
+_LIVE_TO_SAME_PHONE = sa.select(_OTHER.c.id).where(
+    _OTHER.c.phone == ATTEMPTS.c.phone, _on_the_phone(_OTHER)
+)
+LIVE_ATTEMPT_TO_PHONE = (
+    sa.select(ATTEMPTS.c.id)
+    .where(ATTEMPTS.c.phone == sa.bindparam("phone"), _on_the_phone(ATTEMPTS))
+    .limit(1)
+)
+
+
+# ----- transitions, retries and the looks at calls
+
+
+@cache
+def transition(
+    target: AttemptState,
+    allowed: frozenset[AttemptState],
+    *,
+    pinned: bool,
+    campaign_active: bool,
+    columns: tuple[str, ...],
+    phone_free: bool = False,
+) -> sa.Update:
+    """The compare-and-set UPDATE of one kind of transition (see ``Store._transition``).
+
+    Parameters: ``_attempt_id``, ``_dialed_at`` when ``pinned``, and ``_<column>`` for each
+    of ``columns`` (a bound name may not be a column's own name in an UPDATE).
+    """
+    conditions = [
+        ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        state_in(allowed),
+    ]
+    if pinned:
+        conditions.append(
+            ATTEMPTS.c.dialing_at == sa.bindparam("_dialed_at", type_=ATTEMPTS.c.dialing_at.type)
+        )
+    if campaign_active:
+        active = sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == CampaignState.ACTIVE.value)
+        conditions.append(ATTEMPTS.c.campaign_id.in_(active))
+    if phone_free:
+        conditions.append(~sa.exists(_LIVE_TO_SAME_PHONE))
+    values = {name: sa.bindparam(f"_{name}", type_=ATTEMPTS.c[name].type) for name in columns}
+    return (
+        sa.update(ATTEMPTS)
+        .where(*conditions)
+        .values(state=target.value, **values)
+        .returning(ATTEMPTS.c.campaign_id)
+    )
+
+
+@cache
+def insert_retry(dialect: str) -> sa.Insert:
+    """INSERT of a retry attempt, returning its id, or no row when that attempt number exists.
+
+    ON CONFLICT DO NOTHING rather than catching the IntegrityError: on PostgreSQL an error
+    aborts the whole transaction, and this one also holds the outcome it follows."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(ATTEMPTS)
+        .on_conflict_do_nothing(index_elements=["run_id", "contact_id", "attempt_no"])
+        .returning(ATTEMPTS.c.id)
+    )
+
+
+RECORD_POLL = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.id == sa.bindparam("_attempt_id"),
+        state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+    )
+    .values(
+        call_status=sa.bindparam("_call_status"),
+        raw=sa.bindparam("_raw", type_=ATTEMPTS.c.raw.type),
+        next_poll_at=sa.bindparam("_next_poll_at", type_=ATTEMPTS.c.next_poll_at.type),
+        polls=ATTEMPTS.c.polls + 1,
+        updated_at=sa.bindparam("_updated_at", type_=ATTEMPTS.c.updated_at.type),
+    )
+)
+RESCHEDULE_POLL = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.id == sa.bindparam("attempt_id"),
+        state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]),
+    )
+    .values(
+        next_poll_at=sa.bindparam("next_poll_at", type_=ATTEMPTS.c.next_poll_at.type),
+        updated_at=sa.bindparam("updated_at", type_=ATTEMPTS.c.updated_at.type),
+    )
+)
+
+
+@cache
+def calls_due_a_look(*, stragglers: bool, skip_locked: bool) -> sa.Select[int]:
+    """The calls due a look, by next look. ``stragglers`` (while a list observes every call in
+    flight): only `unknown` calls and the in-flight attempts in the ``ids`` parameter."""
+    if stragglers:
+        which = sa.or_(
+            ATTEMPTS.c.state == AttemptState.UNKNOWN.value,
+            sa.and_(
+                ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
+                ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+            ),
+        )
+    else:
+        which = state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN])
+    query = (
+        sa.select(ATTEMPTS.c.id)
+        .where(
+            which,
+            ATTEMPTS.c.next_poll_at.is_not(None),
+            ATTEMPTS.c.next_poll_at <= sa.bindparam("now", type_=ATTEMPTS.c.next_poll_at.type),
+        )
+        .order_by(ATTEMPTS.c.next_poll_at)
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+    return query.with_for_update(skip_locked=True) if skip_locked else query
+
+
+PUSH_POLLS = (
+    sa.update(ATTEMPTS)
+    .where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(next_poll_at=sa.bindparam("until", type_=ATTEMPTS.c.next_poll_at.type))
+)
+NEXT_POLL_AT = sa.select(
+    sa.func.min(ATTEMPTS.c.next_poll_at, type_=ATTEMPTS.c.next_poll_at.type)
+).where(state_in([AttemptState.IN_FLIGHT, AttemptState.UNKNOWN]))
+
+
+# ----- campaigns and their contacts
+CAMPAIGN_BY_NAME = sa.select(CAMPAIGNS).where(CAMPAIGNS.c.name == sa.bindparam("name"))
+CAMPAIGNS_BY_NAME = sa.select(CAMPAIGNS).order_by(CAMPAIGNS.c.name)
+CAMPAIGN_STATE = sa.select(CAMPAIGNS.c.state).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+CAMPAIGN_STATE_BY_NAME = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.state).where(
+    CAMPAIGNS.c.name == sa.bindparam("name")
+)
+#: held to the commit on PostgreSQL: two state changes of one campaign take turns
+CAMPAIGN_STATE_BY_NAME_LOCKED = CAMPAIGN_STATE_BY_NAME.with_for_update()
+SET_CAMPAIGN_STATE = (
+    sa.update(CAMPAIGNS)
+    .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+    .values(
+        state=sa.bindparam("state"),
+        updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+    )
+)
+CONTACTS_OF_CAMPAIGN = (
+    sa.select(CONTACTS)
+    .where(CONTACTS.c.campaign_id == sa.bindparam("campaign_id"))
+    .order_by(CONTACTS.c.id)
+)
+CAMPAIGN_DEFINITION = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.definition_hash).where(
+    CAMPAIGNS.c.name == sa.bindparam("name")
+)
+INSERT_CAMPAIGN = sa.insert(CAMPAIGNS).returning(CAMPAIGNS.c.id)
+UPDATE_CAMPAIGN_DEFINITION = (
+    sa.update(CAMPAIGNS)
+    .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+    .values(
+        source=sa.bindparam("source"),
+        definition_hash=sa.bindparam("definition_hash"),
+        api_key_name=sa.bindparam("api_key_name"),
+        updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+    )
+)
+CONTACT_PHONES = sa.select(CONTACTS.c.id, CONTACTS.c.phone).where(
+    CONTACTS.c.campaign_id == sa.bindparam("campaign_id")
+)
+#: the contact columns an import writes (besides campaign_id and phone, the key)
+IMPORTED_CONTACT_COLUMNS = (
+    "name",
+    "timezone",
+    "variables",
+    "call_at",
+    "appointment_at",
+    "deadline",
+    "source_line",
+    "removed",
+)
+#: a stored contact's columns from an import (its id in ``contact_id``)
+UPDATE_CONTACT = (
+    CONTACTS.update()
+    .where(CONTACTS.c.id == sa.bindparam("contact_id"))
+    .values({name: sa.bindparam(name) for name in IMPORTED_CONTACT_COLUMNS})
+)
+#: contacts gone from the campaign file (their history is kept)
+REMOVE_CONTACTS = (
+    sa.update(CONTACTS)
+    .where(CONTACTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(removed=True)
+)
+#: their attempts never dialled, cancelled in one UPDATE (reason ``removed_from_campaign``)
+CANCEL_PLANNED_OF_CONTACTS = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.contact_id.in_(sa.bindparam("ids", expanding=True)),
+        ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    )
+    .values(
+        state=AttemptState.CANCELLED.value,
+        reason="removed_from_campaign",
+        updated_at=sa.bindparam("updated_at", type_=ATTEMPTS.c.updated_at.type),
+    )
+)
+
+
+# ----- runs
+INSERT_RUN = sa.insert(RUNS).returning(RUNS.c.id)
+RUNS_OF_CAMPAIGN = (
+    sa.select(RUNS).where(RUNS.c.campaign_id == sa.bindparam("campaign_id")).order_by(RUNS.c.id)
+)
+#: the campaign's newest run still open (the one contacts added by an import join)
+OPEN_RUN_OF_CAMPAIGN = (
+    sa.select(RUNS.c.id, RUNS.c.campaign_id, RUNS.c.fire_time)
+    .where(RUNS.c.campaign_id == sa.bindparam("campaign_id"), RUNS.c.finished_at.is_(None))
+    .order_by(RUNS.c.id.desc())
+    .limit(1)
+)
+#: the campaign's live contacts without an attempt in the run
+CONTACTS_TO_PLAN = (
+    sa.select(CONTACTS.c.id, CONTACTS.c.phone)
+    .where(
+        CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
+        CONTACTS.c.removed.is_(False),
+        CONTACTS.c.id.not_in(
+            sa.select(ATTEMPTS.c.contact_id).where(ATTEMPTS.c.run_id == sa.bindparam("run_id"))
+        ),
+    )
+    .order_by(CONTACTS.c.id)
+)
+INSERT_ATTEMPT = sa.insert(ATTEMPTS)
+OPEN_RUNS = sa.select(RUNS.c.id, RUNS.c.campaign_id).where(RUNS.c.finished_at.is_(None))
+RUN_HAS_PENDING = sa.select(
+    sa.exists().where(
+        ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+        state_in(set(AttemptState) - FINAL_STATES),
+    )
+)
+FINISH_RUN = (
+    sa.update(RUNS)
+    .where(RUNS.c.id == sa.bindparam("run_id"), RUNS.c.finished_at.is_(None))
+    .values(finished_at=sa.bindparam("finished_at", type_=RUNS.c.finished_at.type))
+)
+
+
+# ----- what is cancelled: a cancel, and what a newer run supersedes
+PLANNED_IN_CAMPAIGN = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+)
+PLANNED_IN_CANCELLED_CAMPAIGNS = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+    ATTEMPTS.c.campaign_id.in_(
+        sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.state == CampaignState.CANCELLED.value)
+    ),
+)
+_THIS_RUN = RUNS.alias("this_run")
+_NEWER_RUN = RUNS.alias("newer_run")
+#: open runs that a later fire's run of their campaign supersedes: few, whatever the number of
+#: attempts (a finished run has nothing planned), so the sweeps below seek by (run, state)
+_SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
+    _THIS_RUN.c.finished_at.is_(None),
+    sa.exists(
+        sa.select(_NEWER_RUN.c.id).where(
+            _NEWER_RUN.c.campaign_id == _THIS_RUN.c.campaign_id,
+            _NEWER_RUN.c.fire_time > _THIS_RUN.c.fire_time,
+        )
+    ),
+)
+PLANNED_IN_SUPERSEDED_RUNS = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.state == AttemptState.PLANNED.value, ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
+)
+PLANNED_IN_SUPERSEDED_RUNS_OF_CAMPAIGN = PLANNED_IN_SUPERSEDED_RUNS.where(
+    ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id")
+)
+ATTEMPT_IN_SUPERSEDED_RUN = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.id == sa.bindparam("attempt_id"), ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
+)
+
+
+# ----- workers
+TOUCH_WORKER = (
+    sa.update(WORKERS)
+    .where(WORKERS.c.id == sa.bindparam("worker_id"))
+    .values(heartbeat_at=sa.bindparam("now", type_=WORKERS.c.heartbeat_at.type))
+)
+INSERT_WORKER = sa.insert(WORKERS)
+LIVE_WORKERS = sa.select(WORKERS.c.id).where(
+    WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=WORKERS.c.heartbeat_at.type)
+)
+
+
+# ----- the shared request budget
+BUDGET_TAT = sa.select(BUDGETS.c.tat).where(BUDGETS.c.key_name == sa.bindparam("key_name"))
+#: held to the commit on PostgreSQL: daemons sharing the key take its slots one at a time
+BUDGET_TAT_LOCKED = BUDGET_TAT.with_for_update()
+SET_BUDGET_TAT = (
+    sa.update(BUDGETS)
+    .where(BUDGETS.c.key_name == sa.bindparam("budget_key"))
+    .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
+)
+INSERT_BUDGET = sa.insert(BUDGETS)
+
+
+@cache
+def insert_budget_unless_there(dialect: str) -> sa.Insert:
+    """INSERT of a key's budget row, returning its key, or no row when another daemon created
+    it first (ON CONFLICT DO NOTHING: on PostgreSQL an error would abort the transaction)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(BUDGETS).on_conflict_do_nothing().returning(BUDGETS.c.key_name)
+
+
+# ----- reports
+
+
+@cache
+def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
+    """Attempts per (state, outcome), of one campaign (``campaign_id``) or of all."""
+    query = sa.select(ATTEMPTS.c.state, ATTEMPTS.c.outcome, sa.func.count()).group_by(
+        ATTEMPTS.c.state, ATTEMPTS.c.outcome
+    )
+    if with_campaign:
+        query = query.where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    return query
+
+
+#: the newest attempt of each contact of the campaign, by contact
+LATEST_VIEWS = ATTEMPT_VIEWS.where(
+    ATTEMPTS.c.id.in_(
+        sa.select(sa.func.max(ATTEMPTS.c.id))
+        .where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+        .group_by(ATTEMPTS.c.contact_id)
+    )
+).order_by(ATTEMPTS.c.contact_id)
+#: a page of the campaign's audit trail: the ``batch`` events after id ``after``
+EVENTS_PAGE = (
+    sa.select(EVENTS)
+    .where(
+        EVENTS.c.campaign_id == sa.bindparam("campaign_id"),
+        EVENTS.c.id > sa.bindparam("after", type_=sa.Integer()),
+    )
+    .order_by(EVENTS.c.id)
+    .limit(sa.bindparam("batch", type_=sa.Integer()))
+)
+#: a page of the campaign's attempts, each with its contact's columns as ``contact__*``
+#: (``contact_id`` is an attempt's column)
+ATTEMPTS_WITH_CONTACTS_PAGE = (
+    sa.select(ATTEMPTS, *(column.label(f"contact__{column.name}") for column in CONTACTS.c))
+    .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
+    .where(
+        ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+        ATTEMPTS.c.id > sa.bindparam("after", type_=sa.Integer()),
+    )
+    .order_by(ATTEMPTS.c.id)
+    .limit(sa.bindparam("batch", type_=sa.Integer()))
+)
