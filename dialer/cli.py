@@ -6,13 +6,12 @@ Exit codes: 0 ok, 2 bad input or configuration (nothing written), 1 runtime fail
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,12 +31,11 @@ from dialer.errors import (
     CampaignError,
     DialerError,
     InputError,
-    Problem,
     SchemaMismatch,
     StoreError,
 )
 from dialer.logs import configure_logging
-from dialer.policy.timezones import UnknownPolicy, resolve_zone
+from dialer.reports import audit_records, report_rows, write_json_lines, write_report
 from dialer.store import CampaignState, StateChange, StateChangeRefused, Store
 
 app = typer.Typer(
@@ -272,120 +270,6 @@ def cancel(campaign: Annotated[str, typer.Argument()], config: ConfigOption = No
     _change_state(campaign, CampaignState.CANCELLED, config)
 
 
-REPORT_FIELDS = [
-    "campaign",
-    "run_id",
-    "fire_time",
-    "phone",
-    "name",
-    "attempt_no",
-    "state",
-    "outcome",
-    "reason",
-    "call_id",
-    "call_status",
-    "end_reason",
-    "error",
-    "dialing_at",
-    "started_at",
-    "ended_at",
-    "duration_seconds",
-    "summary",
-    "sentiment",
-    "due_at",
-    "zone",
-    "local_dialing_at",
-    "skip_reason",
-]
-
-#: states whose `reason` says why the contact was not (or no longer) called
-NOT_CALLED_STATES = frozenset({"skipped", "expired", "cancelled"})
-
-
-def _zone_resolver(source: str) -> Callable[[str, str | None], ZoneInfo | None]:
-    """The contact's zone as the engine resolves it, with the campaign file's fallback zone
-    when that file is still readable (the database keeps only the contact's own column)."""
-    campaign_zone: str | None = None
-    policy: UnknownPolicy = "skip"
-    with suppress(InputError, OSError):
-        campaign = load_campaign(Path(source))
-        campaign_zone, policy = campaign.timezone, campaign.unknown_timezone
-    cache: dict[tuple[str, str | None], ZoneInfo | None] = {}
-
-    def zone(phone: str, explicit: str | None) -> ZoneInfo | None:
-        key = (phone, explicit)
-        if key not in cache:
-            cache[key] = resolve_zone(
-                phone, explicit=explicit, campaign_zone=campaign_zone, unknown_policy=policy
-            ).zone
-        return cache[key]
-
-    return zone
-
-
-def report_rows(store: Store, campaign_name: str) -> Iterator[dict[str, Any]]:
-    row = store.campaign(campaign_name)
-    if row is None:
-        raise InputError(
-            [Problem(file="database", field="campaign", message=f"no campaign {campaign_name!r}")]
-        )
-    zone_of = _zone_resolver(row.source)
-    # the runs of a cron campaign: each contact appears once per run
-    fired = {run.id: _iso(run.fire_time) for run in store.runs(row.id)}
-    for attempt, contact in store.iter_attempt_records(row.id):
-        analysis = attempt.analysis_result or {}
-        zone = zone_of(contact.phone, contact.timezone)
-        yield {
-            "campaign": campaign_name,
-            "run_id": attempt.run_id,
-            "fire_time": fired.get(attempt.run_id),
-            "phone": contact.phone,
-            "name": contact.name,
-            "attempt_no": attempt.attempt_no,
-            "state": attempt.state,
-            "outcome": attempt.outcome,
-            "reason": attempt.reason,
-            "call_id": attempt.call_id,
-            "call_status": attempt.call_status,
-            "end_reason": attempt.end_reason,
-            "error": attempt.error,
-            "dialing_at": _iso(attempt.dialing_at),
-            "started_at": _iso(attempt.started_at),
-            "ended_at": _iso(attempt.ended_at),
-            "duration_seconds": attempt.duration_seconds,
-            "summary": attempt.summary,
-            "sentiment": analysis.get("sentiment") if isinstance(analysis, dict) else None,
-            "due_at": _iso(attempt.due_at),
-            "zone": str(zone) if zone is not None else None,
-            "local_dialing_at": (
-                _iso(attempt.dialing_at.astimezone(zone))
-                if zone is not None and attempt.dialing_at is not None
-                else None
-            ),
-            "skip_reason": attempt.reason if attempt.state in NOT_CALLED_STATES else None,
-        }
-
-
-#: what a spreadsheet reads as the start of a formula (OWASP "CSV injection")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _spreadsheet_safe(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A report row for CSV: text that a spreadsheet would run as a formula (a contact named
-    ``=HYPERLINK(...)``, a call summary starting with ``=``) is kept as text by a leading
-    quote. Phone numbers (E.164, validated at import) are left as they are."""
-    return {
-        key: f"'{value}"
-        if key != "phone" and isinstance(value, str) and value.startswith(_FORMULA_START)
-        else value
-        for key, value in record.items()
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _write_report(campaign: str, fmt: str, output: Path | None, config: Path | None) -> None:
     if fmt not in ("csv", "json"):
         err.print(f"error: --format: {fmt!r} is not supported (accepted: csv, json)")
@@ -395,15 +279,7 @@ def _write_report(campaign: str, fmt: str, output: Path | None, config: Path | N
         if row is None:
             raise _unknown_campaign(campaign)
         with _open_out(output) as stream:
-            rows = report_rows(store, campaign)
-            if fmt == "csv":
-                writer = csv.DictWriter(stream, fieldnames=REPORT_FIELDS)
-                writer.writeheader()
-                for record in rows:
-                    writer.writerow(_spreadsheet_safe(record))
-            else:
-                for record in rows:
-                    stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write_report(stream, report_rows(store, row), fmt=fmt)
 
 
 OutputOption = Annotated[
@@ -445,15 +321,7 @@ def audit(
         if row is None:
             raise _unknown_campaign(campaign)
         with _open_out(output) as stream:
-            for event in store.iter_events(row.id):
-                record = {
-                    "id": event.id,
-                    "at": _iso(event.at),
-                    "kind": event.kind,
-                    "attempt_id": event.attempt_id,
-                    **event.data,
-                }
-                stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            write_json_lines(stream, audit_records(store, row))
 
 
 class _open_out:
