@@ -175,8 +175,13 @@ async def open_daemon(
                 _metrics_endpoint(config) as metrics,
             ):
                 engine.sync_campaigns()
+                # a cron fire missed while no daemon ran: caught up once, or said (status)
+                engine.catch_up()
                 scheduler = _schedule(engine, store, campaigns)
                 engine.upcoming_fire = lambda: _earliest_fire(scheduler)
+                engine.on_campaign_replaced = lambda old, new: _reschedule(
+                    scheduler, store, old, new
+                )
                 scheduler.start()
                 try:
                     yield Daemon(
@@ -289,6 +294,15 @@ def _trigger(campaign: Campaign, store: Store) -> BaseTrigger:
     return DateTrigger(run_date=row.created_at)
 
 
+def _reschedule(scheduler: AsyncIOScheduler, store: Store, old: Campaign, new: Campaign) -> None:
+    """An edited campaign file with another schedule: its job follows (the run key, the
+    fire time, still makes a fire that already has its run a no-op)."""
+    if (old.start_at, old.cron, old.timezone) == (new.start_at, new.cron, new.timezone):
+        return
+    _add_job(scheduler, new, store)
+    log.info("dialer.campaign.rescheduled", campaign=new.name, cron=new.cron)
+
+
 def _schedule(engine: Engine, store: Store, campaigns: Sequence[Campaign]) -> AsyncIOScheduler:
     """APScheduler only fires; the run it creates is keyed on (campaign, scheduled fire time)."""
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -299,19 +313,24 @@ def _schedule(engine: Engine, store: Store, campaigns: Sequence[Campaign]) -> As
 
     scheduler.add_listener(on_submitted, EVENT_JOB_SUBMITTED)
     for campaign in campaigns:
-        scheduler.add_job(
-            _noop,
-            trigger=_trigger(campaign, store),
-            id=campaign.name,
-            name=campaign.name,
-            # However late the daemon starts, a one-off start fires; missed cron fires coalesce
-            # into one, and the run key makes a re-fire after a restart a no-op.
-            misfire_grace_time=None,
-            coalesce=True,
-            max_instances=1,
-            replace_existing=True,
-        )
+        _add_job(scheduler, campaign, store)
     return scheduler
+
+
+def _add_job(scheduler: AsyncIOScheduler, campaign: Campaign, store: Store) -> None:
+    scheduler.add_job(
+        _noop,
+        trigger=_trigger(campaign, store),
+        id=campaign.name,
+        name=campaign.name,
+        # However late the daemon starts, a one-off start fires; a cron fire missed while the
+        # daemon ran (its loop held) fires late, coalesced; one missed while no daemon ran is
+        # Engine.catch_up's. The run key makes a re-fire after a restart a no-op.
+        misfire_grace_time=None,
+        coalesce=True,
+        max_instances=1,
+        replace_existing=True,
+    )
 
 
 def _noop() -> None:

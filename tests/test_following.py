@@ -59,10 +59,16 @@ class Stubborn:
 
 @contextlib.asynccontextmanager
 async def placed(
-    tmp_path: Path, api: Stubborn, clock: FakeClock, phones: Sequence[str] = (PHONE,)
+    tmp_path: Path,
+    api: Stubborn,
+    clock: FakeClock,
+    phones: Sequence[str] = (PHONE,),
+    *,
+    extra: str = "",
 ) -> AsyncIterator[tuple[World, Engine]]:
     """A world whose calls (one per phone) were all placed at T0 on ``api``."""
-    async with world(tmp_path, httpx.MockTransport(api.handler), clock, phones=phones) as w:
+    transport = httpx.MockTransport(api.handler)
+    async with world(tmp_path, transport, clock, phones=phones, extra=extra) as w:
         engine = await w.engine("a")
         assert engine.fire("e2e", T0) is not None
         assert await engine.dispatch_once() == len(phones)
@@ -145,7 +151,8 @@ async def test_a_call_given_up_on_while_still_talking_holds_its_number(tmp_path:
     looked for."""
     api = Stubborn(call_status="in-progress")
     clock = FakeClock(T0)
-    async with placed(tmp_path, api, clock) as (w, engine):
+    # a campaign that calls everyone at every fire: its next run has a new attempt to wait
+    async with placed(tmp_path, api, clock, extra='repeat = "every_run"') as (w, engine):
         end = T0 + engine.settings.stuck_after + timedelta(minutes=1)
         await follow_until(engine, clock, end, timedelta(seconds=30))
         (stuck,) = w.store.attempts()

@@ -95,3 +95,58 @@ def test_daemons_started_together_on_an_empty_postgres_database_all_start(pg_url
         with Store(pg_url) as store:
             store.drop_schema()
         assert _start_together(pg_url, 4) == []
+
+
+def test_upgrading_to_reminder_keys_keys_every_stored_contact_as_the_code_does(
+    db_url: str,
+) -> None:
+    """Revision 0006 keys the contacts stored before it exactly as the loader keys them now:
+    otherwise the first import after an upgrade would take every appointment on the list for
+    a new one and remind everyone again."""
+    from datetime import UTC, datetime
+
+    from dialer.policy.reminders import reminder_key
+
+    engine = sa.create_engine(db_url)
+    visit = datetime(2027, 3, 2, 13, 0, tzinfo=UTC)
+    rows = [  # (phone, variables, appointment)
+        ("+31612340001", {"name": "A"}, None),
+        ("+31612340002", {"name": "B"}, visit),
+        ("+31612340003", {"name": "C", "id": "A-7"}, visit),
+        ("+31612340004", {"name": "D", "id": "A-7"}, visit),  # the old schema let two share it
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+            SQLModel.metadata.drop_all(connection)
+        migrate.upgrade(engine, "0005")
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO campaigns (id, name, source, definition_hash, api_key_name,"
+                    " state, created_at, updated_at) VALUES (1, 'r', 'r.toml', 'h', 'default',"
+                    " 'active', :t, :t)"
+                ),
+                {"t": visit},
+            )
+            for i, (phone, variables, appointment) in enumerate(rows, start=1):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO contacts (id, campaign_id, phone, variables, appointment_at,"
+                        " source_line, removed) VALUES (:id, 1, :phone, :variables, :at, :id,"
+                        " false)"
+                    ).bindparams(sa.bindparam("variables", type_=sa.JSON())),
+                    {"id": i, "phone": phone, "variables": variables, "at": appointment},
+                )
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            keys = connection.execute(sa.text("SELECT key FROM contacts ORDER BY id")).scalars()
+            assert list(keys) == [
+                reminder_key(phone=rows[0][0], contact_id=None, appointment_at=None),
+                reminder_key(phone=rows[1][0], contact_id=None, appointment_at=visit),
+                reminder_key(phone=rows[2][0], contact_id="A-7", appointment_at=visit),
+                reminder_key(phone=rows[3][0], contact_id=None, appointment_at=visit),
+            ]
+        migrate.check(engine)
+    finally:
+        engine.dispose()

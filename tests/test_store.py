@@ -37,7 +37,7 @@ def contacts(n: int) -> list[ContactRecord]:
     ]
 
 
-def sync(store: Store, n: int = 3, *, digest: str = "h1") -> int:
+def sync(store: Store, n: int = 3, *, digest: str = "h1", repeat: str = "once") -> int:
     return store.sync_campaign(
         name="reminders",
         source="campaigns/r.toml",
@@ -45,6 +45,7 @@ def sync(store: Store, n: int = 3, *, digest: str = "h1") -> int:
         api_key_name="default",
         contacts=contacts(n),
         now=T0,
+        repeat=repeat,
     )
 
 
@@ -212,9 +213,9 @@ def test_release_unplaced_and_retry(store: Store) -> None:
     assert store.calls_since(due.phone, T0 - timedelta(days=7)) == [T0]
 
 
-def in_flight_attempt(store: Store) -> tuple[int, AttemptView]:
+def in_flight_attempt(store: Store, *, repeat: str = "once") -> tuple[int, AttemptView]:
     """One contact, one run, its attempt dialled and in flight."""
-    cid = sync(store, 1)
+    cid = sync(store, 1, repeat=repeat)
     run_id = store.create_run(cid, fire_time=T0, now=T0)
     assert run_id is not None
     (due,) = store.due_attempts(now=T0, limit=10)
@@ -436,7 +437,7 @@ def test_a_call_that_ends_after_its_campaign_was_cancelled_earns_no_retry(store:
 def test_a_retry_earned_after_a_newer_run_was_created_is_dropped(store: Store) -> None:
     """The call was in flight when the next fire made its run: that run calls the contact,
     the retry would call them a second time."""
-    _, attempt = in_flight_attempt(store)
+    _, attempt = in_flight_attempt(store, repeat="every_run")
     (campaign,) = store.campaigns()
     assert campaign.id is not None
     fire2 = T0 + timedelta(minutes=5)
@@ -450,7 +451,7 @@ def test_a_retry_earned_after_a_newer_run_was_created_is_dropped(store: Store) -
 
 
 def test_a_dial_released_after_a_newer_run_was_created_is_cancelled(store: Store) -> None:
-    cid = sync(store, 1)
+    cid = sync(store, 1, repeat="every_run")
     store.create_run(cid, fire_time=T0, now=T0)
     (due,) = store.due_attempts(now=T0, limit=10)
     assert store.begin_dialing(due.id, owner="a", body={}, now=T0)

@@ -24,6 +24,8 @@ from dialer.policy.reminders import ContactTiming
 from dialer.policy.timezones import campaign_zone_applies, zone_or_none
 
 _BOM = b"\xef\xbb\xbf"
+#: what of a key's digest fits an array of signed 64-bit integers
+_LOW_63_BITS = (1 << 63) - 1
 #: the line ends of io's newline="" mode, which csv wants: \r\n, \r or \n
 _EOL = re.compile(rb"\r\n?|\n")
 
@@ -94,10 +96,12 @@ class _CsvLayout:
 
 
 class _Kept:
-    """The kept contacts as numbers: E.164 digits, line, byte span and zone of each."""
+    """The kept contacts as numbers: E.164 digits, line, byte span and zone of each, and
+    63 bits of each one's reminder key (to name the line a duplicate repeats)."""
 
     def __init__(self) -> None:
         self.phones = array("q")
+        self.keys = array("q")
         self.lines = array("q")
         self.starts = array("q")
         self.ends = array("q")
@@ -106,10 +110,17 @@ class _Kept:
         self._zone_ids: dict[ZoneInfo | None, int] = {}
 
     def add(
-        self, number: int, line: int, span: tuple[int, int] | None, zone: ZoneInfo | None
+        self,
+        number: int,
+        key: int,
+        line: int,
+        span: tuple[int, int] | None,
+        zone: ZoneInfo | None,
     ) -> None:
-        """One kept contact; ``span`` (its CSV row's bytes) is None for an inline contact."""
+        """One kept contact; ``key`` the digest of its reminder key (see contacts.key_digest);
+        ``span`` (its CSV row's bytes) is None for an inline contact."""
         self.phones.append(number)
+        self.keys.append(key & _LOW_63_BITS)
         self.lines.append(line)
         if span is not None:
             self.starts.append(span[0])
@@ -120,9 +131,9 @@ class _Kept:
                 self.zones.append(zone)
             self.zone_index.append(index)
 
-    def first_lines(self, numbers: set[int]) -> dict[int, int]:
-        """The line of the kept contact of each of ``numbers``."""
-        return {n: line for n, line in zip(self.phones, self.lines, strict=True) if n in numbers}
+    def first_line(self, key: int) -> int:
+        """The line of the kept contact whose reminder key has this digest."""
+        return self.lines[self.keys.index(key & _LOW_63_BITS)]
 
 
 class _CsvContacts(Sequence[Contact]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -33,8 +34,9 @@ from dialer.campaign.values import (
     parse_when,
 )
 from dialer.errors import Problem
-from dialer.policy.reminders import ContactTiming, timing_bounds
+from dialer.policy.reminders import ContactTiming, reminder_key, timing_bounds
 from dialer.policy.timezones import calling_code
+from dialer.suppression import FileStamp, file_stamp
 from dialer.templating import TemplateIssue, TemplateTree
 from dialer.tomlsource import (
     KeyPath,
@@ -111,6 +113,8 @@ class _ContactReader:
     def __init__(self, checks: _Checks) -> None:
         self.checks = checks
         self.csv_bytes = b""
+        #: the contacts CSV and its stamp taken before it was read (the daemon watches it)
+        self.csv_stamp: tuple[Path, FileStamp | None] | None = None
         #: set once a contacts CSV's header has been read
         self.csv_layout: _CsvLayout | None = None
 
@@ -183,6 +187,8 @@ class _ContactReader:
         if name is None:
             return None
         path = self.checks.path.parent / name
+        # stamped before the read: an edit saved while the file is read is seen as a change
+        self.csv_stamp = (path, file_stamp(path))
         data = read_bytes(path, field="contacts_file")
         if isinstance(data, Problem):
             self.checks.bad(("contacts_file",), f"{name!r}: {data.message}", accepted)
@@ -352,10 +358,11 @@ class _ContactReader:
         """
         inline: list[Contact] = []
         kept = _Kept()
+        #: the digests of the reminder keys seen (see key_digest)
         seen: set[int] = set()
-        # (index in the warnings, E.164 digits, contact) of each duplicate: its warning names
-        # the line of the first contact with the number, looked up once at the end
-        duplicates: list[tuple[int, int, _RawContact]] = []
+        # (index in the warnings, key digest, key, contact) of each duplicate: its warning
+        # names the line of the first contact with the key, looked up once at the end
+        duplicates: list[tuple[int, int, str, _RawContact]] = []
         zones = _ZoneCache(campaign_zone=timezone, unknown_policy=unknown_timezone)
         for item in raw:
             values = item.values
@@ -384,11 +391,15 @@ class _ContactReader:
                 for issue in templates.check(variables):
                     self.template_problem(item, phone, issue)
             number = int(phone[1:])  # E.164 digits never start with 0: the int is exact
-            if number in seen:
-                self.warn_duplicate(item, number, duplicates)
+            contact_id = variables.get("id")
+            key = number if contact_id is None and timing.appointment_at is None else None
+            if key is None:
+                key = key_digest(phone, contact_id, timing.appointment_at)
+            if key in seen:
+                self.warn_duplicate(item, key, phone, contact_id, timing, duplicates)
                 continue
-            seen.add(number)
-            kept.add(number, item.line, item.span, zone)
+            seen.add(key)
+            kept.add(number, key, item.line, item.span, zone)
             if item.span is None:
                 inline.append(_inline_contact(item, phone, zone_name, timing, variables))
         if duplicates:
@@ -528,20 +539,30 @@ class _ContactReader:
         )
 
     def warn_duplicate(
-        self, item: _RawContact, number: int, duplicates: list[tuple[int, int, _RawContact]]
+        self,
+        item: _RawContact,
+        key: int,
+        phone: str,
+        contact_id: str | None,
+        timing: ContactTiming,
+        duplicates: list[tuple[int, int, str, _RawContact]],
     ) -> None:
         """A warning without words yet: :meth:`word_duplicates` names the first contact."""
-        duplicates.append((len(self.checks.warnings), number, item))
-        self.report(item, "phone", "", None, warning=True)
+        shown = reminder_key(
+            phone=phone, contact_id=contact_id, appointment_at=timing.appointment_at
+        )
+        duplicates.append((len(self.checks.warnings), key, shown, item))
+        self.report(item, "id" if contact_id is not None else "phone", "", None, warning=True)
 
-    def word_duplicates(self, duplicates: list[tuple[int, int, _RawContact]], kept: _Kept) -> None:
-        """Each duplicate's warning names the line of the first contact with its number."""
-        first = kept.first_lines({number for _, number, _ in duplicates})
+    def word_duplicates(
+        self, duplicates: list[tuple[int, int, str, _RawContact]], kept: _Kept
+    ) -> None:
+        """Each duplicate's warning names the line of the first contact with its key."""
         warnings = self.checks.warnings
-        for index, number, item in duplicates:
+        for index, key, shown, item in duplicates:
             warnings[index] = replace(
                 warnings[index],
-                message=f"+{number} is already a contact (line {first[number]} of "
+                message=f"{shown} is already a contact (line {kept.first_line(key)} of "
                 f"{item.file.name}); this one is ignored",
             )
 
@@ -574,3 +595,15 @@ def _ragged_row(layout: _CsvLayout, line: int, fields: int) -> Problem:
         accepted=f"{expected} {layout.delimiter!r}-separated fields per row "
         "(quote fields that contain the separator)",
     )
+
+
+def key_digest(phone: str, contact_id: str | None, appointment_at: datetime | None) -> int:
+    """A number that stands for the contact's reminder key in the set of keys seen.
+
+    A contact keyed by its phone alone is its E.164 digits (as exact as the number); a key
+    with an id or an appointment is 128 bits of its BLAKE2 digest with the top bit set (never a
+    phone's digits): a million keys kept as text would cost ~100 MB, and two distinct keys
+    sharing a digest is a chance of one in 2**100 at that size."""
+    key = reminder_key(phone=phone, contact_id=contact_id, appointment_at=appointment_at)
+    digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") | (1 << 127)

@@ -9,6 +9,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -18,7 +19,13 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from dialer.campaign.contacts import _ContactReader
-from dialer.campaign.records import Campaign, UnknownTimezone, _compile
+from dialer.campaign.records import (
+    DEFAULT_MISFIRE_GRACE,
+    Campaign,
+    Repeat,
+    UnknownTimezone,
+    _compile,
+)
 from dialer.campaign.values import (
     NAME,
     REGION,
@@ -101,6 +108,9 @@ _TOP_KEYS = (
     "expires_at",
     "suppression_files",
     "key",
+    "repeat",
+    "done_when",
+    "misfire_grace",
 )
 
 _WINDOW_KEYS = ("days", "hours", "holidays", "skip_dates", "min_time_before_close")
@@ -109,6 +119,8 @@ _NAME_RE = re.compile(r"\w[\w .-]{0,99}")
 _DOW_DIGITS = re.compile(r"\d")
 #: a call whose outcome is unknown may have been answered: retrying it risks a double call
 _NEVER_RETRIED = PERMANENT_OUTCOMES | {Outcome("unknown")}
+#: outcomes a campaign may count as its goal met (not knowing what happened never is)
+_DONE_CANDIDATES = tuple(o for o in Outcome if o is not Outcome.UNKNOWN)
 
 
 class _Loader(_Checks):
@@ -123,6 +135,7 @@ class _Loader(_Checks):
     def load(self) -> tuple[Campaign | None, list[Problem]]:
         """The campaign, or None and every problem found. The sections are checked in one
         order (name first, contacts last), each reporting what is wrong with it."""
+        stamp = file_stamp(self.path)  # before the read: an edit saved meanwhile is a change
         source = TomlSource.read(self.path)
         if isinstance(source, Problem):
             return None, [source]
@@ -141,6 +154,9 @@ class _Loader(_Checks):
         per_minute = self.get_if_set(data, "calls_per_minute", self.get_positive)
         window = self.window(data)
         retry = self.retry(data)
+        done_when = self.done_when(data)
+        repeat = self.repeat(data)
+        misfire_grace = self.get_if_set(data, "misfire_grace", self.get_duration, zero_ok=True)
         call_before = self.get_if_set(data, "call_before", self.get_duration)
         expires_at = self.get_if_set(data, "expires_at", self.get_when, zone)
         suppressed, suppression_files = self.suppression(data, region)
@@ -159,6 +175,7 @@ class _Loader(_Checks):
         if self.problems:
             return None, _collapse(self.problems)
         assert name is not None and window is not None and retry is not None
+        assert done_when is not None and repeat is not None
         campaign = Campaign(
             name=name,
             source=self.path,
@@ -173,9 +190,12 @@ class _Loader(_Checks):
             max_concurrent_calls=max_concurrent,
             calls_per_minute=per_minute,
             window=window,
-            retry=retry,
+            retry=replace(retry, done_when=done_when),
             call_before=call_before,
             expires_at=expires_at,
+            repeat=repeat,
+            misfire_grace=DEFAULT_MISFIRE_GRACE if misfire_grace is None else misfire_grace,
+            file_stamps=((self.path, stamp), *((reader.csv_stamp,) if reader.csv_stamp else ())),
             contacts=contacts,
             suppressed=suppressed,
             suppression_files=suppression_files,
@@ -188,6 +208,46 @@ class _Loader(_Checks):
         return campaign, []
 
     # -- sections ------------------------------------------------------------------------
+    def done_when(self, data: Mapping[str, Any]) -> frozenset[Outcome] | None:
+        """The outcomes that meet the campaign's goal (default: completed)."""
+        if "done_when" not in data:
+            return frozenset({Outcome.COMPLETED})
+        accepted = "a list of outcomes: " + ", ".join(o.value for o in _DONE_CANDIDATES)
+        items = self.get_list(("done_when",), data["done_when"], accepted)
+        if items is None:
+            return None
+        if not items:
+            self.bad(("done_when",), "is empty: no contact could ever be done", accepted)
+            return None
+        done: set[Outcome] = set()
+        names = [o.value for o in _DONE_CANDIDATES]
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or item not in names:
+                shown = item if isinstance(item, str) else repr(item)
+                self.bad(
+                    ("done_when", i),
+                    f"{shown!r} is not an outcome that can meet a goal"
+                    + (did_you_mean(item, names) if isinstance(item, str) else ""),
+                    accepted,
+                )
+                continue
+            done.add(Outcome(item))
+        return frozenset(done) if len(done) == len(items) else None
+
+    def repeat(self, data: Mapping[str, Any]) -> Repeat | None:
+        if "repeat" not in data:
+            return "once"
+        value = data["repeat"]
+        if value not in ("once", "every_run"):
+            self.bad(
+                ("repeat",),
+                f"{value!r} is not a choice",
+                '"once" (each reminder key called until done, across runs) or "every_run" '
+                "(everyone called again at every fire)",
+            )
+            return None
+        return "once" if value == "once" else "every_run"
+
     def name(self, data: Mapping[str, Any]) -> str | None:
         if "name" not in data:
             self.bad(("name",), "is required", NAME)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -21,7 +21,8 @@ from dialer.config import DEFAULT_KEY
 from dialer.errors import CampaignError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.gate import DialRules
-from dialer.policy.reminders import ContactTiming
+from dialer.policy.outcomes import Outcome
+from dialer.policy.reminders import ContactTiming, reminder_key
 from dialer.policy.retries import RetryPolicy
 from dialer.policy.timezones import UnknownPolicy
 from dialer.policy.windows import CallingWindow
@@ -30,6 +31,11 @@ from dialer.templating import TemplateIssue, TemplateTree
 
 #: what to do with a contact whose zone the number cannot tell (the policy's own type)
 UnknownTimezone = UnknownPolicy
+#: "once": each reminder key is called until its goal is met or its attempts run out, once
+#: across every run of the campaign; "every_run": everyone is called again at every fire
+Repeat = Literal["once", "every_run"]
+#: how late a missed cron fire is still caught up when a daemon starts
+DEFAULT_MISFIRE_GRACE = timedelta(hours=1)
 
 
 #: the one ContactTiming of every contact without timing values (it is immutable)
@@ -48,6 +54,15 @@ class Contact:
     variables: Mapping[str, str] = field(default_factory=dict, hash=False)
     source: Path = Path("<memory>")
     line: int = 0
+
+    @property
+    def key(self) -> str:
+        """The contact's reminder key in its campaign (see dialer.policy.reminders)."""
+        return reminder_key(
+            phone=self.phone,
+            contact_id=self.variables.get("id"),
+            appointment_at=self.timing.appointment_at,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +85,11 @@ class Campaign:
     retry: RetryPolicy = field(default_factory=RetryPolicy.default, hash=False)
     call_before: timedelta | None = None
     expires_at: datetime | None = None
+    repeat: Repeat = "once"
+    misfire_grace: timedelta = DEFAULT_MISFIRE_GRACE
+    #: the campaign's TOML and contacts CSV, each with its stamp taken before it was read:
+    #: the daemon watches them and reads the campaign again when one changes
+    file_stamps: tuple[tuple[Path, FileStamp | None], ...] = ()
     #: a tuple, or for a contacts CSV a sequence that rebuilds each contact from its row
     #: (see _CsvContacts): index, iterate and len() it, never rely on it being a tuple
     contacts: Sequence[Contact] = ()
@@ -94,6 +114,11 @@ class Campaign:
     @property
     def zone(self) -> ZoneInfo | None:
         return ZoneInfo(self.timezone) if self.timezone else None
+
+    @property
+    def done_when(self) -> frozenset[Outcome]:
+        """The outcomes that meet the campaign's goal: a key with one of them is done."""
+        return self.retry.done_when
 
     def render(self, contact: Contact) -> tuple[dict[str, Any] | None, list[TemplateIssue]]:
         """The assistant (transient) or assistant_override (hybrid) table for one contact."""

@@ -24,7 +24,9 @@ from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
 
 #: contact keys / CSV columns with a meaning of their own (all also become template variables)
-SPECIAL_COLUMNS = ("phone", "name", "timezone", "call_at", "appointment_at", "deadline")
+SPECIAL_COLUMNS = ("phone", "name", "timezone", "call_at", "appointment_at", "deadline", "id")
+#: too short to call a column one typo away a misspelling of it (``kid``, ``ad``, ``nd``)
+_NO_TYPO_CHECK = frozenset({"id"})
 TIMING_COLUMNS = ("call_at", "appointment_at", "deadline")
 
 #: after this many identical problems (same field, same message) only a summary follows
@@ -274,6 +276,8 @@ def _misspelt_special(key: str) -> str | None:
     if not folded or key in SPECIAL_COLUMNS:
         return None
     for special in SPECIAL_COLUMNS:
+        if special in _NO_TYPO_CHECK:
+            continue
         if folded == special or _typo_distance(folded, special) == 1:
             return special
     return None

@@ -15,7 +15,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -27,7 +27,9 @@ from dialer.engine.holds import Holds
 from dialer.engine.reconcile import Reconciler
 from dialer.engine.settings import FULL_RECOUNT_TICKS, Clock, EngineSettings, utc_now
 from dialer.engine.shared import Shared, Suppression
+from dialer.engine.watch import CampaignWatch
 from dialer.errors import StoreError
+from dialer.policy.fires import missed_fire
 from dialer.store import AttemptView, ContactRecord, Store
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
@@ -63,6 +65,7 @@ class Engine:
         self._dispatcher = Dispatcher(self._shared)
         self._follower = Follower(self._shared)
         self._reconciler = Reconciler(self._shared)
+        self._watch = CampaignWatch(self._shared, import_campaign=self._sync_one)
         self._last_reconcile: datetime | None = None
         self._last_finish_runs: datetime | None = None
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
@@ -129,6 +132,19 @@ class Engine:
                     raise
         raise AssertionError("unreachable")
 
+    @property
+    def on_campaign_replaced(self) -> Callable[[Campaign, Campaign], None] | None:
+        """Told (old, new) when an edited campaign file replaced a campaign (see watch)."""
+        return self._watch.on_replaced
+
+    @on_campaign_replaced.setter
+    def on_campaign_replaced(self, handler: Callable[[Campaign, Campaign], None] | None) -> None:
+        self._watch.on_replaced = handler
+
+    async def refresh_campaigns(self) -> int:
+        """Read the campaign files again where they changed (see dialer.engine.watch)."""
+        return await self._watch.refresh()
+
     def fire(self, campaign_name: str, fire_time: datetime) -> int | None:
         """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher."""
         shared = self._shared
@@ -143,6 +159,71 @@ class Engine:
         )
         shared.wake.set()
         return run_id
+
+    def catch_up(self) -> list[int]:
+        """At start: the latest cron fire missed while no daemon ran, fired now when it is
+        within the campaign's ``misfire_grace`` (once: a run is keyed by its fire time, so a
+        second daemon or a restart catches up nothing more), else only logged and recorded
+        for `dialer status`. Returns the runs created."""
+        shared = self._shared
+        now = shared.clock()
+        created: list[int] = []
+        for campaign in shared.campaigns.values():
+            if campaign.cron is None:
+                continue  # one-off starts fire however late; see daemon._schedule
+            campaign_id = shared.campaign_ids[campaign.name]
+            runs = shared.store.runs(campaign_id)
+            stored = shared.store.campaign(campaign.name)
+            assert stored is not None, "campaigns are synced before they are caught up"
+            since = max((r.fire_time for r in runs), default=stored.created_at)
+            missed = missed_fire(
+                _fires_after(campaign),
+                since=since,
+                now=now,
+                grace=campaign.misfire_grace,
+            )
+            if missed is None:
+                continue
+            fields = {
+                "campaign": campaign.name,
+                "fire_time": missed.fire_time.astimezone(UTC).isoformat(),
+                "late_s": round(missed.late_by(now).total_seconds()),
+                "earlier_missed": missed.earlier,
+            }
+            if not missed.catch_up:
+                log.warning(
+                    "dialer.run.missed",
+                    **fields,
+                    misfire_grace_s=campaign.misfire_grace.total_seconds(),
+                )
+                last = shared.store.last_event(campaign_id, ["run.missed"])
+                if last is None or last.data.get("fire_time") != fields["fire_time"]:
+                    shared.store.add_event(
+                        at=now,
+                        kind="run.missed",
+                        campaign_id=campaign_id,
+                        fire_time=fields["fire_time"],
+                        late_s=fields["late_s"],
+                        earlier_missed=missed.earlier,
+                    )
+                continue
+            run_id = shared.store.create_run(campaign_id, fire_time=missed.fire_time, now=now)
+            if run_id is None:
+                continue  # another daemon caught it up first
+            created.append(run_id)
+            log.info("dialer.run.caught_up", **fields, run_id=run_id)
+            shared.store.add_event(
+                at=now,
+                kind="run.caught_up",
+                campaign_id=campaign_id,
+                run_id=run_id,
+                fire_time=fields["fire_time"],
+                late_s=fields["late_s"],
+                earlier_missed=missed.earlier,
+            )
+        if created:
+            shared.wake.set()
+        return created
 
     # ------------------------------------------------------------------ one pass of each actor
     async def dispatch_once(self) -> int:
@@ -230,6 +311,7 @@ class Engine:
         shared = self._shared
         while not stop.is_set():
             shared.wake.clear()
+            await self._watch.refresh()
             await self._dispatcher.dispatch_once()
             if self._dispatcher.full:
                 # The ends this daemon sees wake it; an end another daemon sees (its poll, its
@@ -314,12 +396,16 @@ def import_campaign(
         source=str(campaign.source),
         definition_hash=campaign.definition_hash,
         api_key_name=campaign.api_key_name,
+        repeat=campaign.repeat,
+        done_when=sorted(o.value for o in campaign.done_when),
         contacts=(
             records(campaign)
             if records is not None
             else (contact_record(c) for c in campaign.contacts)
         ),
         now=now,
+        # a campaign past its expiry takes no new contact, whatever its file says
+        plan_new=campaign.expires_at is None or now < campaign.expires_at,
     )
 
 
@@ -334,7 +420,19 @@ def contact_record(contact: Contact) -> ContactRecord:
         appointment_at=contact.timing.appointment_at,
         deadline=contact.timing.deadline,
         source_line=contact.line,
+        key=contact.key,
     )
+
+
+def _fires_after(campaign: Campaign) -> Callable[[datetime], datetime | None]:
+    """The campaign schedule's first fire strictly after a given instant."""
+    trigger = campaign.trigger()
+
+    def after(instant: datetime) -> datetime | None:
+        fire: datetime | None = trigger.get_next_fire_time(instant, instant)
+        return fire
+
+    return after
 
 
 async def _wait_any(*events: asyncio.Event, seconds: float) -> None:

@@ -73,6 +73,10 @@ class EngineSettings:
     #: after a webhook's `ended` status-update, how long the end-of-call-report (the outcome's
     #: data) may take before a GET reads the call instead
     report_grace: timedelta = timedelta(seconds=30)
+    #: how often the campaign files are looked at for an edit (see dialer.engine.watch)
+    campaign_watch: timedelta = timedelta(seconds=5)
+    #: how long an edited file must stay unchanged before it is read (an export being written)
+    campaign_settle: timedelta = timedelta(seconds=2)
     tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
     idle_horizon: timedelta = timedelta(minutes=5)
     seed: int | None = None

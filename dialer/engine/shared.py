@@ -58,6 +58,12 @@ class Suppression:
         for dnc in (self._config, *self._campaigns.values()):
             await dnc.refresh()
 
+    def replace(self, campaign: Campaign) -> None:
+        """The campaign's own lists as its edited file names them."""
+        self._campaigns[campaign.name] = LiveSuppression(
+            campaign.suppression_files, default_region=campaign.region, numbers=campaign.suppressed
+        )
+
     def of(self, campaign: Campaign) -> CampaignSuppression:
         """The numbers a dial of ``campaign`` must not call, as the files were at the last
         refresh."""
@@ -86,7 +92,8 @@ class Shared:
     clients: Mapping[str, VoiceDockClient]
     settings: EngineSettings
     clock: Clock
-    campaigns: Mapping[str, Campaign]
+    #: campaign name -> the campaign as its file was last read (and imported) well
+    campaigns: dict[str, Campaign]
     holds: Holds
     suppression: Suppression
     rng: random.Random
@@ -167,6 +174,13 @@ class Shared:
                 frequency_cap=self.settings.frequency_cap if with_cap else None
             )
         return rules
+
+    def replace_campaign(self, campaign: Campaign) -> None:
+        """Its edited file's version of a campaign, from the next decision on."""
+        self.campaigns[campaign.name] = campaign
+        self.suppression.replace(campaign)
+        for with_cap in (True, False):
+            self._dial_rules.pop((campaign.name, with_cap), None)
 
     def after_final(self) -> None:
         """An attempt became final: its run may be finished, and its line is free."""

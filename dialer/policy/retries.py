@@ -56,10 +56,13 @@ class RetryRule:
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """``max_attempts`` counts every call to a contact (the first one included)."""
+    """``max_attempts`` counts every call to a contact (the first one included), across the
+    runs of its campaign. An outcome in ``done_when`` meets the campaign's goal: the contact
+    is done, and no rule retries it."""
 
     max_attempts: int = 3
     rules: Mapping[Outcome, RetryRule] = field(default_factory=dict)
+    done_when: frozenset[Outcome] = frozenset({Outcome.COMPLETED})
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -130,6 +133,8 @@ def may_retry(policy: RetryPolicy, *, outcome: Outcome, attempts_made: int) -> b
 def _refusal(policy: RetryPolicy, outcome: Outcome, attempts_made: int) -> str | None:
     if outcome in PERMANENT_OUTCOMES:
         return f"{outcome.value} is permanent"
+    if outcome in policy.done_when:
+        return f"{outcome.value} meets the goal (done_when)"
     if outcome not in policy.rules:
         return f"no retry rule for {outcome.value}"
     if attempts_made >= policy.max_attempts:

@@ -1,14 +1,15 @@
 """Campaign sync: the campaign row and its contacts, written in one transaction.
 
-Contacts are keyed on (campaign, E.164 phone): a re-import keeps their history, and contacts
-gone from the file are marked removed with their planned attempts cancelled. A million-contact
+Contacts are keyed on (campaign, reminder key): a re-import keeps their history, and contacts
+gone from the file are marked removed (the store cancels their planned attempts, saying
+whether each was removed or rescheduled). A million-contact
 file is imported in chunks (bounded memory) through a contacts INSERT compiled once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dialer.errors import StoreError
+from dialer.policy.reminders import key_identity
 from dialer.store import statements as sql
 from dialer.store.events import append_event
 from dialer.store.records import ContactRecord
@@ -24,10 +26,15 @@ from dialer.store.tables import CONTACTS, jsonable
 
 @dataclass(frozen=True, kw_only=True)
 class Synced:
-    """What a sync did: ``changed`` False when the campaign was stored with this definition."""
+    """What a sync did: ``changed`` False when the campaign was stored with this definition.
+
+    ``gone``: the contacts the file no longer has, by why: ``removed`` (the key is gone) or
+    ``rescheduled`` (the key is gone, but its contact is still on the list under another
+    appointment). Their planned attempts are the store's to cancel, with their events."""
 
     campaign_id: int
     changed: bool
+    gone: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
 
 def sync_campaign(
@@ -37,17 +44,27 @@ def sync_campaign(
     source: str,
     definition_hash: str,
     api_key_name: str,
+    repeat: str,
+    done_when: Sequence[str],
     contacts: Iterable[ContactRecord],
     now: datetime,
+    lock: bool = False,
 ) -> Synced:
-    """Insert or update the campaign and its contacts in ``connection``'s transaction."""
+    """Insert or update the campaign and its contacts in ``connection``'s transaction.
+
+    ``lock`` (PostgreSQL): the campaign row is held to the commit, so daemons that read one
+    edit of the file at once import it one after the other, and the later ones find it done.
+    """
     definition = {
         "source": source,
         "definition_hash": definition_hash,
         "api_key_name": api_key_name,
+        "repeat": repeat,
+        "done_when": sorted(done_when),
         "updated_at": now,
     }
-    row = connection.execute(sql.CAMPAIGN_DEFINITION, {"name": name}).first()
+    query = sql.CAMPAIGN_DEFINITION_LOCKED if lock else sql.CAMPAIGN_DEFINITION
+    row = connection.execute(query, {"name": name}).first()
     if row is None:
         campaign_id: int = connection.execute(
             sql.INSERT_CAMPAIGN, {"name": name, "created_at": now, **definition}
@@ -69,37 +86,43 @@ def sync_campaign(
             campaign_id=campaign_id,
             definition_hash=definition_hash,
         )
-    _write_contacts(connection, campaign_id, contacts, now=now)
-    return Synced(campaign_id=campaign_id, changed=True)
+    gone = _write_contacts(connection, campaign_id, contacts)
+    return Synced(campaign_id=campaign_id, changed=True, gone=gone)
 
 
 def _write_contacts(
-    connection: sa.Connection,
-    campaign_id: int,
-    contacts: Iterable[ContactRecord],
-    *,
-    now: datetime,
-) -> None:
-    """New contacts inserted, known ones updated, and the ones gone from the file removed."""
-    existing: dict[str, int] = {
-        phone: cid
-        for cid, phone in connection.execute(sql.CONTACT_PHONES, {"campaign_id": campaign_id}).all()
+    connection: sa.Connection, campaign_id: int, contacts: Iterable[ContactRecord]
+) -> dict[str, list[int]]:
+    """New keys inserted, known ones updated, and the ones gone from the file removed: their
+    ids by why (``removed`` or ``rescheduled``)."""
+    existing: dict[str, tuple[int, bool]] = {
+        key: (cid, removed)
+        for cid, key, removed in connection.execute(
+            sql.CONTACT_KEYS, {"campaign_id": campaign_id}
+        ).all()
     }
+    # A stored key with an appointment whose contact (identity) is still on the list under
+    # another key was rescheduled, not removed: only those identities need remembering.
+    rescheduling = {key_identity(key) for key in existing if key_identity(key) != key}
+    still_listed: set[str] = set()
     insert = _ContactInsert(connection)
-    # only numbers already stored need remembering (to tell which ones are gone);
-    # a set of every number of a first import would be ~100 MB at a million
+    # only keys already stored need remembering (to tell which ones are gone); a set of every
+    # key of a first import would be ~100 MB at a million
     seen: set[str] = set()
     new_rows: list[tuple[Any, ...]] = []
     changed: list[dict[str, Any]] = []
     for contact in contacts:
-        phone = contact.phone
-        cid = existing.get(phone) if existing else None
-        if cid is None:
+        key = contact.key
+        if rescheduling and (identity := contact.identity) in rescheduling:
+            still_listed.add(identity)
+        stored = existing.get(key) if existing else None
+        if stored is None:
             # in _INSERT_COLUMNS order
             new_rows.append(
                 (
                     campaign_id,
-                    phone,
+                    key,
+                    contact.phone,
                     contact.name,
                     contact.timezone,
                     _json_variables(contact.variables),
@@ -114,10 +137,11 @@ def _write_contacts(
                 insert.execute(new_rows)
                 new_rows = []
             continue
-        seen.add(phone)
+        seen.add(key)
         changed.append(
             {
-                "contact_id": cid,
+                "contact_id": stored[0],
+                "phone": contact.phone,
                 "name": contact.name,
                 "timezone": contact.timezone,
                 "variables": _json_variables(contact.variables),
@@ -135,10 +159,15 @@ def _write_contacts(
         connection.execute(sql.UPDATE_CONTACT, changed)
     if new_rows:
         insert.execute(new_rows)
-    gone = [cid for phone, cid in existing.items() if phone not in seen]
+    gone: dict[str, list[int]] = {}
+    for key, (cid, removed) in existing.items():
+        if key in seen or removed:
+            continue
+        why = "rescheduled" if key_identity(key) in still_listed else "removed"
+        gone.setdefault(why, []).append(cid)
     if gone:
-        connection.execute(sql.REMOVE_CONTACTS, {"ids": gone})
-        connection.execute(sql.CANCEL_PLANNED_OF_CONTACTS, {"ids": gone, "updated_at": now})
+        connection.execute(sql.REMOVE_CONTACTS, {"ids": [c for ids in gone.values() for c in ids]})
+    return gone
 
 
 def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,7 +186,7 @@ def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
 #: rows per executemany when importing contacts (memory stays bounded whatever the file size)
 _CHUNK = 5000
 #: a new contact's columns, in the order of the row tuples handed to ``_ContactInsert``
-_INSERT_COLUMNS = ("campaign_id", "phone", *sql.IMPORTED_CONTACT_COLUMNS)
+_INSERT_COLUMNS = ("campaign_id", "key", *sql.IMPORTED_CONTACT_COLUMNS)
 
 
 class _ContactInsert:

@@ -7,7 +7,7 @@ them), so a column added to a table reaches callers only when a record names it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dialer.attempts import AttemptState
+from dialer.policy.reminders import KeyState, key_state, reminder_identity, reminder_key
 
 
 class CampaignState(StrEnum):
@@ -39,7 +40,10 @@ class StateChange:
 
 @dataclass(frozen=True, kw_only=True)
 class ContactRecord:
-    """A contact as the store keeps it (the campaign loader's Contact minus its file context)."""
+    """A contact as the store keeps it (the campaign loader's Contact minus its file context).
+
+    ``key`` is its reminder key (dialer.policy.reminders); left empty, it is the one its
+    phone, ``id`` variable and appointment give."""
 
     phone: str
     name: str | None
@@ -49,6 +53,24 @@ class ContactRecord:
     appointment_at: datetime | None = None
     deadline: datetime | None = None
     source_line: int = 0
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(
+                self,
+                "key",
+                reminder_key(
+                    phone=self.phone,
+                    contact_id=self.variables.get("id"),
+                    appointment_at=self.appointment_at,
+                ),
+            )
+
+    @property
+    def identity(self) -> str:
+        """Who the contact is across exports (its id, else its number)."""
+        return reminder_identity(phone=self.phone, contact_id=self.variables.get("id"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +97,7 @@ class StoredContact(ContactRecord):
             appointment_at=columns[f"{prefix}appointment_at"],
             deadline=columns[f"{prefix}deadline"],
             source_line=columns[f"{prefix}source_line"],
+            key=columns[f"{prefix}key"],
             removed=columns[f"{prefix}removed"],
         )
 
@@ -92,6 +115,10 @@ class CampaignRecord:
     definition_hash: str
     created_at: datetime
     updated_at: datetime
+    #: "once" (each key until done, across runs) or "every_run"
+    repeat: str = "once"
+    #: the outcomes that meet the goal: a key whose last outcome is one of them is done
+    done_when: frozenset[str] = frozenset({"completed"})
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> CampaignRecord:
@@ -104,6 +131,51 @@ class CampaignRecord:
             definition_hash=row.definition_hash,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            repeat=row.repeat,
+            done_when=frozenset(row.done_when),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRecord:
+    """One reminder key of a campaign with its latest attempt that was not cancelled."""
+
+    contact_id: int
+    key: str
+    phone: str
+    name: str | None
+    #: the line of the campaign file it was last imported from
+    line: int
+    removed: bool
+    #: the latest attempt's state, outcome, number, due time and reason (None: never planned)
+    attempt_state: AttemptState | None
+    outcome: str | None
+    attempt_no: int | None
+    due_at: datetime | None
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> KeyRecord:
+        return cls(
+            contact_id=row.id,
+            key=row.key,
+            phone=row.phone,
+            name=row.name,
+            line=row.source_line,
+            removed=row.removed,
+            attempt_state=None if row.attempt_state is None else AttemptState(row.attempt_state),
+            outcome=row.outcome,
+            attempt_no=row.attempt_no,
+            due_at=row.due_at,
+            reason=row.reason,
+        )
+
+    def state(self, done_when: Collection[str]) -> KeyState:
+        return key_state(
+            removed=self.removed,
+            attempt_state=None if self.attempt_state is None else self.attempt_state.value,
+            outcome=self.outcome,
+            done_when=done_when,
         )
 
 
@@ -287,6 +359,7 @@ class AttemptView:
                 appointment_at=row.contact_appointment_at,
                 deadline=row.contact_deadline,
                 source_line=row.contact_source_line,
+                key=row.contact_key,
             ),
         )
 

@@ -65,7 +65,7 @@ ATTEMPT_VIEWS = (
             CONTACTS.c[name].label(f"contact_{name}")
             for name in (
                 "phone", "name", "timezone", "variables", "call_at", "appointment_at",
-                "deadline", "source_line",
+                "deadline", "source_line", "key",
             )
         ),
         CAMPAIGNS.c.name.label("campaign_name"),
@@ -315,6 +315,9 @@ CONTACTS_OF_CAMPAIGN = (
 CAMPAIGN_DEFINITION = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.definition_hash).where(
     CAMPAIGNS.c.name == sa.bindparam("name")
 )
+#: held to the commit on PostgreSQL: daemons that see one edit of a campaign file import it
+#: one after the other, and the later ones find it imported
+CAMPAIGN_DEFINITION_LOCKED = CAMPAIGN_DEFINITION.with_for_update()
 INSERT_CAMPAIGN = sa.insert(CAMPAIGNS).returning(CAMPAIGNS.c.id)
 UPDATE_CAMPAIGN_DEFINITION = (
     sa.update(CAMPAIGNS)
@@ -323,14 +326,17 @@ UPDATE_CAMPAIGN_DEFINITION = (
         source=sa.bindparam("source"),
         definition_hash=sa.bindparam("definition_hash"),
         api_key_name=sa.bindparam("api_key_name"),
+        repeat=sa.bindparam("repeat"),
+        done_when=sa.bindparam("done_when", type_=CAMPAIGNS.c.done_when.type),
         updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
     )
 )
-CONTACT_PHONES = sa.select(CONTACTS.c.id, CONTACTS.c.phone).where(
+CONTACT_KEYS = sa.select(CONTACTS.c.id, CONTACTS.c.key, CONTACTS.c.removed).where(
     CONTACTS.c.campaign_id == sa.bindparam("campaign_id")
 )
-#: the contact columns an import writes (besides campaign_id and phone, the key)
+#: the contact columns an import writes (besides campaign_id and key, the key)
 IMPORTED_CONTACT_COLUMNS = (
+    "phone",
     "name",
     "timezone",
     "variables",
@@ -352,19 +358,13 @@ REMOVE_CONTACTS = (
     .where(CONTACTS.c.id.in_(sa.bindparam("ids", expanding=True)))
     .values(removed=True)
 )
-#: their attempts never dialled, cancelled in one UPDATE (reason ``removed_from_campaign``)
-CANCEL_PLANNED_OF_CONTACTS = (
-    sa.update(ATTEMPTS)
-    .where(
-        ATTEMPTS.c.contact_id.in_(sa.bindparam("ids", expanding=True)),
-        ATTEMPTS.c.state == AttemptState.PLANNED.value,
-    )
-    .values(
-        state=AttemptState.CANCELLED.value,
-        reason="removed_from_campaign",
-        updated_at=sa.bindparam("updated_at", type_=ATTEMPTS.c.updated_at.type),
-    )
+#: the attempts of these contacts never dialled (cancelled, each with its event, when the
+#: contacts leave the file)
+PLANNED_OF_CONTACTS = sa.select(ATTEMPTS.c.id).where(
+    ATTEMPTS.c.contact_id.in_(sa.bindparam("ids", expanding=True)),
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
 )
+CONTACT_REMOVED = sa.select(CONTACTS.c.removed).where(CONTACTS.c.id == sa.bindparam("contact_id"))
 
 
 # ----- runs
@@ -372,14 +372,49 @@ INSERT_RUN = sa.insert(RUNS).returning(RUNS.c.id)
 RUNS_OF_CAMPAIGN = (
     sa.select(RUNS).where(RUNS.c.campaign_id == sa.bindparam("campaign_id")).order_by(RUNS.c.id)
 )
-#: the campaign's newest run still open (the one contacts added by an import join)
-OPEN_RUN_OF_CAMPAIGN = (
-    sa.select(RUNS.c.id, RUNS.c.campaign_id, RUNS.c.fire_time)
-    .where(RUNS.c.campaign_id == sa.bindparam("campaign_id"), RUNS.c.finished_at.is_(None))
-    .order_by(RUNS.c.id.desc())
+#: the campaign's newest run (the one contacts added by an import join, re-opened if need be)
+LATEST_RUN_OF_CAMPAIGN = (
+    sa.select(RUNS.c.id, RUNS.c.campaign_id, RUNS.c.fire_time, RUNS.c.finished_at)
+    .where(RUNS.c.campaign_id == sa.bindparam("campaign_id"))
+    .order_by(RUNS.c.fire_time.desc(), RUNS.c.id.desc())
     .limit(1)
 )
-#: the campaign's live contacts without an attempt in the run
+REOPEN_RUN = sa.update(RUNS).where(RUNS.c.id == sa.bindparam("run_id")).values(finished_at=None)
+CAMPAIGN_REPEAT = sa.select(CAMPAIGNS.c.repeat).where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
+_NOT_CANCELLED = ATTEMPTS.alias("not_cancelled")
+_LIVE_ATTEMPT_CONTACTS = sa.select(_NOT_CANCELLED.c.contact_id).where(
+    _NOT_CANCELLED.c.campaign_id == sa.bindparam("campaign_id"),
+    _NOT_CANCELLED.c.state != AttemptState.CANCELLED.value,
+)
+_IN_THIS_RUN = sa.select(ATTEMPTS.c.contact_id).where(ATTEMPTS.c.run_id == sa.bindparam("run_id"))
+#: once per key: the campaign's live contacts that no run has an attempt for (cancelled
+#: attempts aside: a key taken off the list and put back was never called), and that have no
+#: attempt in this run either: each one's first attempt
+CONTACTS_NEVER_PLANNED = (
+    sa.select(CONTACTS.c.id, CONTACTS.c.phone)
+    .where(
+        CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
+        CONTACTS.c.removed.is_(False),
+        CONTACTS.c.id.not_in(_LIVE_ATTEMPT_CONTACTS),
+        CONTACTS.c.id.not_in(_IN_THIS_RUN),
+    )
+    .order_by(CONTACTS.c.id)
+)
+#: the same, put back on the list after their attempt in this run was cancelled (rare): the
+#: next attempt number in the run, since the cancelled one keeps its number
+CONTACTS_PLANNED_AGAIN = (
+    sa.select(CONTACTS.c.id, CONTACTS.c.phone, sa.func.max(ATTEMPTS.c.attempt_no) + 1)
+    .join_from(CONTACTS, ATTEMPTS, ATTEMPTS.c.contact_id == CONTACTS.c.id)
+    .where(
+        CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
+        CONTACTS.c.removed.is_(False),
+        CONTACTS.c.id.not_in(_LIVE_ATTEMPT_CONTACTS),
+        ATTEMPTS.c.run_id == sa.bindparam("run_id"),
+    )
+    .group_by(CONTACTS.c.id, CONTACTS.c.phone)
+    .order_by(CONTACTS.c.id)
+)
+#: every run: the campaign's live contacts without an attempt in the run
 CONTACTS_TO_PLAN = (
     sa.select(CONTACTS.c.id, CONTACTS.c.phone)
     .where(
@@ -419,10 +454,13 @@ PLANNED_IN_CANCELLED_CAMPAIGNS = sa.select(ATTEMPTS.c.id).where(
 )
 _THIS_RUN = RUNS.alias("this_run")
 _NEWER_RUN = RUNS.alias("newer_run")
-#: open runs that a later fire's run of their campaign supersedes: few, whatever the number of
-#: attempts (a finished run has nothing planned), so the sweeps below seek by (run, state)
+#: open runs that a later fire's run of their campaign supersedes, in campaigns that call
+#: everyone at every fire (once per key, a pending key keeps its attempts across fires): few,
+#: whatever the number of attempts (a finished run has nothing planned), so the sweeps below
+#: seek by (run, state)
 _SUPERSEDED_RUNS = sa.select(_THIS_RUN.c.id).where(
     _THIS_RUN.c.finished_at.is_(None),
+    _THIS_RUN.c.campaign_id.in_(sa.select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.repeat == "every_run")),
     sa.exists(
         sa.select(_NEWER_RUN.c.id).where(
             _NEWER_RUN.c.campaign_id == _THIS_RUN.c.campaign_id,
@@ -438,6 +476,47 @@ PLANNED_IN_SUPERSEDED_RUNS_OF_CAMPAIGN = PLANNED_IN_SUPERSEDED_RUNS.where(
 )
 ATTEMPT_IN_SUPERSEDED_RUN = sa.select(ATTEMPTS.c.id).where(
     ATTEMPTS.c.id == sa.bindparam("attempt_id"), ATTEMPTS.c.run_id.in_(_SUPERSEDED_RUNS)
+)
+
+
+# ----- reminder keys: each contact with its latest attempt that was not cancelled
+_EACH = ATTEMPTS.alias("each_attempt")
+_LATEST_ATTEMPT_OF_CONTACT = (
+    sa.select(sa.func.max(_EACH.c.id))
+    .where(_EACH.c.contact_id == CONTACTS.c.id, _EACH.c.state != AttemptState.CANCELLED.value)
+    .correlate(CONTACTS)
+    .scalar_subquery()
+)
+KEY_STATES_PAGE: sa.Select[Any] = (
+    sa.select(
+        CONTACTS.c.id,
+        CONTACTS.c.key,
+        CONTACTS.c.phone,
+        CONTACTS.c.name,
+        CONTACTS.c.source_line,
+        CONTACTS.c.removed,
+        ATTEMPTS.c.state.label("attempt_state"),
+        ATTEMPTS.c.outcome,
+        ATTEMPTS.c.attempt_no,
+        ATTEMPTS.c.due_at,
+        ATTEMPTS.c.reason,
+    )
+    .select_from(CONTACTS.outerjoin(ATTEMPTS, ATTEMPTS.c.id == _LATEST_ATTEMPT_OF_CONTACT))
+    .where(
+        CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
+        CONTACTS.c.id > sa.bindparam("after"),
+    )
+    .order_by(CONTACTS.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
+LAST_EVENT_OF_CAMPAIGN = (
+    sa.select(EVENTS)
+    .where(
+        EVENTS.c.campaign_id == sa.bindparam("campaign_id"),
+        EVENTS.c.kind.in_(sa.bindparam("kinds", expanding=True)),
+    )
+    .order_by(EVENTS.c.id.desc())
+    .limit(1)
 )
 
 

@@ -41,6 +41,7 @@ from dialer.store.records import (
     CampaignState,
     ContactRecord,
     EventRecord,
+    KeyRecord,
     Retry,
     RunRecord,
     StateChange,
@@ -173,12 +174,18 @@ class Store:
         api_key_name: str,
         contacts: Iterable[ContactRecord],
         now: datetime,
+        repeat: str = "once",
+        done_when: Sequence[str] = ("completed",),
+        plan_new: bool = True,
     ) -> int:
         """Insert or update a campaign and its contacts in ONE transaction (nothing half-imported).
 
-        Contacts are keyed on (campaign, E.164 phone): a re-import keeps their history, new
-        contacts join the open run, contacts gone from the file have their planned attempts
-        cancelled.
+        Contacts are keyed on (campaign, reminder key): a re-import keeps their history. A key
+        gone from the file has its planned attempts cancelled, each with its event (reason
+        ``removed``, or ``rescheduled`` when its contact is still listed under another
+        appointment); calls already placed are followed to their end. With ``plan_new``, keys
+        new to a campaign that has fired join its latest run (re-opened if it had finished):
+        they are called from the next dispatch pass, not the next fire.
         """
         with self._connection() as connection:
             synced = importer.sync_campaign(
@@ -187,21 +194,41 @@ class Store:
                 source=source,
                 definition_hash=definition_hash,
                 api_key_name=api_key_name,
+                repeat=repeat,
+                done_when=done_when,
                 contacts=contacts,
                 now=now,
+                lock=self.dialect == "postgresql",
             )
-            if synced.changed:
-                # Contacts added while a run is open join that run.
-                open_run = connection.execute(
-                    sql.OPEN_RUN_OF_CAMPAIGN, {"campaign_id": synced.campaign_id}
-                ).first()
-                if open_run is not None:
-                    self._plan_missing(
+            if not synced.changed:
+                return synced.campaign_id
+            for reason, contact_ids in synced.gone.items():
+                for start in range(0, len(contact_ids), 500):
+                    planned = connection.execute(
+                        sql.PLANNED_OF_CONTACTS, {"ids": contact_ids[start : start + 500]}
+                    ).scalars()
+                    self._cancel_each(connection, list(planned), now=now, reason=reason)
+            latest = connection.execute(
+                sql.LATEST_RUN_OF_CAMPAIGN, {"campaign_id": synced.campaign_id}
+            ).first()
+            if plan_new and latest is not None:
+                planned_new = self._plan_missing(
+                    connection,
+                    run_id=latest.id,
+                    campaign_id=synced.campaign_id,
+                    fire_time=latest.fire_time,
+                    now=now,
+                    once=repeat == "once",
+                )
+                if planned_new and latest.finished_at is not None:
+                    connection.execute(sql.REOPEN_RUN, {"run_id": latest.id})
+                    append_event(
                         connection,
-                        run_id=open_run.id,
-                        campaign_id=open_run.campaign_id,
-                        fire_time=open_run.fire_time,
-                        now=now,
+                        at=now,
+                        kind="run.reopened",
+                        campaign_id=synced.campaign_id,
+                        run_id=latest.id,
+                        planned=planned_new,
                     )
             return synced.campaign_id
 
@@ -257,15 +284,19 @@ class Store:
 
     # ----- runs
     def create_run(self, campaign_id: int, *, fire_time: datetime, now: datetime) -> int | None:
-        """Create the run for one schedule fire and plan one attempt per contact.
+        """Create the run for one schedule fire and plan what it calls.
 
         Keyed on (campaign, fire time): firing twice (a restart, a second daemon) creates nothing.
         Returns the new run's id, or None when that fire already has its run.
 
-        The attempts of the campaign's earlier runs still waiting to be dialled are cancelled
-        (reason ``superseded``): the new run calls each contact once. Otherwise a daily
-        reminder paused for a week would call everyone seven times on resume, and a contact
-        deferred past the next fire would be called twice.
+        Once per key (the default): the run plans the keys no earlier run ever planned; a key
+        still pending keeps its attempt, its count and its timing, and a key that is done or
+        whose attempts ran out is never called again.
+
+        Every run: one first attempt per contact, and the attempts of the campaign's earlier
+        runs still waiting to be dialled are cancelled (reason ``superseded``): the new run
+        calls each contact once. Otherwise a daily round paused for a week would call everyone
+        seven times on resume, and a contact deferred past the next fire would be called twice.
         """
         try:
             with self._connection() as connection:
@@ -273,8 +304,16 @@ class Store:
                     sql.INSERT_RUN,
                     {"campaign_id": campaign_id, "fire_time": fire_time, "created_at": now},
                 ).scalar_one()
+                repeat = connection.execute(
+                    sql.CAMPAIGN_REPEAT, {"campaign_id": campaign_id}
+                ).scalar_one()
                 planned = self._plan_missing(
-                    connection, run_id=run_id, campaign_id=campaign_id, fire_time=fire_time, now=now
+                    connection,
+                    run_id=run_id,
+                    campaign_id=campaign_id,
+                    fire_time=fire_time,
+                    now=now,
+                    once=repeat == "once",
                 )
                 # by fire time: a run created late for an earlier fire supersedes nothing
                 # newer, and its own attempts are the ones cancelled
@@ -307,24 +346,35 @@ class Store:
         campaign_id: int,
         fire_time: datetime,
         now: datetime,
+        once: bool,
     ) -> int:
-        """Plan a first attempt for every live contact of the run's campaign that has none."""
-        rows = connection.execute(
-            sql.CONTACTS_TO_PLAN, {"campaign_id": campaign_id, "run_id": run_id}
-        ).all()
+        """Plan a first attempt for every live contact of the run's campaign that has none:
+        ``once``, none in any run; otherwise none in this run."""
+        rows: list[tuple[int, str, int]] = [
+            (cid, phone, 1)
+            for cid, phone in connection.execute(
+                sql.CONTACTS_NEVER_PLANNED if once else sql.CONTACTS_TO_PLAN,
+                {"campaign_id": campaign_id, "run_id": run_id},
+            ).all()
+        ]
+        if once:
+            again = connection.execute(
+                sql.CONTACTS_PLANNED_AGAIN, {"campaign_id": campaign_id, "run_id": run_id}
+            )
+            rows.extend((cid, phone, number) for cid, phone, number in again.all())
         batch = [
             {
                 "run_id": run_id,
                 "campaign_id": campaign_id,
                 "contact_id": cid,
                 "phone": phone,
-                "attempt_no": 1,
+                "attempt_no": number,
                 "state": AttemptState.PLANNED.value,
                 "due_at": max(fire_time, now),
                 "created_at": now,
                 "updated_at": now,
             }
-            for cid, phone in rows
+            for cid, phone, number in rows
         ]
         for start in range(0, len(batch), 5000):
             connection.execute(sql.INSERT_ATTEMPT, batch[start : start + 5000])
@@ -870,6 +920,8 @@ class Store:
             dropped = "campaign_cancelled"  # a call in flight at the cancel earns nothing more
         elif connection.execute(sql.ATTEMPT_IN_SUPERSEDED_RUN, {"attempt_id": previous.id}).first():
             dropped = "superseded"  # a newer run of the campaign calls the contact
+        elif connection.execute(sql.CONTACT_REMOVED, {"contact_id": previous.contact_id}).scalar():
+            dropped = "removed"  # its key left the list while the call was in flight
         if dropped is not None:
             append_event(
                 connection,
@@ -996,6 +1048,26 @@ class Store:
         """The newest attempt of each contact in the campaign: one row per contact for reports."""
         with self._connection() as connection:
             return self._views(connection, sql.LATEST_VIEWS, {"campaign_id": campaign_id})
+
+    def iter_keys(self, campaign_id: int, *, batch: int = 1000) -> Iterator[KeyRecord]:
+        """Every reminder key of the campaign (removed ones too) with its latest attempt that
+        was not cancelled, in contact order, streamed (keyset paging: bounded memory)."""
+
+        def page(connection: sa.Connection, after: int) -> list[KeyRecord]:
+            rows = connection.execute(
+                sql.KEY_STATES_PAGE, {"campaign_id": campaign_id, "after": after, "limit": batch}
+            )
+            return [KeyRecord.from_row(row) for row in rows]
+
+        return self._in_id_order(page, lambda key: key.contact_id)
+
+    def last_event(self, campaign_id: int, kinds: Sequence[str]) -> EventRecord | None:
+        """The campaign's newest event of one of these kinds."""
+        with self._connection() as connection:
+            row = connection.execute(
+                sql.LAST_EVENT_OF_CAMPAIGN, {"campaign_id": campaign_id, "kinds": list(kinds)}
+            ).first()
+            return None if row is None else EventRecord.from_row(row)
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRecord]:
         """The campaign's audit trail (every event of it and its attempts), streamed in order."""

@@ -43,16 +43,22 @@ class CampaignRow(SQLModel, table=True):
     definition_hash: str
     api_key_name: str = "default"
     state: str = CampaignState.ACTIVE.value
+    #: "once": each reminder key until done, across runs; "every_run": everyone at each fire
+    repeat: str = Field(default="once", max_length=16)
+    #: the outcomes that meet the campaign's goal: a key with one of them is done
+    done_when: list[str] = Field(default_factory=lambda: ["completed"], sa_type=sa.JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ContactRow(SQLModel, table=True):
     __tablename__ = "contacts"
-    __table_args__ = (sa.UniqueConstraint("campaign_id", "phone"),)
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    #: the reminder key (dialer.policy.reminders): one contact row per key of the campaign
+    key: str = Field(max_length=300)
     phone: str = Field(max_length=32)
     name: str | None = None
     timezone: str | None = None
