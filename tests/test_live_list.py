@@ -11,12 +11,23 @@ from pathlib import Path
 import httpx
 import structlog
 
-from dialer.attempts import AttemptState
-from dialer.engine import Engine
-from dialer.simulator import Simulator
+from dialer.attempts import FINAL_STATES, AttemptState
+from dialer.config import Config
+from dialer.daemon import Daemon
+from dialer.engine import Engine, EngineSettings
+from dialer.simulator import Simulator, SimulatorConfig
 from dialer.store import CampaignState
 from tests.clock import FakeClock
-from tests.e2e import nl_numbers
+from tests.e2e import (
+    KEY,
+    all_final,
+    fast_settings,
+    load,
+    nl_numbers,
+    run_daemon,
+    write_campaign,
+    write_config,
+)
 from tests.engine_world import T0, World, simulator, world
 
 PHONES = nl_numbers(3)
@@ -46,11 +57,7 @@ async def run_to_the_end(w: World, engine: Engine, clock: FakeClock) -> None:
         await engine.drain()
         clock.advance(timedelta(seconds=30))
         await engine.follow_once()
-        if all(a.state not in (AttemptState.PLANNED,) for a in w.store.attempts()) and not [
-            a
-            for a in w.store.attempts()
-            if a.state in (AttemptState.DIALING, AttemptState.IN_FLIGHT)
-        ]:
+        if all(a.state in FINAL_STATES for a in w.store.attempts()):
             return
     raise AssertionError("the calls did not end")
 
@@ -176,3 +183,82 @@ async def test_a_fire_missed_beyond_its_grace_is_recorded_not_run(tmp_path: Path
         (missed,) = w.store.events(kind="run.missed")
         assert missed.data["fire_time"] == "2027-03-04T08:00:00+00:00"
         assert missed.data["earlier_missed"] == 2
+
+
+# ------------------------------------------------------------------ the real daemon's loops
+SCALE = 60.0
+
+
+def write_rows(csv_path: Path, phones: list[str], *, broken: bool = False) -> None:
+    rows = ["phone,name,slot"] + [f"{p},Person {i},10:{i:02d}" for i, p in enumerate(phones)]
+    if broken:
+        rows.append("not a phone number,Nobody,10:00")
+    # written next to it and renamed in, as an export job should: never read half-written
+    partial = csv_path.with_suffix(".partial")
+    partial.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    partial.replace(csv_path)
+
+
+def fast_simulator() -> Simulator:
+    return Simulator(
+        SimulatorConfig(api_key=KEY, time_scale=SCALE, seed=5, requests_per_minute=6000)
+    )
+
+
+def watching_fast(config: Config) -> EngineSettings:
+    return fast_settings(
+        config,
+        SCALE,
+        campaign_watch=timedelta(seconds=0.1),
+        campaign_settle=timedelta(seconds=0.2),
+    )
+
+
+async def test_a_running_daemon_calls_a_row_added_after_its_one_run_finished(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    phones = nl_numbers(4, start=100)
+    campaign = load(write_campaign(tmp_path, phones[:3]))
+    config = write_config(tmp_path, db_url=sqlite_url)
+    sim = Simulator(
+        SimulatorConfig(api_key=KEY, time_scale=SCALE, seed=5, requests_per_minute=6000)
+    )
+    added = False
+
+    def stop_when(daemon: Daemon) -> bool:
+        nonlocal added
+        if not added:
+            if all_final(daemon.store, "e2e") and len(sim.created) == 3:
+                write_rows(campaign.source.with_suffix(".csv"), phones)  # one more patient
+                added = True
+            return False
+        return len(sim.created) == 4 and all_final(daemon.store, "e2e")
+
+    await run_daemon(config, [campaign], sim, watching_fast(config), stop_when=stop_when)
+    assert sorted(r.destination for r in sim.created) == sorted(phones)
+
+
+async def test_a_broken_list_saved_mid_run_leaves_the_last_good_one_running(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    phones = nl_numbers(6, start=200)
+    campaign = load(write_campaign(tmp_path, phones))
+    config = write_config(tmp_path, db_url=sqlite_url, max_concurrent=2)
+    sim = Simulator(
+        SimulatorConfig(api_key=KEY, time_scale=SCALE, seed=5, requests_per_minute=6000)
+    )
+    saved = False
+
+    def stop_when(daemon: Daemon) -> bool:
+        nonlocal saved
+        if not saved and sim.created:
+            # a bad row, and half of the patients gone: none of it may apply
+            write_rows(campaign.source.with_suffix(".csv"), phones[:3], broken=True)
+            saved = True
+        return saved and len(sim.created) == len(phones) and all_final(daemon.store, "e2e")
+
+    with structlog.testing.capture_logs() as logs:
+        await run_daemon(config, [campaign], sim, watching_fast(config), stop_when=stop_when)
+    assert sorted(r.destination for r in sim.created) == sorted(phones)
+    failures = [e for e in logs if e["event"] == "dialer.campaign.reload_failed"]
+    assert len(failures) == 1
