@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -144,7 +144,7 @@ def validate(
             err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
         out.print(
             f"[green]ok[/green] {campaign.source}: campaign {campaign.name!r}, "
-            f"{len(campaign.contacts)} contacts",
+            f"{len(campaign.contacts)} contacts, {campaign.mode}",
             highlight=False,
         )
 
@@ -208,9 +208,17 @@ def status(
     rounds: Annotated[
         int | None, typer.Option(hidden=True, help="Stop --watch after this many redraws.")
     ] = None,
+    keys: Annotated[
+        bool,
+        typer.Option(
+            "--keys",
+            help="List every reminder key: done, pending (attempt, next), closed, removed.",
+        ),
+    ] = False,
 ) -> None:
-    """Per campaign: its state, attempts per state and outcome, calls in flight, next due."""
-    from dialer.progress import status_tables
+    """Per campaign: its state, attempts per state and outcome, calls in flight, next due,
+    and its reminder keys by state (done, pending, closed, removed, new)."""
+    from dialer.progress import key_table, status_tables
 
     with _open_store(config) as store:
         tables = status_tables(store, only=campaign)
@@ -222,6 +230,10 @@ def status(
         if not watch:
             for table in tables:
                 out.print(table)
+            if keys:
+                for record in store.campaigns():
+                    if campaign is None or record.name == campaign:
+                        out.print(key_table(store, record))
             return
         with Live(Group(*tables), console=out, auto_refresh=False) as live:
             done = 1
@@ -388,8 +400,10 @@ def plan(
     ] = False,
 ) -> None:
     """Dry run: validate a campaign, render every contact's assistant, list who is skipped
-    and why, and forecast when each contact is first called. Dials nothing, writes nothing."""
-    from dialer.plan import first_run, plan_campaign
+    and why, and forecast when each contact is first called. With a database that has the
+    campaign, each contact is shown by its reminder key's state (new, pending, done, closed,
+    removed) and only new keys are forecast. Dials nothing, writes nothing."""
+    from dialer.plan import first_run, plan_campaign, stored_keys
 
     if fmt not in ("table", "json"):
         err.print(f"error: --format: {fmt!r} is not supported (accepted: table, json)")
@@ -418,7 +432,12 @@ def plan(
         raise _fail_input(exc) from None
     for warning in campaign.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
-    rows = plan_campaign(campaign, cfg, now=now)
+    stored = None
+    if with_config and _missing_sqlite_file(cfg.database_url) is None:
+        with suppress(StoreError), Store(cfg.database_url) as store:
+            store.check_schema()
+            stored = stored_keys(store, campaign.name)
+    rows = plan_campaign(campaign, cfg, now=now, stored=stored)
     start = first_run(campaign, now=now)
     if fmt == "json":
         for row in rows:
@@ -433,6 +452,8 @@ def plan(
     table = Table(title=title + ")")
     for column in ("line", "phone", "name", "zone", "first call (local)", "first call (UTC)"):
         table.add_column(column, justify="right" if column == "line" else "left")
+    if stored is not None:
+        table.add_column("state")
     table.add_column("skipped", style="yellow")
     for row in rows:
         local = (
@@ -440,15 +461,17 @@ def plan(
             if row.first_call is not None and row.zone
             else None
         )
-        table.add_row(
+        cells = [
             str(row.line),
             row.phone,
             row.name or "-",
             row.zone or "-",
             f"{local:%a %Y-%m-%d %H:%M}" if local else "-",
             f"{row.first_call:%Y-%m-%d %H:%M}" if row.first_call else "-",
-            row.skip or "",
-        )
+        ]
+        if stored is not None:
+            cells.append(row.state + (f": {row.detail}" if row.detail else ""))
+        table.add_row(*cells, row.skip or "")
     firsts = [r.first_call for r in rows if r.first_call is not None]
     table.caption = f"{len(firsts)}/{len(rows)} contacts will be called" + (
         f", the last first call at {max(firsts):%Y-%m-%d %H:%M} UTC" if firsts else ""

@@ -11,7 +11,8 @@ campaign and the config's do-not-call lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,10 +21,20 @@ from dialer.campaign import Campaign
 from dialer.config import Config
 from dialer.forecast import Capacity, Demand, forecast
 from dialer.policy.gate import Close, ContactFacts, decide
-from dialer.policy.reminders import timing_bounds
+from dialer.policy.reminders import KeyState, timing_bounds
 from dialer.policy.timezones import resolve_zone
+from dialer.store import KeyRecord, Store
 
-__all__ = ["PlannedContact", "first_run", "plan_campaign", "plan_capacity"]
+__all__ = ["PlannedContact", "StoredKeys", "first_run", "plan_campaign", "plan_capacity"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredKeys:
+    """What the database says of a campaign's reminder keys, when it has the campaign."""
+
+    by_key: Mapping[str, KeyRecord] = field(default_factory=dict)
+    #: the campaign has fired: a key new to its list is planned at once, not at the next fire
+    has_run: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,9 +48,17 @@ class PlannedContact:
     skip: str | None
     first_call: datetime | None
     override: dict[str, Any] | None
+    key: str = ""
+    #: new, pending, done, closed or removed (KeyState): what the database says of the key
+    state: str = KeyState.NEW.value
+    #: for a key the database has: its attempt, when it is next due, or how it ended
+    detail: str | None = None
 
     def as_json(self, zone: ZoneInfo | None) -> dict[str, Any]:
         return {
+            "key": self.key,
+            "state": self.state,
+            "detail": self.detail,
             "phone": self.phone,
             "name": self.name,
             "line": self.line,
@@ -53,6 +72,17 @@ class PlannedContact:
             ),
             "override": self.override,
         }
+
+
+def stored_keys(store: Store, name: str) -> StoredKeys | None:
+    """The database's view of the campaign's keys; None when it does not have the campaign."""
+    record = store.campaign(name)
+    if record is None:
+        return None
+    return StoredKeys(
+        by_key={key.key: key for key in store.iter_keys(record.id)},
+        has_run=bool(store.runs(record.id)),
+    )
 
 
 def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
@@ -99,11 +129,22 @@ def first_run(campaign: Campaign, *, now: datetime) -> datetime | None:
     return None if fire is None else max(now, fire)
 
 
-def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[PlannedContact]:
+def plan_campaign(
+    campaign: Campaign, cfg: Config, *, now: datetime, stored: StoredKeys | None = None
+) -> list[PlannedContact]:
     """Who is called when, and who is skipped why; pure apart from reading ``campaign``.
 
-    The daemon's frequency cap is left out: a dry run knows no call history."""
+    With ``stored`` (the database has the campaign), each contact is shown by its key's state:
+    done and closed keys are not called again and pending ones wait for their next attempt
+    (once per key), keys gone from the file are listed as removed, and only new keys are
+    forecast, from now when the campaign has fired (its running daemon plans them at once),
+    else from its next fire. The daemon's frequency cap is left out: a dry run knows no call
+    history."""
+    known = stored.by_key if stored is not None else {}
+    every_run = campaign.repeat == "every_run"
     start = first_run(campaign, now=now)
+    if stored is not None and stored.has_run and not every_run:
+        start = now
     if start is None:
         return [
             PlannedContact(
@@ -114,10 +155,12 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
                 skip="no_run",
                 first_call=None,
                 override=campaign.render(c)[0],
+                key=c.key,
             )
             for c in campaign.contacts
         ]
     now = start  # the forecast begins with the run
+    done_when = {o.value for o in campaign.done_when}
     suppressed = cfg.suppressed_numbers() | campaign.suppressed
     rules = campaign.dial_rules()
     skips: dict[str, str] = {}
@@ -130,19 +173,23 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
             campaign_zone=campaign.timezone,
             unknown_policy=campaign.unknown_timezone,
         )
+        if resolution.zone is not None:
+            zones[contact.key] = resolution.zone
+        record = known.get(contact.key)
+        if record is not None and not record.removed and not every_run:
+            continue  # its key has its attempts already: shown as the database says
         facts = ContactFacts(phone=contact.phone, timezone=contact.timezone, timing=contact.timing)
         decision = decide(facts, rules, now=now, suppressed=suppressed, resolution=resolution)
         if isinstance(decision, Close):
-            skips[contact.phone] = decision.explanation
+            skips[contact.key] = decision.explanation
             continue
         assert resolution.zone is not None  # the gate closes a contact without a zone
-        zones[contact.phone] = resolution.zone
         not_before, deadline = timing_bounds(
             contact.timing, call_before=campaign.call_before, expires_at=campaign.expires_at
         )
         demands.append(
             Demand(
-                key=contact.phone,
+                key=contact.key,
                 not_before=not_before,
                 deadline=deadline,
                 zone=resolution.zone,
@@ -153,11 +200,19 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
         demands, window=campaign.window, capacity=plan_capacity(campaign, cfg), now=now
     )
     planned: list[PlannedContact] = []
+    listed: set[str] = set()
     for contact in campaign.contacts:
-        result = forecasts.get(contact.phone)
-        skip = skips.get(contact.phone) or (result.reason if result is not None else None)
+        listed.add(contact.key)
+        result = forecasts.get(contact.key)
+        skip = skips.get(contact.key) or (result.reason if result is not None else None)
         rendered, _issues = campaign.render(contact)  # issues were refused by validation
-        zone = zones.get(contact.phone)
+        zone = zones.get(contact.key)
+        record = known.get(contact.key)
+        state, detail, first_call = KeyState.NEW, None, result.first_call if result else None
+        if record is not None and not record.removed and not every_run:
+            state = record.state(done_when)
+            detail = _detail(record, campaign.retry.max_attempts)
+            first_call = record.due_at if state is KeyState.PENDING else None
         planned.append(
             PlannedContact(
                 phone=contact.phone,
@@ -165,11 +220,41 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
                 line=contact.line,
                 zone=str(zone) if zone is not None else None,
                 skip=skip,
-                first_call=result.first_call if result is not None else None,
+                first_call=first_call,
                 override=rendered,
+                key=contact.key,
+                state=state.value,
+                detail=detail,
             )
         )
+    for record in known.values():
+        if record.key not in listed and not record.removed:
+            planned.append(
+                PlannedContact(
+                    phone=record.phone,
+                    name=record.name,
+                    line=record.line,
+                    zone=None,
+                    skip=None,
+                    first_call=None,
+                    override=None,
+                    key=record.key,
+                    state=KeyState.REMOVED.value,
+                    detail="gone from the file: what was never dialled is cancelled",
+                )
+            )
     return planned
+
+
+def _detail(record: KeyRecord, max_attempts: int) -> str | None:
+    if record.attempt_no is None:
+        return None
+    if record.outcome is not None:
+        return f"{record.outcome} (attempt {record.attempt_no} of {max_attempts})"
+    if record.reason is not None and record.attempt_state is not None:
+        state = record.attempt_state.value
+        return f"attempt {record.attempt_no} of {max_attempts}, {state} ({record.reason})"
+    return f"attempt {record.attempt_no} of {max_attempts}"
 
 
 def _iso(value: datetime | None) -> str | None:

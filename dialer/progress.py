@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dialer.attempts import FINAL_STATES, LIVE_STATES, AttemptState
-from dialer.store import AttemptView, CampaignState, Store
+from dialer.policy.reminders import KeyState
+from dialer.store import AttemptView, CampaignRecord, CampaignState, KeyRecord, Store
 
 STATE_ORDER = [s.value for s in AttemptState]
 
@@ -62,6 +63,75 @@ def campaign_statuses(store: Store, *, only: str | None = None) -> list[Campaign
     return statuses
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeyCounts:
+    """Where a campaign's reminder keys stand (see dialer.policy.reminders.KeyState)."""
+
+    counts: Counter[KeyState]
+    #: when the earliest pending key's attempt is due
+    next_due_at: datetime | None
+
+
+def key_counts(store: Store, campaign: CampaignRecord) -> KeyCounts:
+    """Every key of the campaign counted by state (streamed: bounded memory)."""
+    counts: Counter[KeyState] = Counter()
+    next_due: datetime | None = None
+    for key in store.iter_keys(campaign.id):
+        state = key.state(campaign.done_when)
+        counts[state] += 1
+        if state is KeyState.PENDING and key.attempt_state is AttemptState.PLANNED:
+            due = key.due_at
+            next_due = due if next_due is None or (due and due < next_due) else next_due
+    return KeyCounts(counts=counts, next_due_at=next_due)
+
+
+def key_line(store: Store, campaign: CampaignRecord) -> Text:
+    """One line: the keys per state, the campaign's mode, and its last missed fire."""
+    keys = key_counts(store, campaign)
+    parts = [f"{keys.counts[state]} {state.value}" for state in KeyState]
+    mode = "once per key" if campaign.repeat == "once" else "everyone at every fire"
+    line = f"keys: {' · '.join(parts)} ({mode}; done when {', '.join(sorted(campaign.done_when))})"
+    fire = store.last_event(campaign.id, ["run.caught_up", "run.missed"])
+    if fire is not None:
+        at = datetime.fromisoformat(str(fire.data["fire_time"]))
+        if fire.kind == "run.caught_up":
+            line += f"\nfire {at:%Y-%m-%d %H:%M} UTC was missed and caught up at {fire.at:%H:%M}"
+        else:
+            line += (
+                f"\nfire {at:%Y-%m-%d %H:%M} UTC was missed while no daemon ran and not caught "
+                "up (older than misfire_grace)"
+            )
+    return Text(line)
+
+
+def key_table(store: Store, campaign: CampaignRecord, *, max_attempts: int | None = None) -> Table:
+    """One row per reminder key: `dialer status CAMPAIGN --keys`."""
+    table = Table(title=f"{campaign.name}: reminder keys", title_justify="left")
+    for column in ("line", "key", "name", "state", "detail"):
+        table.add_column(column, justify="right" if column == "line" else "left")
+    for key in store.iter_keys(campaign.id):
+        table.add_row(
+            str(key.line),
+            key.key,
+            key.name or "-",
+            key.state(campaign.done_when).value,
+            key_detail(key, max_attempts=max_attempts),
+        )
+    return table
+
+
+def key_detail(key: KeyRecord, *, max_attempts: int | None = None) -> str:
+    """``attempt 2 of 3, next 2027-03-02 14:30 UTC``, or the outcome, or why it was closed."""
+    if key.attempt_state is None or key.attempt_no is None:
+        return ""
+    of = f" of {max_attempts}" if max_attempts else ""
+    if key.attempt_state is AttemptState.PLANNED and key.due_at is not None:
+        return f"attempt {key.attempt_no}{of}, next {key.due_at:%Y-%m-%d %H:%M} UTC"
+    if key.attempt_state in LIVE_STATES:
+        return f"attempt {key.attempt_no}{of}, calling"
+    return key.outcome or key.reason or key.attempt_state.value
+
+
 def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
     """One table per campaign, each followed by a line: settled, in flight, next due."""
     tables: list[Group] = []
@@ -83,7 +153,9 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
         summary = Text(
             f"settled {status.settled}/{status.contacts} · in flight {status.in_flight} · {due}"
         )
-        tables.append(Group(table, summary))
+        record = store.campaign(status.name)
+        assert record is not None
+        tables.append(Group(table, summary, key_line(store, record)))
     return tables
 
 

@@ -116,6 +116,14 @@ class Campaign:
         return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
+    def mode(self) -> str:
+        """Which calls a fire makes, in words (what `dialer validate` says of the campaign)."""
+        goal = ", ".join(sorted(o.value for o in self.done_when))
+        if self.repeat == "every_run":
+            return f"every run: everyone at each fire (done when {goal})"
+        return f"once per key: each reminder until done (done when {goal})"
+
+    @property
     def done_when(self) -> frozenset[Outcome]:
         """The outcomes that meet the campaign's goal: a key with one of them is done."""
         return self.retry.done_when
