@@ -251,9 +251,8 @@ def _detail(record: KeyRecord, max_attempts: int) -> str | None:
         return None
     if record.outcome is not None:
         return f"{record.outcome} (attempt {record.attempt_no} of {max_attempts})"
-    if record.reason is not None and record.attempt_state is not None:
-        state = record.attempt_state.value
-        return f"attempt {record.attempt_no} of {max_attempts}, {state} ({record.reason})"
+    if record.reason is not None:
+        return f"attempt {record.attempt_no} of {max_attempts}, waits: {record.reason}"
     return f"attempt {record.attempt_no} of {max_attempts}"
 
 
