@@ -157,6 +157,10 @@ def decide(
     zones = resolution.zones
     window = rules.window
     start = max(now, not_before) if not_before is not None else now
+    if deadline is not None and start >= deadline:
+        # Its earliest moment is already too late (a call_before reaching past the deadline):
+        # closed now, not deferred to an instant at which it can only expire.
+        return Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
     if not window.allows_everywhere(start, zones):
         opens = window.next_allowed_everywhere(start, zones, deadline=deadline)
         if opens is None and deadline is None and len(zones) > 1:

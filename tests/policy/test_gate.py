@@ -93,6 +93,20 @@ def test_a_passed_deadline_expires_the_attempt() -> None:
     assert decision == Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
 
 
+def test_a_not_before_at_or_after_the_deadline_expires_the_attempt_at_once() -> None:
+    # call_before reaches past the deadline: 12:01 is the earliest moment and already too late
+    # (deferring to it, as the gate once did, only postponed the expiry; hypothesis found it)
+    decision = decide(
+        facts(
+            appointment_at=datetime(2027, 3, 1, 14, 1, tzinfo=UTC),
+            deadline=datetime(2027, 3, 1, 12, 1, tzinfo=UTC),
+        ),
+        rules(call_before=timedelta(hours=2)),
+        now=MONDAY_1000_AMS,
+    )
+    assert decision == Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
+
+
 def test_an_appointment_is_its_own_deadline_and_call_before_its_not_before() -> None:
     appointment = datetime(2027, 3, 2, 13, 0, tzinfo=UTC)
     decision = decide(
