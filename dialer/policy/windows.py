@@ -24,7 +24,7 @@ times, so no DST arithmetic is done by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -40,9 +40,11 @@ __all__ = [
     "REGION_ACCEPTED",
     "CallingWindow",
     "TimeRange",
+    "holiday_subdivisions",
     "parse_days",
     "parse_holiday_region",
     "parse_range",
+    "shown_subdivisions",
 ]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -321,20 +323,31 @@ def parse_holiday_region(region: str) -> tuple[str, str | None]:
     """
     country, _, subdivision = str(region).strip().partition("-")
     country = country.strip().upper()
-    supported = _supported_regions()
-    if country not in supported:
+    known = holiday_subdivisions(country)
+    if known is None:
         raise ValueError(
             f"{region!r} is not a country the holidays package knows (accepted: {REGION_ACCEPTED})"
         )
     if not subdivision.strip():
         return country, None
-    known = supported[country]
     if subdivision.strip().upper() not in known:
-        shown = ", ".join(sorted(known.values())[:40]) or "none"
         raise ValueError(
-            f"{region!r}: {subdivision!r} is not a subdivision of {country} (accepted: {shown})"
+            f"{region!r}: {subdivision!r} is not a subdivision of {country} "
+            f"(accepted: {shown_subdivisions(known)})"
         )
     return country, known[subdivision.strip().upper()]
+
+
+def holiday_subdivisions(country: str) -> Mapping[str, str] | None:
+    """The subdivisions of ``country`` (an ISO 3166 code) the holidays package has calendars
+    for, each upper-cased -> spelled as the package spells it; None when it has no calendar
+    for the country at all."""
+    return _supported_regions().get(country.strip().upper())
+
+
+def shown_subdivisions(known: Mapping[str, str]) -> str:
+    """A country's subdivisions for an error message (the first 40: the US has 57)."""
+    return ", ".join(sorted(known.values())[:40]) or "none"
 
 
 @lru_cache(maxsize=1)
