@@ -24,7 +24,15 @@ from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
 
 #: contact keys / CSV columns with a meaning of their own (all also become template variables)
-SPECIAL_COLUMNS = ("phone", "name", "timezone", "call_at", "appointment_at", "deadline")
+SPECIAL_COLUMNS = (
+    "phone",
+    "name",
+    "timezone",
+    "call_at",
+    "appointment_at",
+    "deadline",
+    "subdivision",
+)
 TIMING_COLUMNS = ("call_at", "appointment_at", "deadline")
 
 #: after this many identical problems (same field, same message) only a summary follows
