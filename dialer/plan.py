@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from dialer.campaign import Campaign
 from dialer.config import Config
 from dialer.forecast import Capacity, Demand, forecast
-from dialer.policy.gate import Close, ContactFacts, decide
+from dialer.policy.gate import Close, ContactFacts, contact_window, decide
 from dialer.policy.reminders import timing_bounds
 from dialer.policy.timezones import resolve_zone
 
@@ -130,7 +130,12 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
             campaign_zone=campaign.timezone,
             unknown_policy=campaign.unknown_timezone,
         )
-        facts = ContactFacts(phone=contact.phone, timezone=contact.timezone, timing=contact.timing)
+        facts = ContactFacts(
+            phone=contact.phone,
+            timezone=contact.timezone,
+            timing=contact.timing,
+            subdivision=contact.variables.get("subdivision"),
+        )
         decision = decide(facts, rules, now=now, suppressed=suppressed, resolution=resolution)
         if isinstance(decision, Close):
             skips[contact.phone] = decision.explanation
@@ -147,6 +152,8 @@ def plan_campaign(campaign: Campaign, cfg: Config, *, now: datetime) -> list[Pla
                 deadline=deadline,
                 zone=resolution.zone,
                 also=resolution.also,
+                # the gate closes a contact without one: its own holidays, if asked
+                window=contact_window(facts, rules.window),
             )
         )
     forecasts = forecast(

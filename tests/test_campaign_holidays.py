@@ -1,14 +1,17 @@
 """``[window] holidays = ["contact"]`` in a campaign file: the loader's part (the key, the
-``subdivision`` column, its errors and warnings)."""
+``subdivision`` column, its errors and warnings) and what `dialer plan` makes of it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dialer.campaign import load_campaign
+from dialer.config import Config
 from dialer.errors import CampaignError
+from dialer.plan import plan_campaign
 
 ASSISTANT = "3f2b6c1e-8a4d-4f7b-9c2e-5d1a7b8e9f01"
 
@@ -113,3 +116,21 @@ def test_a_national_number_has_the_country_of_the_default_region(tmp_path: Path)
     dutch = ["phone,subdivision", "06 12345678,BY"]  # Bavaria is no Dutch province
     with pytest.raises(CampaignError, match="'BY' is not a subdivision of NL"):
         load_campaign(campaign_file(tmp_path, '["contact"]', dutch, 'default_region = "NL"'))
+
+
+def test_plan_calls_each_contact_on_its_own_working_day(tmp_path: Path) -> None:
+    rows = [
+        "phone,name,subdivision",
+        "+4915112345601,Jonas Weber,BY",  # Corpus Christi is a holiday in Bavaria
+        "+4915112345602,Lena Fischer,BE",  # ... not in Berlin
+        "+31612345678,Sanne de Vries,",
+    ]
+    campaign = load_campaign(campaign_file(tmp_path, '["NL", "contact"]', rows))
+    corpus_christi = datetime(2027, 5, 27, 8, 0, tzinfo=UTC)  # Thursday, 10:00 in Berlin
+    planned = plan_campaign(campaign, Config.default(tmp_path), now=corpus_christi)
+    first_calls = {p.name: p.first_call for p in planned}
+    assert first_calls["Jonas Weber"] == datetime(2027, 5, 28, 7, 0, tzinfo=UTC)  # Fri 09:00
+    assert first_calls["Lena Fischer"] is not None
+    assert first_calls["Lena Fischer"] < datetime(2027, 5, 27, 9, 0, tzinfo=UTC)
+    assert first_calls["Sanne de Vries"] is not None
+    assert first_calls["Sanne de Vries"] < datetime(2027, 5, 27, 9, 0, tzinfo=UTC)
