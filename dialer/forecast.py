@@ -70,6 +70,9 @@ class Demand:
     zone: ZoneInfo
     #: further zones the contact may be in (its window must be open there too)
     also: tuple[ZoneInfo, ...] = ()
+    #: the contact's own window (the campaign's with its public holidays) when it differs
+    #: from the forecast's ``window``
+    window: CallingWindow | None = None
 
     @property
     def zones(self) -> tuple[ZoneInfo, ...]:
@@ -107,7 +110,9 @@ def forecast(
         if demand.deadline is not None and start >= demand.deadline:
             results[demand.key] = Forecast(first_call=None, reason="deadline")
             continue
-        opens = window.next_allowed_everywhere(start, demand.zones, deadline=demand.deadline)
+        opens = (demand.window or window).next_allowed_everywhere(
+            start, demand.zones, deadline=demand.deadline
+        )
         if opens is None:
             results[demand.key] = Forecast(first_call=None, reason="no window before deadline")
             continue
@@ -124,10 +129,11 @@ def forecast(
         if len(ends) >= capacity.max_concurrent:
             # fewer than max_concurrent calls outlast ``at`` once the max_concurrent-th last ends
             at = max(at, ends[-capacity.max_concurrent])
-        if at > allowed and not window.allows_everywhere(at, demand.zones):
+        own = demand.window or window
+        if at > allowed and not own.allows_everywhere(at, demand.zones):
             # Pushed out of its window by the others: back in line at its next opening, as the
             # dispatcher's deferral would put it.
-            opens = window.next_allowed_everywhere(at, demand.zones, deadline=demand.deadline)
+            opens = own.next_allowed_everywhere(at, demand.zones, deadline=demand.deadline)
             if opens is None:
                 results[demand.key] = Forecast(first_call=None, reason="no window before deadline")
             else:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from dialer.campaign import Campaign
 from dialer.config import Config
 from dialer.forecast import Capacity, Demand, forecast
-from dialer.policy.gate import Close, ContactFacts, decide
+from dialer.policy.gate import Close, ContactFacts, contact_window, decide
 from dialer.policy.reminders import KeyState, timing_bounds
 from dialer.policy.timezones import resolve_zone
 from dialer.store import KeyRecord, Store
@@ -178,7 +178,12 @@ def plan_campaign(
         record = known.get(contact.key)
         if record is not None and not record.removed and not every_run:
             continue  # its key has its attempts already: shown as the database says
-        facts = ContactFacts(phone=contact.phone, timezone=contact.timezone, timing=contact.timing)
+        facts = ContactFacts(
+            phone=contact.phone,
+            timezone=contact.timezone,
+            timing=contact.timing,
+            subdivision=contact.variables.get("subdivision"),
+        )
         decision = decide(facts, rules, now=now, suppressed=suppressed, resolution=resolution)
         if isinstance(decision, Close):
             skips[contact.key] = decision.explanation
@@ -194,6 +199,8 @@ def plan_campaign(
                 deadline=deadline,
                 zone=resolution.zone,
                 also=resolution.also,
+                # the gate closes a contact without one: its own holidays, if asked
+                window=contact_window(facts, rules.window),
             )
         )
     forecasts = forecast(

@@ -152,6 +152,37 @@ def test_a_deadline_reached_while_waiting_in_line_drops_the_contact() -> None:
     assert result["late"].first_call is None and result["first"].first_call is not None
 
 
+def test_each_contact_is_forecast_in_its_own_window() -> None:
+    # Thursday 2027-05-27 is Corpus Christi in Bavaria: a Bavarian waits for Friday 09:00, in
+    # line and out of it, while the others are called that morning.
+    campaign = CallingWindow(
+        days=frozenset(range(5)),
+        ranges=(TimeRange(start=time(9), end=time(10)),),
+        min_time_before_close=timedelta(minutes=10),
+        contact_holidays=True,
+    )
+    berlin = ZoneInfo("Europe/Berlin")
+    thursday = datetime(2027, 5, 27, 6, 0, tzinfo=UTC)  # 08:00 in Berlin
+    capacity = Capacity(
+        max_concurrent=1, requests_per_minute=100_000, call_duration=timedelta(minutes=20)
+    )
+    demands = [
+        Demand(key="ber", not_before=None, deadline=None, zone=berlin, window=campaign),
+        Demand(
+            key="bav",
+            not_before=None,
+            deadline=None,
+            zone=berlin,
+            window=campaign.for_contact("DE-BY"),
+        ),
+        Demand(key="ams", not_before=None, deadline=None, zone=AMS),  # the forecast's window
+    ]
+    result = forecast(demands, window=campaign, capacity=capacity, now=thursday)
+    assert result["ber"].first_call == datetime(2027, 5, 27, 7, 0, tzinfo=UTC)
+    assert result["ams"].first_call == datetime(2027, 5, 27, 7, 20, tzinfo=UTC)
+    assert result["bav"].first_call == datetime(2027, 5, 28, 7, 0, tzinfo=UTC)
+
+
 def test_capacity_is_checked() -> None:
     with pytest.raises(ValueError, match="max_concurrent"):
         Capacity(max_concurrent=0)

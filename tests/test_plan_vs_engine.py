@@ -1,6 +1,7 @@
-"""`dialer plan` says what the engine does: for random contacts, windows and times, the verdict
-plan prints for a contact (called at T, or skipped for R) equals what the daemon's dispatcher
-does with it on a real SQLite store, deferral after deferral, until it dials or closes it.
+"""`dialer plan` says what the engine does: for random contacts, windows and times (public
+holidays of the campaign's and of each contact's own included), the verdict plan prints for a
+contact (called at T, or skipped for R) equals what the daemon's dispatcher does with it on a
+real SQLite store, deferral after deferral, until it dials or closes it.
 
 Both ask the one dial gate; this test is what keeps them from drifting apart again (the plan
 once wrote the dispatcher's order out again, and said "no window before deadline" where the
@@ -23,15 +24,23 @@ from dialer.campaign import Campaign, Contact
 from dialer.config import Config
 from dialer.engine import Engine, EngineSettings
 from dialer.plan import plan_campaign
+from dialer.policy.calendars import phone_country
 from dialer.policy.gate import NO_WINDOW_BEFORE_DEADLINE
 from dialer.policy.reminders import ContactTiming
-from dialer.policy.windows import CallingWindow, TimeRange
+from dialer.policy.windows import CallingWindow, TimeRange, holiday_subdivisions
 from dialer.ratelimit import RequestBudget
 from dialer.store import Store
 from dialer.voicedock import VoiceDockClient
 from tests.clock import FakeClock
 
-PHONES = ["+31612345678", "+12125550199", "+61412345678", "+919812345678", "+5511987654321"]
+PHONES = [
+    "+31612345678",
+    "+12125550199",
+    "+61412345678",
+    "+919812345678",
+    "+5511987654321",
+    "+4915112345601",
+]
 ZONES = ["Europe/Amsterdam", "America/New_York", "Australia/Perth", "Asia/Kolkata"]
 # around the 2027 DST changes of Europe, the US and Australia
 STARTS = [
@@ -39,6 +48,12 @@ STARTS = [
     datetime(2027, 3, 27, 12, tzinfo=UTC),
     datetime(2027, 4, 3, 12, tzinfo=UTC),
     datetime(2027, 10, 30, 12, tzinfo=UTC),
+    # ... and the days before holidays of some contacts' own: Corpus Christi (Bavaria and
+    # more), Cesar Chavez Day (California), German Unity Day, Tiradentes (Brazil)
+    datetime(2027, 5, 26, 12, tzinfo=UTC),
+    datetime(2027, 3, 30, 12, tzinfo=UTC),
+    datetime(2027, 10, 1, 12, tzinfo=UTC),
+    datetime(2027, 4, 20, 12, tzinfo=UTC),
 ]
 #: deferrals the engine may go through before it dials (window, then not_before, ...)
 MAX_PASSES = 8
@@ -57,6 +72,9 @@ def campaigns(draw: st.DrawFn) -> tuple[Campaign, datetime]:
         days=frozenset(draw(st.sets(st.integers(0, 6), min_size=1))),
         ranges=(TimeRange(start=time(start), end=time((start + draw(st.integers(1, 12))) % 24)),),
         min_time_before_close=timedelta(minutes=draw(st.sampled_from([0, 10]))),
+        holiday_regions=draw(st.sampled_from([(), ("NL",)])),
+        # each contact's own public holidays, half of the time
+        contact_holidays=draw(st.booleans()),
     )
     timing: dict[str, datetime] = {}
     if draw(st.booleans()):
@@ -64,13 +82,16 @@ def campaigns(draw: st.DrawFn) -> tuple[Campaign, datetime]:
     if draw(st.booleans()):
         timing["deadline"] = now + timedelta(minutes=draw(st.integers(-120, 6 * 24 * 60)))
     phone = draw(st.sampled_from(PHONES))
+    country = phone_country(phone)
+    known = sorted((holiday_subdivisions(country) or {}).values()) if country else []
+    subdivision = draw(st.one_of(st.none(), st.sampled_from(known)) if known else st.none())
     zone = draw(st.sampled_from([None, *ZONES]))
     campaign_zone = draw(st.sampled_from([None, "Australia/Sydney", "America/New_York"]))
     contact = Contact(
         phone=phone,
         timezone=zone,
         timing=ContactTiming(**timing),
-        variables={"phone": phone},
+        variables={"phone": phone, **({"subdivision": subdivision} if subdivision else {})},
         line=2,
     )
     campaign = Campaign(
@@ -157,9 +178,28 @@ def narrow_sydney_campaign() -> Campaign:
     )
 
 
+def bavarian_on_corpus_christi() -> tuple[Campaign, datetime]:
+    """A Bavarian in a campaign that asks for the contacts' own holidays, on Corpus Christi (a
+    Thursday, a holiday in Bavaria only): called on Friday, by plan and engine alike."""
+    phone = "+4915112345601"
+    campaign = Campaign(
+        name="planned",
+        source=Path("planned.toml"),
+        assistant_id="asst_1",
+        window=CallingWindow(
+            days=frozenset(range(7)),
+            ranges=(TimeRange(start=time(9), end=time(18)),),
+            contact_holidays=True,
+        ),
+        contacts=(Contact(phone=phone, variables={"phone": phone, "subdivision": "BY"}, line=2),),
+    )
+    return campaign, datetime(2027, 5, 27, 8, 0, tzinfo=UTC)
+
+
 @settings(max_examples=60)
 @given(campaigns())
 @example((narrow_sydney_campaign(), STARTS[0]))
+@example(bavarian_on_corpus_christi())
 def test_plan_says_what_the_engine_does(case: tuple[Campaign, datetime]) -> None:
     campaign, now = case
     assert plan_verdict(campaign, now) == engine_verdict(campaign, now)

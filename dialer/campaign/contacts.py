@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from dialer.campaign.values import (
     parse_when,
 )
 from dialer.errors import Problem
+from dialer.policy.calendars import contact_calendar, phone_country
 from dialer.policy.reminders import ContactTiming, reminder_key, timing_bounds
 from dialer.policy.timezones import calling_code
 from dialer.suppression import FileStamp, file_stamp
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
     from _csv import Reader as _CsvReader
 
 _CSV_ACCEPTED = "a header row naming the columns, with a phone column: phone,name,…"
+_SUBDIVISION = (
+    'the code of a subdivision of the number\'s country, e.g. "BY" (Bavaria) for a German '
+    'number, "CA" (California) for a US one; or no value'
+)
 _UTC = ZoneInfo("UTC")
 
 #: the key_lines of every CSV row (shared: a dict per row of a million-row file adds up)
@@ -349,8 +355,12 @@ class _ContactReader:
         templates: TemplateTree | None,
         call_before: timedelta | None,
         expires_at: datetime | None,
+        contact_holidays: bool = False,
     ) -> Sequence[Contact]:
         """Check every contact; the kept ones (first of each number) in file order.
+
+        ``contact_holidays``: the window closes on each contact's own public holidays, so its
+        subdivision must be one of its country's.
 
         Runs once per row of a CSV of any size, so it keeps per contact only what
         :class:`_CsvContacts` needs (numbers in arrays), resolves zones through a
@@ -364,6 +374,7 @@ class _ContactReader:
         # names the line of the first contact with the key, looked up once at the end
         duplicates: list[tuple[int, int, str, _RawContact]] = []
         zones = _ZoneCache(campaign_zone=timezone, unknown_policy=unknown_timezone)
+        no_calendar = _NoCalendar()
         for item in raw:
             values = item.values
             if item.path is not None:
@@ -386,6 +397,8 @@ class _ContactReader:
                 )
             if phone is None:
                 continue
+            if contact_holidays:
+                self.holiday_calendar(item, phone, variables, no_calendar)
             variables["phone"] = phone
             if templates is not None:
                 for issue in templates.check(variables):
@@ -404,6 +417,8 @@ class _ContactReader:
                 inline.append(_inline_contact(item, phone, zone_name, timing, variables))
         if duplicates:
             self.word_duplicates(duplicates, kept)
+        if no_calendar.first is not None:
+            self.warn_no_calendar(no_calendar)
         if self.csv_layout is None or self.checks.problems:
             return tuple(inline)
         return _CsvContacts(self.csv_layout, kept)
@@ -565,6 +580,47 @@ class _ContactReader:
                 message=f"{shown} is already a contact (line {kept.first_line(key)} of "
                 f"{item.file.name}); this one is ignored",
             )
+
+    def holiday_calendar(
+        self, item: _RawContact, phone: str, variables: Mapping[str, str], without: _NoCalendar
+    ) -> None:
+        """Check the contact's own public-holiday calendar (holidays = ["contact"]): its
+        subdivision must be one of its country's; a contact of a country the holidays
+        package has no calendar for is counted in ``without``, for one warning."""
+        try:
+            calendar = contact_calendar(phone, variables.get("subdivision"))
+        except ValueError as exc:
+            self.report(item, "subdivision", str(exc), _SUBDIVISION)
+            return
+        if calendar is None:
+            without.add(item, phone_country(phone) or f"+{calling_code(phone)}")
+
+    def warn_no_calendar(self, without: _NoCalendar) -> None:
+        assert without.first is not None
+        count = sum(without.countries.values())
+        countries = ", ".join(f"{c} ({n})" for c, n in without.countries.most_common())
+        self.report(
+            without.first,
+            "phone",
+            f"{count} contact{'s' if count > 1 else ''} (the first on this line) "
+            f"{'are' if count > 1 else 'is'} in a country the holidays package has no "
+            f"calendar for ({countries}): no public holiday closes their window",
+            None,
+            warning=True,
+        )
+
+
+@dataclass(slots=True)
+class _NoCalendar:
+    """The contacts whose country has no public-holiday calendar: counted for one warning."""
+
+    first: _RawContact | None = None
+    countries: Counter[str] = field(default_factory=Counter)
+
+    def add(self, item: _RawContact, country: str) -> None:
+        if self.first is None:
+            self.first = item
+        self.countries[country] += 1
 
 
 def _inline_contact(

@@ -44,7 +44,7 @@ from dialer.errors import CampaignError, Problem
 from dialer.policy.durations import DURATION_ACCEPTED
 from dialer.policy.outcomes import PERMANENT_OUTCOMES, Outcome
 from dialer.policy.retries import RetryPolicy, RetryRule
-from dialer.policy.windows import CallingWindow, parse_days, parse_range
+from dialer.policy.windows import CONTACT_HOLIDAYS, CallingWindow, parse_days, parse_range
 from dialer.suppression import FileStamp, file_stamp, read_suppression_file
 from dialer.templating import TemplateTree
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
@@ -171,6 +171,7 @@ class _Loader(_Checks):
             templates=templates,
             call_before=call_before,
             expires_at=expires_at,
+            contact_holidays=window is not None and window.contact_holidays,
         )
         if self.problems:
             return None, _collapse(self.problems)
@@ -461,7 +462,7 @@ class _Loader(_Checks):
             )
             ok = ok and parsed is not None
             ranges = tuple(parsed) if parsed else ranges
-        regions = self.holiday_regions(table)
+        holidays = self.holiday_regions(table)
         skip = self.skip_dates(table)
         before_close = default.min_time_before_close
         if "min_time_before_close" in table:
@@ -470,13 +471,15 @@ class _Loader(_Checks):
             )
             ok = ok and value is not None
             before_close = value if value is not None else before_close
-        if not ok or regions is None or skip is None:
+        if not ok or holidays is None or skip is None:
             return None
+        regions, contact_holidays = holidays
         try:
             return CallingWindow(
                 days=days,
                 ranges=ranges,
                 holiday_regions=tuple(regions),
+                contact_holidays=contact_holidays,
                 skip_dates=frozenset(skip),
                 min_time_before_close=before_close,
             )
@@ -484,22 +487,30 @@ class _Loader(_Checks):
             self.bad(("window",), reason(exc), "see campaigns/README.md, [window]")
             return None
 
-    def holiday_regions(self, table: Mapping[str, Any]) -> list[str] | None:
-        """The [window] holidays: regions with a holiday calendar; None if any has none."""
+    def holiday_regions(self, table: Mapping[str, Any]) -> tuple[list[str], bool] | None:
+        """The [window] holidays: regions with a holiday calendar, and whether "contact" (each
+        contact's own calendar) is among them; None if any has no calendar."""
         if "holidays" not in table:
-            return []
-        accepted = 'country codes such as "NL", or country-subdivision such as "US-CA"'
+            return [], False
+        accepted = (
+            'country codes such as "NL", country-subdivision such as "US-CA", or "contact" '
+            "(each contact's own country and subdivision)"
+        )
         items = self.get_list(("window", "holidays"), table["holidays"], accepted)
         ok = items is not None
         regions: list[str] = []
+        contact = False
         for i, item in enumerate(items or []):
+            if isinstance(item, str) and item.strip().lower() == CONTACT_HOLIDAYS:
+                contact = True
+                continue
             problem = _holiday_problem(item)
             if problem:
                 self.bad(("window", "holidays", i), problem, accepted)
                 ok = False
             else:
                 regions.append(item)
-        return regions if ok else None
+        return (regions, contact) if ok else None
 
     def skip_dates(self, table: Mapping[str, Any]) -> set[date] | None:
         """The [window] skip_dates; None if any is not a date."""

@@ -24,7 +24,16 @@ from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.tomlsource import KeyPath, TomlSource, did_you_mean, reason
 
 #: contact keys / CSV columns with a meaning of their own (all also become template variables)
-SPECIAL_COLUMNS = ("phone", "name", "timezone", "call_at", "appointment_at", "deadline", "id")
+SPECIAL_COLUMNS = (
+    "phone",
+    "name",
+    "timezone",
+    "call_at",
+    "appointment_at",
+    "deadline",
+    "subdivision",
+    "id",
+)
 #: too short to call a column one typo away a misspelling of it (``kid``, ``ad``, ``nd``)
 _NO_TYPO_CHECK = frozenset({"id"})
 TIMING_COLUMNS = ("call_at", "appointment_at", "deadline")

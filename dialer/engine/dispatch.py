@@ -177,7 +177,8 @@ class Dispatcher:
         cap = self._shared.settings.frequency_cap
         evidence: dict[str, Any] = {
             "rule": "window",
-            "window": campaign.window.describe(),
+            # the window the gate judged: with the contact's own holiday calendar, if asked
+            "window": permit.window.describe(),
             "zone": str(zone),
             # a number that may be in several zones: the window was open in each of them
             **({"also_open_in": [str(z) for z in permit.also]} if permit.also else {}),

@@ -157,6 +157,8 @@ class Shared:
                 appointment_at=record.appointment_at,
                 deadline=record.deadline,
             ),
+            # every column is kept in the variables, the subdivision of its holidays too
+            subdivision=_text_or_none(record.variables.get("subdivision")),
         )
         return decide(
             facts,
@@ -194,6 +196,10 @@ class Shared:
             yield
         except TransitionRefused:
             log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage=stage)
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def contact_of(attempt: AttemptView, campaign: Campaign) -> Contact:

@@ -6,6 +6,7 @@ All datetimes in and out are timezone-aware (UTC out unless a docstring says oth
     outcomes    classify(call_object, rules) -> Outcome
     windows     CallingWindow.allows / next_allowed / closes_at in a contact's ZoneInfo
     timezones   resolve_zone(phone, explicit=..., campaign_zone=...) -> ZoneResolution
+    calendars   contact_calendar(phone, subdivision) -> "DE-BY": a contact's own holidays
     reminders   timing_bounds(ContactTiming, ...) -> (not_before, deadline)
     retries     decide_retry(...) -> RetryDecision
     gate        decide(ContactFacts, DialRules, now=...) -> Allow | Defer | Close

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from dialer.attempts import AttemptState
+from dialer.policy.calendars import UNKNOWN_SUBDIVISION, contact_calendar
 from dialer.policy.caps import FrequencyCap, cap_next_allowed
 from dialer.policy.reminders import ContactTiming, timing_bounds
 from dialer.policy.timezones import UnknownPolicy, ZoneResolution, resolve_zone
@@ -40,6 +41,7 @@ __all__ = [
     "Defer",
     "DialRules",
     "Rule",
+    "contact_window",
     "decide",
     "first_allowed",
 ]
@@ -59,6 +61,9 @@ class ContactFacts:
     #: the contact's own IANA zone, when its file gives one
     timezone: str | None = None
     timing: ContactTiming = field(default_factory=ContactTiming)
+    #: the contact's subdivision ("BY", "CA"), when its file gives one: with the campaign's
+    #: holidays = ["contact"], its public holidays are its country's and this subdivision's
+    subdivision: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +86,8 @@ class Allow:
     zone: ZoneInfo
     #: further zones the contact may be in, where the window was open too
     also: tuple[ZoneInfo, ...]
+    #: the window it was judged in: the campaign's, with the contact's own holidays if asked
+    window: CallingWindow
     not_before: datetime | None
     deadline: datetime | None
     #: calls to the number within the frequency cap's period (0 without a cap)
@@ -96,7 +103,8 @@ class Defer:
     #: what the attempt's row and its event say: window, holiday, skip_date, not_before, cap
     reason: str
     rule: Rule
-    #: the event's further data (the zone, the local time it opens)
+    #: the event's further data (the zone, the local time it opens; for a holiday, the
+    #: calendar that marks it, a campaign's region or the contact's own, and its name)
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -155,8 +163,21 @@ def decide(
         reason = resolution.reason or "unknown_timezone"
         return Close(state=AttemptState.SKIPPED, reason=reason, rule="zone")
     zones = resolution.zones
-    window = rules.window
+    window = contact_window(facts, rules.window)
+    if window is None:
+        # never judged without its subdivision's holidays (the loader refuses such a
+        # subdivision first: this is the last line of defence, as for an unknown zone)
+        return Close(
+            state=AttemptState.SKIPPED,
+            reason=UNKNOWN_SUBDIVISION,
+            rule="window",
+            detail={"subdivision": facts.subdivision},
+        )
     start = max(now, not_before) if not_before is not None else now
+    if deadline is not None and start >= deadline:
+        # Its earliest moment is already too late (a call_before reaching past the deadline):
+        # closed now, not deferred to an instant at which it can only expire.
+        return Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
     if not window.allows_everywhere(start, zones):
         opens = window.next_allowed_everywhere(start, zones, deadline=deadline)
         if opens is None and deadline is None and len(zones) > 1:
@@ -193,25 +214,39 @@ def decide(
             return Defer(until=opens, reason="cap", rule="cap", detail={"zone": str(zone)})
     if start > now:
         rule: Rule
+        detail = {"zone": str(zone), "local_time": start.astimezone(zone).isoformat()}
         if not_before is not None and start == not_before:
             reason, rule = "not_before", "not_before"
         else:
             # Say *why* the window is shut today: a holiday or skip date, else the hours/days.
             today = (not_before if not_before and not_before > now else now).astimezone(zone)
             reason, rule = window.closed_reason(today.date()) or "window", "window"
-        return Defer(
-            until=start,
-            reason=reason,
-            rule=rule,
-            detail={"zone": str(zone), "local_time": start.astimezone(zone).isoformat()},
-        )
+            holiday = window.holiday(today.date()) if reason == "holiday" else None
+            if holiday is not None:
+                # whose holiday: a region of the campaign's, or the contact's own calendar
+                detail["calendar"], detail["holiday"] = holiday
+        return Defer(until=start, reason=reason, rule=rule, detail=detail)
     return Allow(
         zone=zone,
         also=resolution.also,
+        window=window,
         not_before=not_before,
         deadline=deadline,
         cap_calls=cap_calls,
     )
+
+
+def contact_window(facts: ContactFacts, window: CallingWindow) -> CallingWindow | None:
+    """The window ``facts``' contact is judged in: the campaign's ``window``, with the
+    contact's own public holidays when it asks for them (``holidays = ["contact"]``); None
+    when the contact's subdivision is not one of its country's."""
+    if not window.contact_holidays:
+        return window
+    try:
+        calendar = contact_calendar(facts.phone, facts.subdivision)
+    except ValueError:
+        return None
+    return window.for_contact(calendar)
 
 
 def first_allowed(decision: Decision, at: datetime) -> datetime | None:

@@ -16,7 +16,9 @@ Semantics, chosen deliberately and tested across every zone:
 - A call may START only where at least ``min_time_before_close`` of its open interval remains:
   nobody is rung at 19:59 for a conversation that would end after 20:00.
 - Holidays come from the ``holidays`` package (public holidays of a country or
-  country-subdivision, observed days included).
+  country-subdivision, observed days included): the campaign's regions, and with
+  ``contact_holidays`` each contact's own calendar, in the window :meth:`CallingWindow.for_contact`
+  makes for it (the dial gate judges every contact in that one).
 
 Everything here is computed in UTC from the zone's offsets, never by adding hours to wall
 times, so no DST arithmetic is done by hand.
@@ -24,8 +26,8 @@ times, so no DST arithmetic is done by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -35,20 +37,25 @@ import holidays as holidays_lib
 from dialer.policy.durations import format_duration
 
 __all__ = [
+    "CONTACT_HOLIDAYS",
     "DAYS_ACCEPTED",
     "RANGE_ACCEPTED",
     "REGION_ACCEPTED",
     "CallingWindow",
     "TimeRange",
+    "holiday_subdivisions",
     "parse_days",
     "parse_holiday_region",
     "parse_range",
+    "shown_subdivisions",
 ]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAYS_ACCEPTED = 'day names "mon".."sun" or ranges such as "mon-fri"'
 RANGE_ACCEPTED = '"HH:MM-HH:MM", e.g. "09:00-17:30" or "20:00-02:00" (crosses midnight)'
 REGION_ACCEPTED = 'ISO 3166 codes such as "NL", "US", "GB", optionally "-" and a subdivision'
+#: in ``[window] holidays``: the public holidays of each contact's own country (subdivision)
+CONTACT_HOLIDAYS = "contact"
 
 # Every UTC offset in the tz database lies within -12:00 .. +14:00; a margin on both sides.
 _MAX_AHEAD = timedelta(hours=15)
@@ -103,8 +110,19 @@ class CallingWindow:
     days: frozenset[int]
     ranges: tuple[TimeRange, ...]
     holiday_regions: tuple[str, ...] = ()
+    #: ``holidays = ["contact"]``: each contact's own public holidays close its window too.
+    #: The campaign's window only says so; a contact is judged in :meth:`for_contact`'s.
+    contact_holidays: bool = False
+    #: set on a window :meth:`for_contact` made: that contact's calendar ("DE", "US-CA"),
+    #: or "" when the holidays package has none for its country
+    contact_calendar: str | None = None
     skip_dates: frozenset[date] = field(default_factory=frozenset)
     min_time_before_close: timedelta = timedelta(minutes=10)
+    #: the windows for_contact made, by calendar: one per calendar, not one per decision (a
+    #: cache, so neither compared, hashed nor copied by dataclasses.replace)
+    _per_contact: dict[str, CallingWindow] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if not self.days or not self.days <= set(range(7)):
@@ -115,6 +133,11 @@ class CallingWindow:
             raise ValueError("min_time_before_close must be at least 0s and less than 1d")
         for region in self.holiday_regions:
             parse_holiday_region(region)
+        if self.contact_calendar is not None:
+            if not self.contact_holidays:
+                raise ValueError("a contact's calendar needs contact_holidays")
+            if self.contact_calendar:
+                parse_holiday_region(self.contact_calendar)
 
     @classmethod
     def default(cls) -> CallingWindow:
@@ -127,13 +150,41 @@ class CallingWindow:
             ",".join(DAY_NAMES[d] for d in sorted(self.days)),
             " ".join(str(r) for r in self.ranges),
         ]
-        if self.holiday_regions:
-            parts.append("holidays " + ",".join(self.holiday_regions))
+        calendars = list(self.holiday_regions)
+        if self.contact_holidays:
+            # the campaign's "contact"; a contact's window names its own calendar
+            mine = self.contact_calendar
+            calendars.append(CONTACT_HOLIDAYS if mine is None else f"contact={mine or 'none'}")
+        if calendars:
+            parts.append("holidays " + ",".join(calendars))
         if self.skip_dates:
             parts.append(f"{len(self.skip_dates)} skip dates")
         if self.min_time_before_close:
             parts.append(f"last start {format_duration(self.min_time_before_close)} before close")
         return " ".join(parts)
+
+    def for_contact(self, calendar: str | None) -> CallingWindow:
+        """This window as one contact's: with its own public-holiday ``calendar`` (see
+        :func:`dialer.policy.calendars.contact_calendar`; None: its country has none) when
+        the campaign asks for contacts' holidays, else this very window.
+
+        Made once per calendar and kept: the gate asks for every decision.
+        """
+        if not self.contact_holidays:
+            return self
+        key = calendar or ""
+        window = self._per_contact.get(key)
+        if window is None:
+            window = self._per_contact[key] = replace(self, contact_calendar=key)
+        return window
+
+    @property
+    def calendars(self) -> tuple[str, ...]:
+        """The public-holiday calendars that close this window: the campaign's regions, then
+        the contact's own (on a window :meth:`for_contact` made)."""
+        if self.contact_calendar:
+            return (*self.holiday_regions, self.contact_calendar)
+        return self.holiday_regions
 
     # ------------------------------------------------------------------ days
     def closed_reason(self, day: date) -> str | None:
@@ -142,8 +193,16 @@ class CallingWindow:
             return "window"
         if day in self.skip_dates:
             return "skip_date"
-        if any(day in _holidays(region, day.year) for region in self.holiday_regions):
+        if any(day in _holidays(region, day.year) for region in self.calendars):
             return "holiday"
+        return None
+
+    def holiday(self, day: date) -> tuple[str, str] | None:
+        """The first calendar that makes ``day`` a public holiday, and the holiday's name."""
+        for region in self.calendars:
+            name = _holidays(region, day.year).get(day)
+            if name is not None:
+                return region, name
         return None
 
     def day_allowed(self, day: date) -> bool:
@@ -321,20 +380,31 @@ def parse_holiday_region(region: str) -> tuple[str, str | None]:
     """
     country, _, subdivision = str(region).strip().partition("-")
     country = country.strip().upper()
-    supported = _supported_regions()
-    if country not in supported:
+    known = holiday_subdivisions(country)
+    if known is None:
         raise ValueError(
             f"{region!r} is not a country the holidays package knows (accepted: {REGION_ACCEPTED})"
         )
     if not subdivision.strip():
         return country, None
-    known = supported[country]
     if subdivision.strip().upper() not in known:
-        shown = ", ".join(sorted(known.values())[:40]) or "none"
         raise ValueError(
-            f"{region!r}: {subdivision!r} is not a subdivision of {country} (accepted: {shown})"
+            f"{region!r}: {subdivision!r} is not a subdivision of {country} "
+            f"(accepted: {shown_subdivisions(known)})"
         )
     return country, known[subdivision.strip().upper()]
+
+
+def holiday_subdivisions(country: str) -> Mapping[str, str] | None:
+    """The subdivisions of ``country`` (an ISO 3166 code) the holidays package has calendars
+    for, each upper-cased -> spelled as the package spells it; None when it has no calendar
+    for the country at all."""
+    return _supported_regions().get(country.strip().upper())
+
+
+def shown_subdivisions(known: Mapping[str, str]) -> str:
+    """A country's subdivisions for an error message (the first 40: the US has 57)."""
+    return ", ".join(sorted(known.values())[:40]) or "none"
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dialer.attempts import AttemptState
+from dialer.policy.calendars import phone_country
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.gate import (
     NO_WINDOW_BEFORE_DEADLINE,
@@ -23,11 +24,12 @@ from dialer.policy.gate import (
     ContactFacts,
     Defer,
     DialRules,
+    contact_window,
     decide,
 )
 from dialer.policy.reminders import ContactTiming
 from dialer.policy.timezones import resolve_zone
-from dialer.policy.windows import CallingWindow, TimeRange
+from dialer.policy.windows import CallingWindow, TimeRange, holiday_subdivisions
 
 AMS_PHONE = "+31612345678"  # one zone: Europe/Amsterdam
 AU_MOBILE = "+61412345678"  # an Australian mobile: several zones
@@ -90,6 +92,20 @@ def test_a_suppressed_number_is_skipped_before_anything_else() -> None:
 def test_a_passed_deadline_expires_the_attempt() -> None:
     deadline = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)
     decision = decide(facts(deadline=deadline), rules(), now=MONDAY_1000_AMS)
+    assert decision == Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
+
+
+def test_a_not_before_at_or_after_the_deadline_expires_the_attempt_at_once() -> None:
+    # call_before reaches past the deadline: 12:01 is the earliest moment and already too late
+    # (deferring to it, as the gate once did, only postponed the expiry; hypothesis found it)
+    decision = decide(
+        facts(
+            appointment_at=datetime(2027, 3, 1, 14, 1, tzinfo=UTC),
+            deadline=datetime(2027, 3, 1, 12, 1, tzinfo=UTC),
+        ),
+        rules(call_before=timedelta(hours=2)),
+        now=MONDAY_1000_AMS,
+    )
     assert decision == Close(state=AttemptState.EXPIRED, reason="deadline", rule="deadline")
 
 
@@ -210,7 +226,16 @@ def windows(draw: st.DrawFn) -> CallingWindow:
         days=frozenset(draw(st.sets(st.integers(0, 6), min_size=1))),
         ranges=(TimeRange(start=time(start), end=time(end)),),
         min_time_before_close=timedelta(minutes=draw(st.sampled_from([0, 10, 30]))),
+        # each contact's own public holidays too, half of the time
+        contact_holidays=draw(st.booleans()),
     )
+
+
+def subdivisions(phone: str) -> st.SearchStrategy[str | None]:
+    """None, or one of the subdivisions of the number's country (a valid one)."""
+    country = phone_country(phone)
+    known = holiday_subdivisions(country) if country is not None else None
+    return st.one_of(st.none(), st.sampled_from(sorted(known.values()))) if known else st.none()
 
 
 @st.composite
@@ -222,10 +247,12 @@ def cases(draw: st.DrawFn) -> tuple[ContactFacts, DialRules, datetime]:
         timing["appointment_at"] = now + timedelta(minutes=draw(st.integers(-600, 6000)))
     if draw(st.booleans()):
         timing["deadline"] = now + timedelta(minutes=draw(st.integers(-600, 9000)))
+    phone = draw(st.sampled_from(PHONES))
     contact = ContactFacts(
-        phone=draw(st.sampled_from(PHONES)),
+        phone=phone,
         timezone=draw(st.one_of(st.none(), st.sampled_from(ZONES))),
         timing=ContactTiming(**timing),
+        subdivision=draw(subdivisions(phone)),
     )
     campaign = DialRules(
         window=draw(windows()),
@@ -255,7 +282,9 @@ def test_an_allowed_dial_is_inside_every_bound(
     decision = decide(contact, campaign, now=now)
     if not isinstance(decision, Allow):
         return
-    assert campaign.window.allows_everywhere(now, zones_of(contact, campaign))
+    # judged in the contact's window: the campaign's, with its own holidays if asked
+    assert decision.window == contact_window(contact, campaign.window)
+    assert decision.window.allows_everywhere(now, zones_of(contact, campaign))
     assert decision.not_before is None or decision.not_before <= now
     assert decision.deadline is None or now < decision.deadline
 
@@ -274,7 +303,7 @@ def test_a_deferral_ends_exactly_where_the_gate_allows_the_dial(
     # and nothing earlier would have been allowed: the window's own search agrees
     start = max(now, later.not_before) if later.not_before is not None else now
     zones = zones_of(contact, campaign)
-    assert campaign.window.next_allowed_everywhere(start, zones, deadline=later.deadline) == (
+    assert later.window.next_allowed_everywhere(start, zones, deadline=later.deadline) == (
         decision.until
     )
 

@@ -6,6 +6,7 @@ independent oracle that reads each instant's local wall clock and walks the rang
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
@@ -235,6 +236,66 @@ def test_holidays_and_skip_dates() -> None:
     us_ca = window("09:00-17:00", holiday_regions=("us-ca",))  # case does not matter
     assert us_ca.closed_reason(date(2026, 7, 3)) == "holiday"  # Independence Day observed
     assert window("09:00-17:00", days=frozenset({6})).closed_reason(date(2026, 7, 3)) == "window"
+
+
+def test_a_contacts_window_adds_its_own_calendar_to_the_campaigns() -> None:
+    campaign = CallingWindow(
+        days=EVERY_DAY,
+        ranges=(parse_range("09:00-17:00"),),
+        holiday_regions=("NL",),
+        contact_holidays=True,
+    )
+    bavarian = campaign.for_contact("DE-BY")
+    assert bavarian.calendars == ("NL", "DE-BY")
+    assert bavarian.closed_reason(date(2027, 4, 27)) == "holiday"  # King's Day: the campaign's
+    assert bavarian.holiday(date(2027, 4, 27)) == ("NL", "King's Day")
+    assert bavarian.closed_reason(date(2027, 5, 27)) == "holiday"  # Corpus Christi in Bavaria
+    assert bavarian.holiday(date(2027, 5, 27)) == ("DE-BY", "Corpus Christi")
+    assert campaign.for_contact("DE").closed_reason(date(2027, 5, 27)) is None  # not in Berlin
+    assert campaign.closed_reason(date(2027, 5, 27)) is None  # nor for the campaign alone
+    assert campaign.holiday(date(2027, 5, 27)) is None
+    # a country without a calendar: no holidays of its own, the campaign's still
+    nowhere = campaign.for_contact(None)
+    assert nowhere.calendars == ("NL",)
+    assert nowhere.closed_reason(date(2027, 4, 27)) == "holiday"
+    # what the audit log says of each
+    assert campaign.describe() == (
+        "mon,tue,wed,thu,fri,sat,sun 09:00-17:00 holidays NL,contact last start 10m before close"
+    )
+    assert "holidays NL,contact=DE-BY" in bavarian.describe()
+    assert "holidays NL,contact=none" in nowhere.describe()
+
+
+def test_a_contacts_window_is_made_once_per_calendar() -> None:
+    campaign = CallingWindow(
+        days=EVERY_DAY, ranges=(parse_range("09:00-17:00"),), contact_holidays=True
+    )
+    first = campaign.for_contact("US-CA")
+    assert campaign.for_contact("US-CA") is first
+    assert campaign.for_contact(None) is campaign.for_contact(None)
+    # equal to a window built by hand, and hashable like any: the cache is not part of it
+    assert first == CallingWindow(
+        days=EVERY_DAY,
+        ranges=(parse_range("09:00-17:00"),),
+        contact_holidays=True,
+        contact_calendar="US-CA",
+    )
+    assert hash(first) == hash(replace(first))
+    # without "contact" every contact is judged in the campaign's very window
+    plain = window("09:00-17:00", holiday_regions=("NL",))
+    assert plain.for_contact("DE-BY") is plain
+
+
+def test_a_contacts_calendar_is_checked() -> None:
+    with pytest.raises(ValueError, match="not a subdivision"):
+        CallingWindow(
+            days=EVERY_DAY,
+            ranges=(parse_range("09:00-17:00"),),
+            contact_holidays=True,
+            contact_calendar="DE-XX",
+        )
+    with pytest.raises(ValueError, match="needs contact_holidays"):
+        CallingWindow(days=EVERY_DAY, ranges=(parse_range("09:00-17:00"),), contact_calendar="DE")
 
 
 def test_an_overnight_range_is_judged_by_the_day_it_starts() -> None:
