@@ -510,7 +510,8 @@ def simulate(
 @app.command()
 def demo(
     contacts: Annotated[
-        Path | None, typer.Option(help="Campaign file to run (default: campaigns/demo.toml).")
+        Path | None,
+        typer.Option(help="Campaign file to run (default: the built-in demo campaign)."),
     ] = None,
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo database in this folder.")

@@ -26,7 +26,7 @@ FORCED_OUTCOMES_FILE = "demo-outcomes.toml"
 
 
 def default_campaign() -> Path:
-    return Path(__file__).resolve().parent.parent / "campaigns" / "demo.toml"
+    return Path(__file__).resolve().parent / "demo_data" / "demo.toml"
 
 
 def _config_text(base_url: str, db: Path, campaign: Path) -> str:

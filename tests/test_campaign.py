@@ -23,6 +23,7 @@ from dialer.policy.windows import CallingWindow, TimeRange
 from dialer.tomlsource import TomlSource
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
+DEMO = Path(__file__).resolve().parent.parent / "dialer" / "demo_data"
 ASSISTANT = "3f2b6c1e-8a4d-4f7b-9c2e-5d1a7b8e9f01"
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -135,7 +136,7 @@ def test_appointment_example_call_body_is_rendered_per_contact() -> None:
 
 
 def test_demo_campaign_spans_zones_and_forced_outcomes_exist() -> None:
-    campaign = load_campaign(CAMPAIGNS / "demo.toml")
+    campaign = load_campaign(DEMO / "demo.toml")
     assert len(campaign.contacts) == 24
     assert campaign.warnings == ()
     zones = {}
@@ -149,7 +150,7 @@ def test_demo_campaign_spans_zones_and_forced_outcomes_exist() -> None:
         assert resolution.zone is not None, contact.phone
         zones[contact.phone] = resolution.zone
     assert len({z.key for z in zones.values()}) >= 5
-    forced = tomllib.loads((CAMPAIGNS / "demo-outcomes.toml").read_text())["outcomes"]
+    forced = tomllib.loads((DEMO / "demo-outcomes.toml").read_text())["outcomes"]
     assert set(forced) <= set(zones)
     assert "no_answer" in forced.values()
     assert not any(phone.startswith("+1555") for phone in zones)
@@ -157,8 +158,8 @@ def test_demo_campaign_spans_zones_and_forced_outcomes_exist() -> None:
 
 def test_demo_always_has_a_deferred_contact_and_a_callable_no_answer_one() -> None:
     """The claims in demo.toml's header hold at any moment of the year (DST included)."""
-    campaign = load_campaign(CAMPAIGNS / "demo.toml")
-    forced = tomllib.loads((CAMPAIGNS / "demo-outcomes.toml").read_text())["outcomes"]
+    campaign = load_campaign(DEMO / "demo.toml")
+    forced = tomllib.loads((DEMO / "demo-outcomes.toml").read_text())["outcomes"]
     zones = {
         c.phone: resolve_zone(
             c.phone, explicit=c.timezone, campaign_zone=None, unknown_policy="skip"
@@ -175,13 +176,13 @@ def test_demo_always_has_a_deferred_contact_and_a_callable_no_answer_one() -> No
 
 
 def test_examples_validate_together_without_problems() -> None:
-    paths = [CAMPAIGNS / "appointment-reminders.toml", CAMPAIGNS / "demo.toml"]
+    paths = [CAMPAIGNS / "appointment-reminders.toml", DEMO / "demo.toml"]
     assert validate_paths(paths) == []
 
 
 def test_every_example_number_is_e164_and_unique() -> None:
-    for name in ("appointment-reminders.toml", "demo.toml"):
-        contacts = load_campaign(CAMPAIGNS / name).contacts
+    for path in (CAMPAIGNS / "appointment-reminders.toml", DEMO / "demo.toml"):
+        contacts = load_campaign(path).contacts
         phones = [c.phone for c in contacts]
         assert len(set(phones)) == len(phones)
         assert all(p.startswith("+") and p[1:].isdigit() for p in phones)
