@@ -11,6 +11,7 @@ import asyncio
 import tempfile
 import time
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
@@ -25,8 +26,20 @@ DEMO_KEY = "sim_demo_key"
 FORCED_OUTCOMES_FILE = "demo-outcomes.toml"
 
 
-def default_campaign() -> Path:
-    return Path(__file__).resolve().parent / "demo_data" / "demo.toml"
+#: the demo campaign's files, package data of ``dialer`` (found in a wheel as in a checkout)
+DEMO_DATA = "demo_data"
+DEMO_FILES = ("demo.toml", "demo.csv", FORCED_OUTCOMES_FILE)
+
+
+def unpack_demo_campaign(folder: Path) -> Path:
+    """Write the built-in demo campaign into ``folder``; the path of its TOML file.
+
+    Read through importlib.resources, so it works from any installed form of the package (a
+    wheel, a zip), and copied, because the loader reads a CSV next to the campaign file."""
+    data = resources.files("dialer") / DEMO_DATA
+    for name in DEMO_FILES:
+        (folder / name).write_bytes((data / name).read_bytes())
+    return folder / DEMO_FILES[0]
 
 
 def _config_text(base_url: str, db: Path, campaign: Path) -> str:
@@ -60,11 +73,14 @@ def _forced_outcomes(campaign: Path) -> dict[str, str]:
 def run_demo(
     console: Console, *, campaign_path: Path | None = None, keep: Path | None = None
 ) -> int:
-    campaign_path = (campaign_path or default_campaign()).resolve()
     with tempfile.TemporaryDirectory(prefix="dialer-demo-") as tmp:
         workdir = keep.resolve() if keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(console, campaign_path, workdir))
+        if campaign_path is None:
+            campaign_folder = workdir / "campaign"
+            campaign_folder.mkdir(exist_ok=True)
+            campaign_path = unpack_demo_campaign(campaign_folder)
+        return asyncio.run(_demo(console, campaign_path.resolve(), workdir))
 
 
 async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
