@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 import httpx
 from pydantic import (
@@ -44,7 +44,7 @@ from dialer.errors import ConfigError, Problem
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.durations import DURATION_ACCEPTED, parse_duration
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
-from dialer.store.database import with_psycopg
+from dialer.store.database import postgres_driver_missing, with_psycopg
 from dialer.suppression import FileStamp, file_stamp, read_suppression_files
 from dialer.tomlsource import TomlSource, did_you_mean, dotted, reason
 
@@ -57,6 +57,7 @@ __all__ = [
     "DatabaseSettings",
     "DialerSettings",
     "KeyLimits",
+    "LoggingSettings",
     "MetricsSettings",
     "OutcomeRuleSettings",
     "OutcomesSettings",
@@ -377,6 +378,19 @@ class MetricsSettings(_Listener):
     listen: str = Field("127.0.0.1:9464", description='"host:port", e.g. "127.0.0.1:9464"')
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class LoggingSettings(_Section):
+    """``[logging]``: how much the daemon logs (``$DIALER_LOG_LEVEL`` overrides it)."""
+
+    level: LogLevel | None = Field(
+        None,
+        description="one of: " + ", ".join(LOG_LEVELS) + " (default: info, warning on a terminal)",
+    )
+
+
 class Config(_Section):
     """The whole config file. Build with :func:`load_config` or :meth:`Config.default`."""
 
@@ -386,11 +400,14 @@ class Config(_Section):
     outcomes: OutcomesSettings = Field(default_factory=OutcomesSettings)
     webhooks: WebhookSettings | None = None
     metrics: MetricsSettings | None = None
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
     _suppressed: frozenset[str] = PrivateAttr(default_factory=frozenset)
     _suppression_files: tuple[tuple[Path, FileStamp | None], ...] = PrivateAttr(default=())
+    #: the environment variables that replaced values of the file (name -> dotted field)
+    _from_environment: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def default(cls, base_dir: Path) -> Config:
@@ -531,6 +548,21 @@ def _in_memory(url: URL) -> bool:
     )
 
 
+def _database_url_problem(text: str) -> str | None:
+    """What is wrong with the database URL for a daemon, or None."""
+    url = _database_url(text)
+    if isinstance(url, str):
+        return url
+    if _in_memory(url):
+        return (
+            f"{text!r} is a database in memory: every restart would forget what was dialled "
+            "and dial every contact again"
+        )
+    if url.drivername == "postgresql+psycopg":
+        return postgres_driver_missing()
+    return None
+
+
 def _database_url(text: str) -> URL | str:
     """The parsed URL, or what is wrong with it."""
     try:
@@ -547,8 +579,17 @@ def _database_url(text: str) -> URL | str:
 # loading
 
 
-def load_config(path: Path) -> Config:
-    """Read and check a config file; ConfigError with EVERY problem (file, line, dotted field)."""
+#: environment variables that override the file (config.example.toml and `dialer --help`)
+DATABASE_URL_ENV = "DIALER_DATABASE_URL"
+LOG_LEVEL_ENV = "DIALER_LOG_LEVEL"
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check a config file; ConfigError with EVERY problem (file, line, dotted field).
+
+    ``$DIALER_DATABASE_URL`` and ``$DIALER_LOG_LEVEL`` in ``environ`` (default: this process's
+    environment) replace ``[database] url`` and ``[logging] level``; a relative SQLite path in
+    the variable is relative to the working directory, as a shell user means it."""
     source = TomlSource.read(path)
     if isinstance(source, Problem):
         raise ConfigError([source])
@@ -560,12 +601,48 @@ def load_config(path: Path) -> Config:
         # Still look at the files named by the sections that are fine on their own, so one
         # run reports everything; a broken section falls back to defaults, which name no files.
         config = Config.model_validate(_valid_sections(source.data))
+    config, overridden = _with_environment(config, os.environ if environ is None else environ)
+    problems.extend(overridden)
     config._base_dir = path.resolve().parent
     config._source = path
     problems.extend(_check_files(config, source))
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
     return config
+
+
+def _with_environment(config: Config, environ: Mapping[str, str]) -> tuple[Config, list[Problem]]:
+    """The config with the values the environment overrides, and what is wrong with them."""
+    update: dict[str, BaseModel] = {}
+    problems: list[Problem] = []
+    fields: dict[str, str] = {}
+    url = environ.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        parsed = _database_url(url)
+        if not isinstance(parsed, str) and parsed.drivername.startswith("sqlite"):
+            database = parsed.database or ""
+            if database and not database.startswith("file:") and not Path(database).is_absolute():
+                url = parsed.set(database=str(Path.cwd() / database)).render_as_string(
+                    hide_password=False
+                )
+        update["database"] = DatabaseSettings(url=url)
+        fields[DATABASE_URL_ENV] = "database.url"
+    level = environ.get(LOG_LEVEL_ENV, "").strip().lower()
+    if level in LOG_LEVELS:
+        update["logging"] = LoggingSettings(level=cast(LogLevel, level))
+    elif level:
+        problems.append(
+            Problem(
+                file="environment",
+                field=LOG_LEVEL_ENV,
+                message=f"{level!r} is not a log level",
+                accepted="one of: " + ", ".join(LOG_LEVELS),
+            )
+        )
+    if update:
+        config = config.model_copy(update=update)
+    config._from_environment = fields
+    return config, problems
 
 
 def _valid_sections(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -585,18 +662,20 @@ def _valid_sections(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_files(config: Config, source: TomlSource) -> list[Problem]:
     problems: list[Problem] = []
-    url = _database_url(config.database.url)
-    if isinstance(url, str) or _in_memory(url):
-        problems.append(
-            source.problem(
-                ("database", "url"),
-                url
-                if isinstance(url, str)
-                else f"{config.database.url!r} is a database in memory: every restart would "
-                "forget what was dialled and dial every contact again",
-                accepted=DatabaseSettings.model_fields["url"].description,
+    url_problem = _database_url_problem(config.database.url)
+    if url_problem is not None:
+        accepted = DatabaseSettings.model_fields["url"].description
+        if DATABASE_URL_ENV in config._from_environment:
+            problems.append(
+                Problem(
+                    file="environment",
+                    field=DATABASE_URL_ENV,
+                    message=url_problem,
+                    accepted=accepted,
+                )
             )
-        )
+        else:
+            problems.append(source.problem(("database", "url"), url_problem, accepted=accepted))
     for i, pattern in enumerate(config.dialer.campaigns):
         if not _GLOB_CHARS.search(pattern) and not _expand(config.base_dir, pattern):
             problems.append(

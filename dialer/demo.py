@@ -104,7 +104,8 @@ async def _demo(console: Console, campaign_path: Path, workdir: Path) -> int:
         db.unlink(missing_ok=True)
         config_path = workdir / "config.toml"
         config_path.write_text(_config_text(base_url, db, campaign_path), encoding="utf-8")
-        config = load_config(config_path)
+        # the demo's own throwaway database, whatever $DIALER_DATABASE_URL says
+        config = load_config(config_path, environ={})
         campaigns = load_all(config)
         settings = engine_settings(
             config,

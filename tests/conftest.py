@@ -38,6 +38,13 @@ def require_postgres() -> None:
     pytest.skip("PostgreSQL at 127.0.0.1:5432 is not running (these tests always run in CI)")
 
 
+@pytest.fixture(autouse=True)
+def _no_config_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own $DIALER_DATABASE_URL or $DIALER_LOG_LEVEL never reaches a test."""
+    monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DIALER_LOG_LEVEL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throwaway database for this test session, dropped at the end."""

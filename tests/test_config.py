@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from dialer.config import Config, KeyLimits, load_config
-from dialer.errors import ConfigError, Problem
+from dialer.errors import ConfigError, Problem, StoreError
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
+from dialer.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -77,6 +79,7 @@ def test_the_example_documents_every_key_with_its_default() -> None:
         ("database", config.database),
         ("dialer", config.dialer),
         ("outcomes", config.outcomes),
+        ("logging", config.logging),
     ):
         assert f"[{section}]" in text
         for key in type(model).model_fields:
@@ -95,7 +98,7 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
         if re.match(
             r"(default_region|max_calls_per_contact|\[\[outcomes\.rules\]\]|outcome|"
             r"status|error|\[webhooks\]|\[metrics\]|listen|secret_env|\[voicedock\.keys\.clinic_north\]|"
-            r"api_key_env|requests_per_minute|budget_margin) ",
+            r"api_key_env|requests_per_minute|budget_margin|\[logging\]|level) ",
             stripped + " ",
         ):
             opened.append(stripped)
@@ -120,6 +123,7 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
     assert (config.webhooks.host, config.webhooks.port) == ("127.0.0.1", 8787)
     assert config.metrics is not None
     assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9464)
+    assert config.logging.level == "info"
     assert config.voicedock.key("clinic_north") == KeyLimits(
         name="clinic_north",
         api_key_env="VOICEDOCK_KEY_CLINIC_NORTH",
@@ -468,3 +472,50 @@ def test_syntax_and_encoding_errors_are_located(tmp_path: Path) -> None:
 def test_example_round_trips_through_tomllib() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert set(data) == {"voicedock", "database", "dialer", "outcomes"}
+
+
+# ---------------------------------------------------------------------------- the environment
+
+
+def test_the_environment_overrides_the_database_url_and_the_log_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[database]\nurl = "sqlite:///file.db"\n[logging]\nlevel = "error"\n')
+    assert load_config(path).logging.level == "error"
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    environ = {"DIALER_DATABASE_URL": "sqlite:///from-env.db", "DIALER_LOG_LEVEL": "DEBUG"}
+    config = load_config(path, environ=environ)
+    # relative to where the command runs, as a shell user means it (the file's: next to it)
+    assert config.database_url == f"sqlite:///{work.resolve() / 'from-env.db'}"
+    assert config.logging.level == "debug"
+    monkeypatch.setenv("DIALER_DATABASE_URL", "postgresql://dialer@db.internal/dialer")
+    assert load_config(path).database_url == "postgresql+psycopg://dialer@db.internal/dialer"
+    assert load_config(path, environ={}).database_url == f"sqlite:///{tmp_path / 'file.db'}"
+
+
+def test_a_bad_override_is_an_error_naming_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    environ = {"DIALER_DATABASE_URL": "sqlite://", "DIALER_LOG_LEVEL": "loud"}
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=environ)
+    assert {(p.file, p.field) for p in info.value.problems} == {
+        ("environment", "DIALER_DATABASE_URL"),
+        ("environment", "DIALER_LOG_LEVEL"),
+    }
+    assert "in memory" in str(info.value) and "'loud' is not a log level" in str(info.value)
+
+
+def test_a_postgresql_url_without_the_postgres_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install without `[postgres]` has no psycopg: the config says what to install."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` meets then
+    path = write(tmp_path, '[database]\nurl = "postgresql://dialer@db.internal/dialer"\n')
+    (problem,) = problems_of(path)
+    assert (problem.line, problem.field) == (2, "database.url")
+    assert "pip install 'voicedock-dialer[postgres]'" in problem.message
+    with pytest.raises(StoreError, match=r"voicedock-dialer\[postgres\]"):
+        Store("postgresql://dialer@db.internal/dialer")
+    assert load_config(write(tmp_path, "")).database_url.startswith("sqlite:///")

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import URL, Engine, make_url
 
+from dialer.errors import StoreError
+
 
 def with_psycopg(url: URL) -> URL:
     """The URL with psycopg (3), the driver we ship, where it names PostgreSQL without a driver
@@ -17,8 +19,25 @@ def with_psycopg(url: URL) -> URL:
     return url
 
 
+#: what installs PostgreSQL support (psycopg), which an SQLite-only install leaves out
+POSTGRES_EXTRA = "pip install 'voicedock-dialer[postgres]'"
+
+
+def postgres_driver_missing() -> str | None:
+    """What to do when psycopg, PostgreSQL's driver, is not installed; None when it is."""
+    try:
+        import psycopg  # noqa: F401 - only whether it imports
+    except ImportError:
+        return f"PostgreSQL needs the postgres extra, which is not installed: {POSTGRES_EXTRA}"
+    return None
+
+
 def make_engine(url: str, *, echo: bool) -> Engine:
     parsed = with_psycopg(make_url(url))
+    if parsed.drivername == "postgresql+psycopg":
+        missing = postgres_driver_missing()
+        if missing is not None:
+            raise StoreError(missing)
     if parsed.drivername.startswith("sqlite"):
         engine = sa.create_engine(parsed, echo=echo, connect_args={"timeout": 30})
 
