@@ -1,15 +1,18 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Both bootstrap .venv.
+# Two commands for a fresh machine: `make demo` and `make test`. Both bootstrap .venv from
+# requirements.lock: the exact releases the tests passed on, each checked against its hash.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --quiet --require-hashes -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,6 +30,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# After a change to the dependencies in pyproject.toml: resolve and hash them again, for every
+# platform, then commit requirements.lock. Pins that still fit are kept; to move every package
+# to its newest release inside the bounds, delete requirements.lock first.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet 'uv>=0.13,<0.14'
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra postgres --universal \
+		--python-version 3.11 --generate-hashes --no-emit-package voicedock-dialer \
+		--output-file $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

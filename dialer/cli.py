@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from dialer import DISTRIBUTION, __version__
 from dialer.campaign import FIRST_YEAR, LAST_YEAR, load_campaign, validate_paths
 from dialer.campaign.catalog import check_keys, keys_in_use, load_all
 from dialer.config import Config, load_config
@@ -39,9 +40,16 @@ from dialer.reports import audit_records, report_rows, write_json_lines, write_r
 from dialer.store import CampaignState, StateChange, StateChangeRefused, Store
 
 app = typer.Typer(
-    add_completion=False,
+    # --install-completion / --show-completion: typer's shell completion (bash, zsh, fish)
+    add_completion=True,
     no_args_is_help=True,
     help="Outbound campaign dialer for VoiceDock voice-AI assistants.",
+    epilog=(
+        "Environment: DIALER_CONFIG names the config file; DIALER_DATABASE_URL overrides its "
+        "\\[database] url and DIALER_LOG_LEVEL (debug, info, warning, error) its \\[logging] "
+        "level; "
+        "the API keys come from the variables the config names (VOICEDOCK_API_KEY by default)."
+    ),
     pretty_exceptions_enable=False,
 )
 out = Console()
@@ -57,6 +65,27 @@ ConfigOption = Annotated[
         help="Config file (default: ./config.toml).",
     ),
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"{DISTRIBUTION} {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Outbound campaign dialer for VoiceDock voice-AI assistants."""
 
 
 def _config_path(path: Path | None) -> Path:
@@ -92,7 +121,13 @@ def run(
     except InputError as exc:
         raise _fail_input(exc) from None
     attached = sys.stdout.isatty()
-    configure_logging(json_lines=not attached, level=logging.WARNING if attached else logging.INFO)
+    # On a terminal the live progress display is the daemon's face: only warnings interrupt it.
+    default_level = logging.WARNING if attached else logging.INFO
+    level = cfg.logging.level
+    configure_logging(
+        json_lines=not attached,
+        level=default_level if level is None else logging.getLevelNamesMapping()[level.upper()],
+    )
 
     async def main() -> None:
         with stop_on_signals() as stop:
@@ -530,8 +565,8 @@ def demo(
     raise typer.Exit(code=code)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    app(args=list(argv) if argv is not None else None)
+def main(argv: Sequence[str] | None = None, *, prog_name: str | None = None) -> None:
+    app(args=list(argv) if argv is not None else None, prog_name=prog_name)
 
 
 if __name__ == "__main__":
