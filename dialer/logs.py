@@ -1,7 +1,8 @@
 """Where the dialer's structured logs go: JSON lines for daemons and CI, readable on a terminal.
 
 Every log line has a stable event name (``dialer.call.created``, ``dialer.attempt.reconciled``)
-and never the API key.
+and never the API key. uvicorn, which serves the daemon's HTTP listeners, logs through the
+standard library: its lines are routed into the same structured stream (``dialer.http.server``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,24 @@ from typing import Any
 import structlog
 
 __all__ = ["configure_logging"]
+
+#: the standard-library loggers of uvicorn ("uvicorn.error", "uvicorn.access" below it)
+UVICORN = "uvicorn"
+
+
+class _IntoStructlog(logging.Handler):
+    """A standard-library handler that hands each record to structlog, under one event name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["error"] = repr(record.exc_info[1])
+            structlog.get_logger(record.name).log(record.levelno, "dialer.http.server", **fields)
+        except Exception:
+            # as every logging handler does: a line that cannot be written must not break
+            # the server that logged it (a request would hang on the exception)
+            self.handleError(record)
 
 
 def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
@@ -33,3 +52,7 @@ def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    uvicorn = logging.getLogger(UVICORN)
+    uvicorn.handlers = [_IntoStructlog()]
+    uvicorn.setLevel(level)
+    uvicorn.propagate = False  # not a second time through the root logger's handlers
