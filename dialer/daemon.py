@@ -20,19 +20,20 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
-import uvicorn
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
+from starlette.types import ASGIApp
 
 from dialer.campaign import Campaign
 from dialer.config import DEFAULT_KEY, Config, KeyLimits
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
 from dialer.errors import ConfigError, Problem
-from dialer.metrics import DialerMetrics
+from dialer.metrics import DialerMetrics, operations_app
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
+from dialer.serving import serve_app
 from dialer.store import Store
 from dialer.voicedock import VoiceDockClient
 from dialer.webhooks import webhook_app
@@ -172,7 +173,7 @@ async def open_daemon(
             # campaign is imported or any run fired, not a traceback after.
             async with (
                 _webhook_receiver(config, engine, webhook_secret),
-                _metrics_endpoint(config) as metrics,
+                _metrics_endpoint(config, engine) as metrics,
             ):
                 engine.sync_campaigns()
                 # a cron fire missed while no daemon ran: caught up once, or said (status)
@@ -213,6 +214,20 @@ def _listen_error(config: Config, section: str, listen: str) -> ConfigError:
 
 
 @asynccontextmanager
+async def _listener(
+    config: Config, section: str, listen: str, app: ASGIApp, host: str, port: int
+) -> AsyncIterator[int]:
+    """Serve ``app`` for the daemon's lifetime; a port that cannot be bound is a ConfigError
+    naming ``[section] listen``, raised before any campaign is imported."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            bound = await stack.enter_async_context(serve_app(app, host, port, name=section))
+        except OSError:
+            raise _listen_error(config, section, listen) from None
+        yield bound
+
+
+@asynccontextmanager
 async def _webhook_receiver(
     config: Config, engine: Engine, secret: str | None
 ) -> AsyncIterator[None]:
@@ -224,51 +239,24 @@ async def _webhook_receiver(
         secret = config.webhook_secret()
         assert secret is not None
     app = webhook_app(secret, engine.on_webhook)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.webhooks.host,
-            port=config.webhooks.port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-    )
-    # bound here, so a taken port is an error now (uvicorn would exit the process later)
-    host = config.webhooks.host
-    try:
-        sock = socket.create_server(
-            (host, config.webhooks.port),
-            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-        )
-    except OSError:
-        raise _listen_error(config, "webhooks", config.webhooks.listen) from None
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="webhooks")
-    try:
+    hooks = config.webhooks
+    async with _listener(config, "webhooks", hooks.listen, app, hooks.host, hooks.port):
         yield
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
 
 
 @asynccontextmanager
-async def _metrics_endpoint(config: Config) -> AsyncIterator[DialerMetrics | None]:
-    """Serve /metrics when ``[metrics]`` is configured; the series are recorded each tick."""
+async def _metrics_endpoint(config: Config, engine: Engine) -> AsyncIterator[DialerMetrics | None]:
+    """Serve /metrics, /healthz and /readyz when ``[metrics]`` is configured; the series are
+    read when a scrape asks."""
     if config.metrics is None:
         yield None
         return
-    metrics = DialerMetrics()
-    try:
-        server = metrics.start_server(config.metrics.host, config.metrics.port)
-    except OSError:
-        raise _listen_error(config, "metrics", config.metrics.listen) from None
-    log.info("dialer.metrics.serving", listen=f"{config.metrics.host}:{server.port}")
-    try:
+    metrics = DialerMetrics(engine)
+    app = operations_app(metrics, engine)
+    where = config.metrics
+    async with _listener(config, "metrics", where.listen, app, where.host, where.port) as port:
+        log.info("dialer.metrics.serving", listen=f"{where.host}:{port}")
         yield metrics
-    finally:
-        server.shutdown()
 
 
 def _budget(key: KeyLimits, store: Store) -> RequestBudget:
@@ -366,19 +354,9 @@ async def run_until_stopped(
     on_tick: Callable[[], None] | None = None,
 ) -> None:
     """Run the engine until `stop` is set (or, with `until_idle`, nothing is left to do)."""
-    metrics = daemon.metrics
-
-    def tick() -> None:
-        if metrics is not None:
-            metrics.record_engine_stats(daemon.engine)
-        if on_tick is not None:
-            on_tick()
-
     # Give APScheduler's first due fires a turn before deciding anything is idle.
     await asyncio.sleep(0)
-    await daemon.engine.run(stop, until_idle=until_idle, on_tick=tick)
-    if metrics is not None:
-        metrics.record_engine_stats(daemon.engine, force=True)  # the last outcomes too
+    await daemon.engine.run(stop, until_idle=until_idle, on_tick=on_tick)
 
 
 def _stopper(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:

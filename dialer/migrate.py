@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ def _alembic_config() -> AlembicConfig:
     return cfg
 
 
+@cache  # the scripts do not change while the process runs; /readyz asks on every probe
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None, "the project ships at least one migration"

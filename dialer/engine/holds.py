@@ -52,6 +52,11 @@ class Holds:
             log.info("dialer.account.cleared", key=key_name, was=cleared[1])
 
     @property
+    def account_holds(self) -> dict[str, str]:
+        """API key name -> what is wrong with it, for each key whose creates are held."""
+        return {key: problem for key, (_, problem) in sorted(self._accounts.items())}
+
+    @property
     def account_problem(self) -> str | None:
         """What is wrong with our account(s), or None; a key other than "default" is named."""
         if not self._accounts:

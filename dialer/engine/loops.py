@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,12 @@ class Engine:
         self._watch = CampaignWatch(self._shared, import_campaign=self._sync_one)
         self._last_reconcile: datetime | None = None
         self._last_finish_runs: datetime | None = None
+        #: loop name -> time.monotonic() of its last pass (the health endpoint reads it)
+        self._loop_passes: dict[str, float] = {}
+        #: whether run() is running its loops
+        self.running = False
+        #: when (by our clock) this daemon last wrote its heartbeat
+        self.last_heartbeat: datetime | None = None
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
 
@@ -105,6 +112,19 @@ class Engine:
     def account_problem(self) -> str | None:
         """What is wrong with our account(s), or None; a key other than "default" is named."""
         return self._shared.holds.account_problem
+
+    @property
+    def account_holds(self) -> Mapping[str, str]:
+        """API key name -> what is wrong with it, for each key whose creates are held."""
+        return self._shared.holds.account_holds
+
+    @property
+    def loop_passes(self) -> Mapping[str, float]:
+        """Loop name -> ``time.monotonic()`` of its last pass, for the loops that ran."""
+        return dict(self._loop_passes)
+
+    def _passing(self, loop: str) -> None:
+        self._loop_passes[loop] = time.monotonic()
 
     def requests_sent(self) -> Counter[tuple[str, str, int | str]]:
         """Every request sent so far, by (method, endpoint, status), summed over the keys."""
@@ -289,6 +309,7 @@ class Engine:
             ),
         ]
         stopped = asyncio.create_task(stop.wait(), name="stop")
+        self.running = True
         try:
             done, _ = await asyncio.wait([*loops, stopped], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -300,6 +321,7 @@ class Engine:
                     stop.set()
                     raise error
         finally:
+            self.running = False
             stop.set()
             for task in [*loops, stopped]:
                 task.cancel()
@@ -310,6 +332,7 @@ class Engine:
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
         shared = self._shared
         while not stop.is_set():
+            self._passing("dispatch")
             shared.wake.clear()
             await self._watch.refresh()
             await self._dispatcher.dispatch_once()
@@ -323,6 +346,7 @@ class Engine:
 
     async def _follow_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._passing("follow")
             await self._follower.follow_once()
             await _wait_any(stop, seconds=self._until(self._follower.next_look()))
 
@@ -332,6 +356,7 @@ class Engine:
         shared = self._shared
         interval = shared.settings.reconcile_interval
         while not stop.is_set():
+            self._passing("housekeeping")
             now = shared.clock()
             if self._last_reconcile is None or now - self._last_reconcile >= interval:
                 self._last_reconcile = now
@@ -362,11 +387,12 @@ class Engine:
         shared = self._shared
         last_beat: datetime | None = None
         while not stop.is_set():
+            self._passing("heartbeat")
             now = shared.clock()
             if last_beat is None or now - last_beat >= shared.settings.worker_ttl / 3:
                 self.check_clock()
                 shared.store.heartbeat(shared.settings.worker_id, now=now)
-                last_beat = now
+                last_beat = self.last_heartbeat = now
             await _wait_any(stop, seconds=shared.settings.tick)
 
     def _until(self, when: datetime | None) -> float:

@@ -394,3 +394,38 @@ class Retry:
     after: AttemptView
     outcome: str
     due_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScrapeCounts:
+    """What a metrics scrape reads from the database: counts, never rows."""
+
+    #: calls that may exist now (dialing or in flight), by campaign name (every campaign)
+    in_flight: Mapping[str, int]
+    #: planned attempts of active campaigns whose time has come
+    due: int
+    #: attempts that reached an outcome, by outcome (the whole database)
+    finished: Mapping[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatestCounts:
+    """A campaign's contacts by the state and outcome of their newest attempt (the progress
+    display), counted by the database."""
+
+    campaign: str
+    counts: Mapping[tuple[AttemptState, str | None], int]
+
+    @property
+    def contacts(self) -> int:
+        return sum(self.counts.values())
+
+    def in_states(self, states: frozenset[AttemptState]) -> int:
+        return sum(n for (state, _), n in self.counts.items() if state in states)
+
+    def outcomes(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for (_, outcome), n in self.counts.items():
+            if outcome is not None:
+                found[outcome] = found.get(outcome, 0) + n
+        return found

@@ -574,6 +574,49 @@ LATEST_VIEWS = ATTEMPT_VIEWS.where(
         .group_by(ATTEMPTS.c.contact_id)
     )
 ).order_by(ATTEMPTS.c.contact_id)
+#: every campaign's contacts by the (state, outcome) of their newest attempt, as counts (a
+#: campaign without attempts yet is one row of NULLs): the progress display's one read
+LATEST_STATE_COUNTS = (
+    sa.select(CAMPAIGNS.c.name, ATTEMPTS.c.state, ATTEMPTS.c.outcome, sa.func.count(ATTEMPTS.c.id))
+    .select_from(CAMPAIGNS)
+    .outerjoin(
+        ATTEMPTS,
+        sa.and_(
+            ATTEMPTS.c.campaign_id == CAMPAIGNS.c.id,
+            # a contact belongs to one campaign: its newest attempt is the largest id
+            ATTEMPTS.c.id.in_(
+                sa.select(sa.func.max(ATTEMPTS.c.id)).group_by(ATTEMPTS.c.contact_id)
+            ),
+        ),
+    )
+    .group_by(CAMPAIGNS.c.name, ATTEMPTS.c.state, ATTEMPTS.c.outcome)
+    .order_by(CAMPAIGNS.c.name)
+)
+
+# ----- metrics, read when a scrape asks (never on a timer)
+#: calls that may exist now, by campaign name, every campaign (zero included)
+SCRAPE_IN_FLIGHT = (
+    sa.select(CAMPAIGNS.c.name, sa.func.count(ATTEMPTS.c.id))
+    .select_from(CAMPAIGNS)
+    .outerjoin(ATTEMPTS, sa.and_(ATTEMPTS.c.campaign_id == CAMPAIGNS.c.id, state_in(LIVE_STATES)))
+    .group_by(CAMPAIGNS.c.name)
+)
+#: planned attempts of active campaigns that are due (a count on the index DUE_VIEWS seeks)
+SCRAPE_DUE = (
+    sa.select(sa.func.count())
+    .select_from(ATTEMPTS)
+    .join(CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
+    .where(
+        *_PLANNED_AND_ACTIVE,
+        ATTEMPTS.c.due_at <= sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
+    )
+)
+#: attempts that reached an outcome, by outcome
+SCRAPE_FINISHED = (
+    sa.select(ATTEMPTS.c.outcome, sa.func.count())
+    .where(ATTEMPTS.c.outcome.is_not(None), sa.not_(state_in(LIVE_STATES)))
+    .group_by(ATTEMPTS.c.outcome)
+)
 #: a page of the campaign's audit trail: the ``batch`` events after id ``after``
 EVENTS_PAGE = (
     sa.select(EVENTS)

@@ -42,8 +42,10 @@ from dialer.store.records import (
     ContactRecord,
     EventRecord,
     KeyRecord,
+    LatestCounts,
     Retry,
     RunRecord,
+    ScrapeCounts,
     StateChange,
     StoredContact,
 )
@@ -1068,6 +1070,26 @@ class Store:
                 sql.LAST_EVENT_OF_CAMPAIGN, {"campaign_id": campaign_id, "kinds": list(kinds)}
             ).first()
             return None if row is None else EventRecord.from_row(row)
+
+    def latest_state_counts(self) -> list[LatestCounts]:
+        """Every campaign's contacts counted by their newest attempt's state and outcome, in
+        one grouped read (no rows are loaded: the live progress display asks this often)."""
+        found: dict[str, dict[tuple[AttemptState, str | None], int]] = {}
+        with self._connection() as connection:
+            for name, state, outcome, n in connection.execute(sql.LATEST_STATE_COUNTS):
+                counts = found.setdefault(name, {})
+                if state is not None:
+                    counts[(AttemptState(state), outcome)] = n
+        return [LatestCounts(campaign=name, counts=counts) for name, counts in found.items()]
+
+    def scrape_counts(self, *, now: datetime) -> ScrapeCounts:
+        """What a metrics scrape shows of the database: three counting reads, one transaction."""
+        with self._connection() as connection:
+            return ScrapeCounts(
+                in_flight={name: n for name, n in connection.execute(sql.SCRAPE_IN_FLIGHT)},
+                due=int(connection.execute(sql.SCRAPE_DUE, {"now": now}).scalar_one()),
+                finished={outcome: n for outcome, n in connection.execute(sql.SCRAPE_FINISHED)},
+            )
 
     def iter_events(self, campaign_id: int, *, batch: int = 1000) -> Iterator[EventRecord]:
         """The campaign's audit trail (every event of it and its attempts), streamed in order."""
