@@ -163,7 +163,10 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
 def live_progress(
     store: Store, console: Console, *, every_s: float = 0.25
 ) -> Iterator[Callable[[], None]]:
-    """A Rich progress display fed from the database; yields the per-tick refresh function."""
+    """A Rich progress display fed from the database; yields the per-tick refresh function.
+
+    Each refresh (at most every ``every_s``) is one grouped count of the contacts' newest
+    attempts (Store.latest_state_counts), never a load of the attempts themselves."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -172,7 +175,7 @@ def live_progress(
         TimeElapsedColumn(),
         console=console,
     )
-    tasks: dict[int, TaskID] = {}
+    tasks: dict[str, TaskID] = {}
     last = 0.0
 
     def refresh() -> None:
@@ -180,23 +183,23 @@ def live_progress(
         if time.monotonic() - last < every_s:
             return
         last = time.monotonic()
-        for campaign in store.campaigns():
-            latest = store.latest_attempts(campaign.id)
-            states = Counter(a.state for a in latest)
-            settled = sum(n for s, n in states.items() if s in FINAL_STATES)
+        for campaign in store.latest_state_counts():
+            contacts = campaign.contacts
             detail = (
-                f"in flight {states[AttemptState.IN_FLIGHT] + states[AttemptState.DIALING]} · "
-                f"waiting {states[AttemptState.PLANNED]} · "
-                + " ".join(
-                    f"{k}={v}"
-                    for k, v in sorted(Counter(a.outcome for a in latest if a.outcome).items())
-                )
+                f"in flight {campaign.in_states(LIVE_STATES)} · "
+                f"waiting {campaign.in_states(frozenset({AttemptState.PLANNED}))} · "
+                + " ".join(f"{k}={v}" for k, v in sorted(campaign.outcomes().items()))
             )
-            if campaign.id not in tasks:
-                tasks[campaign.id] = progress.add_task(
-                    campaign.name, total=len(latest), detail=detail
+            if campaign.campaign not in tasks:
+                tasks[campaign.campaign] = progress.add_task(
+                    campaign.campaign, total=contacts, detail=detail
                 )
-            progress.update(tasks[campaign.id], completed=settled, total=len(latest), detail=detail)
+            progress.update(
+                tasks[campaign.campaign],
+                completed=campaign.in_states(FINAL_STATES),
+                total=contacts,
+                detail=detail,
+            )
 
     with Live(Group(progress), console=console, refresh_per_second=8, transient=False):
         yield refresh
