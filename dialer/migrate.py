@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from dialer.errors import SchemaMismatch
+from dialer.errors import SchemaMismatch, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -41,13 +41,35 @@ _MIGRATION_LOCK = (0x44_42_55_50, 0)  # "DBUP"
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = _alembic_config()
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            # Daemons started together on an empty database would each create the tables
-            # (DuplicateTable for all but one): the others wait here, then find it done.
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(*_MIGRATION_LOCK)))
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # SQLite alters a table by copying it (Alembic's batch mode) and dropping the old
+            # copy: with foreign keys on, dropping a table other tables' rows reference fails
+            # (contacts in 0006, under every attempt). Off for the migration, checked at its
+            # end instead; SQLite ignores the pragma inside a transaction, hence before one.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                if engine.dialect.name == "postgresql":
+                    # Daemons started together on an empty database would each create the
+                    # tables (DuplicateTable for all but one): the others wait here, then find
+                    # it done.
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(*_MIGRATION_LOCK)))
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise StoreError(
+                            f"the migration to {revision} left {len(broken)} rows whose "
+                            f"references do not hold (first: {tuple(broken[0])})"
+                        )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def revision(engine: Engine, message: str) -> None:
