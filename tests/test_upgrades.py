@@ -194,6 +194,40 @@ SEEDS: dict[str, Rows] = {
             }
         ]
     },
+    "0006": {
+        # a campaign of its own mode and goal; two reminders to one number, told apart by key
+        "campaigns": [
+            {
+                "id": 2,
+                "name": "daily",
+                "source": "/etc/dialer/campaigns/daily.toml",
+                "definition_hash": "7e1d",
+                "api_key_name": "default",
+                "state": "paused",
+                "repeat": "every_run",
+                "done_when": ["completed", "voicemail"],
+                "created_at": T + timedelta(days=2),
+                "updated_at": T + timedelta(days=2),
+            }
+        ],
+        "contacts": [
+            {
+                "id": 3 + n,
+                "campaign_id": 2,
+                "key": f"id:{patient}",
+                "phone": "+31612345609",
+                "name": f"Patient {patient}",
+                "timezone": None,
+                "variables": {"id": patient},
+                "call_at": None,
+                "appointment_at": None,
+                "deadline": None,
+                "source_line": 2 + n,
+                "removed": False,
+            }
+            for n, patient in enumerate(("A7", "B8"))
+        ],
+    },
 }
 
 
@@ -305,8 +339,20 @@ def test_upgrade_from_every_revision_keeps_every_row(empty_url: str, start: str)
 def _the_dialer_uses_them(url: str, start: str) -> None:
     """The upgraded rows through the store's own reads and writes."""
     with Store(url) as store:
-        (campaign,) = store.campaigns()
-        assert (campaign.name, campaign.api_key_name) == ("reminders", "default")
+        campaign = store.campaign("reminders")
+        assert campaign is not None and campaign.api_key_name == "default"
+        if REVISIONS.index(start) < REVISIONS.index("0006"):
+            # keys as the loader computes them (so an import after the upgrade finds its
+            # contacts, and reminds nobody twice); the campaign in the default mode
+            assert {c.id: c.key for c in store.contacts(campaign.id)} == {
+                1: "+31612345601@2026-11-21T09:00:00+00:00",
+                2: "+442079460102",
+            }
+            assert (campaign.repeat, campaign.done_when) == ("once", frozenset({"completed"}))
+        else:
+            daily = store.campaign("daily")
+            assert daily is not None and daily.repeat == "every_run"
+            assert [c.key for c in store.contacts(daily.id)] == ["id:A7", "id:B8"]
         ended = store.attempt(1)
         assert (ended.state, ended.outcome, ended.contact.name) == (
             AttemptState.ENDED,
