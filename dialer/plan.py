@@ -5,7 +5,7 @@ as the dispatcher will: a contact the gate closes is listed with its reason; the
 forecast (dialer.forecast) under the limits the engine applies. Pure apart from reading the
 campaign and the config's do-not-call lists.
 
-    >>> rows = plan_campaign(load_campaign(Path("campaigns/demo.toml")), config, now=now)
+    >>> rows = plan_campaign(load_campaign(Path("dialer/demo_data/demo.toml")), config, now=now)
     >>> rows[0].first_call, rows[0].skip
 """
 
