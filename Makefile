@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --require-hashes -r $(LOCK)
 	$(PIP) install --quiet --no-deps -e .
+	@# a lock older than a change to pyproject.toml's dependencies fails here: run make lock
+	$(PIP) check
 	touch $(STAMP)
 
 demo: $(STAMP)
