@@ -56,3 +56,6 @@ def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
     uvicorn.handlers = [_IntoStructlog()]
     uvicorn.setLevel(level)
     uvicorn.propagate = False  # not a second time through the root logger's handlers
+    for child in ("error", "access"):
+        # a level a uvicorn.Config set on these (the simulator's) would override ours
+        logging.getLogger(f"{UVICORN}.{child}").setLevel(logging.NOTSET)

@@ -29,6 +29,22 @@ def json_logs() -> Iterator[None]:
         uvicorn.propagate = True
 
 
+async def test_our_level_holds_whatever_level_an_earlier_server_set(
+    json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The simulator's uvicorn.Config (log_level="critical") sets uvicorn.error's level for the
+    whole process; configuring the dialer's logs puts its own level back in charge."""
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+    configure_logging(json_lines=True, level=logging.INFO)
+    logging.getLogger("uvicorn.error").warning("a warning of uvicorn's")
+    (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert (line["event"], line["level"], line["message"]) == (
+        "dialer.http.server",
+        "warning",
+        "a warning of uvicorn's",
+    )
+
+
 async def test_uvicorns_lines_are_structured_events(
     json_logs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
