@@ -159,14 +159,20 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
     return tables
 
 
+#: the live display waits this many times as long as its last count took before the next
+COUNT_SHARE_INVERSE = 9
+
+
 @contextmanager
 def live_progress(
     store: Store, console: Console, *, every_s: float = 0.25
 ) -> Iterator[Callable[[], None]]:
     """A Rich progress display fed from the database; yields the per-tick refresh function.
 
-    Each refresh (at most every ``every_s``) is one grouped count of the contacts' newest
-    attempts (Store.latest_state_counts), never a load of the attempts themselves."""
+    Each refresh is one grouped count of the contacts' newest attempts
+    (Store.latest_state_counts), never a load of the attempts themselves: at most every
+    ``every_s``, and never more than a tenth of the time (the count of a 100,000-contact
+    campaign takes a fifth of a second, on the daemon's event loop)."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -177,13 +183,17 @@ def live_progress(
     )
     tasks: dict[str, TaskID] = {}
     last = 0.0
+    wait = every_s
 
     def refresh() -> None:
-        nonlocal last
-        if time.monotonic() - last < every_s:
+        nonlocal last, wait
+        started = time.monotonic()
+        if started - last < wait:
             return
+        counted = store.latest_state_counts()
         last = time.monotonic()
-        for campaign in store.latest_state_counts():
+        wait = max(every_s, COUNT_SHARE_INVERSE * (last - started))
+        for campaign in counted:
             contacts = campaign.contacts
             detail = (
                 f"in flight {campaign.in_states(LIVE_STATES)} · "
