@@ -171,8 +171,8 @@ def live_progress(
 
     Each refresh is one grouped count of the contacts' newest attempts
     (Store.latest_state_counts), never a load of the attempts themselves: at most every
-    ``every_s``, and never more than a tenth of the time (the count of a 100,000-contact
-    campaign takes a fifth of a second, on the daemon's event loop)."""
+    ``every_s``, and never more than a tenth of the time (on the daemon's event loop, the count
+    took 0.2 s for 100,000 contacts and 2.3 s for 1,000,000 on SQLite)."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
