@@ -17,6 +17,7 @@ into :class:`~dialer.errors.Problem` values with the file, the line and the dott
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,7 @@ __all__ = [
     "OutcomeRuleSettings",
     "OutcomesSettings",
     "VoiceDockSettings",
+    "WebSettings",
     "WebhookSettings",
     "load_config",
 ]
@@ -69,7 +71,7 @@ __all__ = [
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 #: fields whose value is never repeated in a message (a pasted key instead of a variable name)
-_NEVER_ECHO = frozenset({"api_key_env", "secret_env"})
+_NEVER_ECHO = frozenset({"api_key_env", "secret_env", "token_env"})
 
 
 def _duration(value: object) -> timedelta:
@@ -391,6 +393,65 @@ class LoggingSettings(_Section):
     )
 
 
+#: the shortest web token accepted: a guessable one would be the page's only lock
+WEB_TOKEN_MIN_LENGTH = 16
+
+
+class WebSettings(_Listener):
+    """``[web]``: the optional read-only status page (dialer.web).
+
+    Loopback unless told otherwise: any other address needs ``token_env``, the variable that
+    holds the token a person enters once on the page's login form.
+    """
+
+    listen: str = Field("127.0.0.1:8788", description='"host:port", e.g. "127.0.0.1:8788"')
+    token_env: EnvName | None = None
+    #: numbers shown as "+31 6 •••• 5601" on every page and in the CSV download
+    mask_phones: bool = False
+    #: how often an open page fetches its figures again
+    refresh: Duration = timedelta(seconds=5)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this host can reach the address (a name other than localhost: no)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Self:
+        if not self.loopback and self.token_env is None:
+            raise ValueError(
+                f"listening on {self.listen}, beyond this host, needs token_env: the name of "
+                "an environment variable holding the token people enter on the login page"
+            )
+        return self
+
+    def token(self, *, file: Path | str = "environment") -> str | None:
+        """The login token from ``token_env``'s variable (None: no login, loopback only)."""
+        if self.token_env is None:
+            return None
+        token = _from_env(self.token_env, "web.token_env", "the status page's token", file=file)
+        if len(token) < WEB_TOKEN_MIN_LENGTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        file=file,
+                        field="web.token_env",
+                        message=f"environment variable {self.token_env} holds a token shorter "
+                        f"than {WEB_TOKEN_MIN_LENGTH} characters: anyone could guess it",
+                        accepted="export "
+                        + self.token_env
+                        + "=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
+                    )
+                ]
+            )
+        return token
+
+
 class Config(_Section):
     """The whole config file. Build with :func:`load_config` or :meth:`Config.default`."""
 
@@ -401,6 +462,7 @@ class Config(_Section):
     webhooks: WebhookSettings | None = None
     metrics: MetricsSettings | None = None
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    web: WebSettings | None = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
@@ -458,6 +520,11 @@ class Config(_Section):
     def webhook_secret(self) -> str | None:
         """The webhook secret when ``[webhooks]`` is configured; ConfigError naming the file."""
         return None if self.webhooks is None else self.webhooks.secret(file=self._where())
+
+    def web_token(self) -> str | None:
+        """The status page's login token when ``[web] token_env`` is set; ConfigError naming
+        the file when its variable is unset or the token too short."""
+        return None if self.web is None else self.web.token(file=self._where())
 
     def campaign_paths(self) -> list[Path]:
         """Every campaign file the ``dialer.campaigns`` globs match, sorted, each once."""
