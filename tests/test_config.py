@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dialer.config import Config, KeyLimits, load_config
+from dialer.config import Config, KeyLimits, WebSettings, load_config
 from dialer.errors import ConfigError, Problem, StoreError
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, Outcome, OutcomeRule
@@ -86,6 +86,9 @@ def test_the_example_documents_every_key_with_its_default() -> None:
             assert key in documented, f"{section}.{key} is not in config.example.toml"
     for key in ("listen", "secret_env", "max_calls_per_contact", "default_region"):
         assert key in documented
+    assert "[web]" in text
+    for key in WebSettings.model_fields:
+        assert key in documented, f"web.{key} is not in config.example.toml"
     assert config.campaign_paths() == [ROOT / "campaigns" / "appointment-reminders.toml"]
 
 
@@ -98,7 +101,8 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
         if re.match(
             r"(default_region|max_calls_per_contact|\[\[outcomes\.rules\]\]|outcome|"
             r"status|error|\[webhooks\]|\[metrics\]|listen|secret_env|\[voicedock\.keys\.clinic_north\]|"
-            r"api_key_env|requests_per_minute|budget_margin|\[logging\]|level) ",
+            r"api_key_env|requests_per_minute|budget_margin|\[logging\]|level|"
+            r"\[web\]|token_env|mask_phones|refresh) ",
             stripped + " ",
         ):
             opened.append(stripped)
@@ -124,6 +128,12 @@ def test_example_sections_parse_when_uncommented(tmp_path: Path) -> None:
     assert config.metrics is not None
     assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9464)
     assert config.logging.level == "info"
+    assert config.web == WebSettings(
+        listen="127.0.0.1:8788",
+        token_env="DIALER_WEB_TOKEN",
+        mask_phones=False,
+        refresh=timedelta(seconds=5),
+    )
     assert config.voicedock.key("clinic_north") == KeyLimits(
         name="clinic_north",
         api_key_env="VOICEDOCK_KEY_CLINIC_NORTH",
@@ -344,6 +354,63 @@ def test_webhook_secret_comes_from_the_environment(
         config.webhooks.secret()
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
     assert config.webhooks.secret() == "s3cret"
+
+
+def test_the_status_page_listens_on_loopback_by_default(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[web]\n"))
+    assert config.web is not None
+    assert (config.web.host, config.web.port, config.web.loopback) == ("127.0.0.1", 8788, True)
+    assert (config.web.token_env, config.web.mask_phones) == (None, False)
+    assert config.web.refresh == timedelta(seconds=5)
+    assert config.web_token() is None
+    assert load_config(write(tmp_path, "")).web is None
+
+
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:8788", "127.8.0.1:80", "localhost:8788", "[::1]:8788"]
+)
+def test_loopback_addresses_need_no_token(tmp_path: Path, listen: str) -> None:
+    config = load_config(write(tmp_path, f'[web]\nlisten = "{listen}"\n'))
+    assert config.web is not None and config.web.loopback
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:8788", "[::]:8788", "192.168.1.20:8788", "status.example.org:443"]
+)
+def test_a_bind_beyond_loopback_without_a_token_is_refused(tmp_path: Path, listen: str) -> None:
+    path = write(tmp_path, f'[dialer]\ncampaigns = []\n\n[web]\nlisten = "{listen}"\n')
+    (problem,) = problems_of(path)
+    assert (problem.line, problem.field) == (4, "web")
+    assert "needs token_env" in problem.message
+    with_token = write(
+        tmp_path, f'[web]\nlisten = "{listen}"\ntoken_env = "DIALER_WEB_TOKEN"\n', "ok.toml"
+    )
+    config = load_config(with_token)
+    assert config.web is not None and not config.web.loopback
+
+
+def test_the_web_token_comes_from_the_environment_and_is_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(
+        write(tmp_path, '[web]\nlisten = "0.0.0.0:8788"\ntoken_env = "PAGE_TOKEN"\n')
+    )
+    monkeypatch.delenv("PAGE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="PAGE_TOKEN is not set"):
+        config.web_token()
+    monkeypatch.setenv("PAGE_TOKEN", "tooShortToken1")
+    with pytest.raises(ConfigError) as info:
+        config.web_token()
+    assert "shorter than 16" in str(info.value) and "tooShortToken1" not in str(info.value)
+    monkeypatch.setenv("PAGE_TOKEN", "a-long-enough-token-for-the-page")
+    assert config.web_token() == "a-long-enough-token-for-the-page"
+
+
+def test_a_token_pasted_where_its_variable_belongs_is_refused_unshown(tmp_path: Path) -> None:
+    path = write(tmp_path, '[web]\ntoken_env = "hunter2 is my page token"\n')
+    (problem,) = problems_of(path)
+    assert problem.field == "web.token_env"
+    assert "hunter2" not in str(problem)
 
 
 @pytest.mark.parametrize(
