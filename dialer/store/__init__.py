@@ -5,7 +5,8 @@
 - ``statements``: the store's SQL, prebuilt Core statements by name
 - ``store``: ``Store`` itself: lifecycle, reads, the attempt transitions, runs, workers, reports
 - ``importer``: campaign sync and contact import, in the sync's transaction
-- ``budget``: the request budget daemons share (one GCRA row per API key)
+- ``budget``: the request budget daemons share (one GCRA row per API key), and its use
+- ``browse``: what the status page reads, each a seek or a bounded range of an index
 - ``events``: the append-only history every write adds to
 - ``database``: opening the database (the driver we ship, SQLite's settings)
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 from dialer.errors import StateChangeRefused, TransitionRefused
+from dialer.store.browse import Group, Search
 from dialer.store.records import (
     AttemptRecord,
     AttemptView,
@@ -23,11 +25,14 @@ from dialer.store.records import (
     EventRecord,
     KeyRecord,
     LatestCounts,
+    RequestCount,
     Retry,
+    RunProgress,
     RunRecord,
     ScrapeCounts,
     StateChange,
     StoredContact,
+    WorkerRecord,
 )
 from dialer.store.store import Store
 
@@ -39,14 +44,19 @@ __all__ = [
     "CampaignState",
     "ContactRecord",
     "EventRecord",
+    "Group",
     "KeyRecord",
     "LatestCounts",
+    "RequestCount",
     "Retry",
+    "RunProgress",
     "RunRecord",
     "ScrapeCounts",
+    "Search",
     "StateChange",
     "StateChangeRefused",
     "Store",
     "StoredContact",
     "TransitionRefused",
+    "WorkerRecord",
 ]

@@ -6,10 +6,14 @@ W / interval + burst requests, whichever daemon sent them. The row's theoretical
 (``tat``) is all the state; its row lock serialises daemons. No library offers a
 PostgreSQL-backed limiter, and this is ten lines. ``dialer.ratelimit.SharedBudget`` takes its
 slots here, through ``Store.take_request_slot`` and ``Store.hold_request_slots``.
+
+What the budget was used for is kept too, for the status page: each daemon adds its requests
+per key and minute (``add_request_counts``) once a minute, never a write per request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -56,3 +60,28 @@ def hold_request_slots(
         connection.execute(sql.INSERT_BUDGET, {"key_name": key_name, "tat": held})
     elif tat < held:
         connection.execute(sql.SET_BUDGET_TAT, {"budget_key": key_name, "tat": held})
+
+
+def add_request_counts(
+    connection: sa.Connection,
+    worker_id: str,
+    *,
+    minute: datetime,
+    counts: Mapping[str, tuple[int, int]],
+    forget_before: datetime,
+) -> None:
+    """Add ``counts`` (key name -> requests, of them 429s) to ``minute``'s rows of this
+    daemon, and forget every daemon's minutes before ``forget_before``."""
+    rows = [
+        {
+            "minute": minute,
+            "key_name": key_name,
+            "worker_id": worker_id,
+            "requests": requests,
+            "rate_limited": rate_limited,
+        }
+        for key_name, (requests, rate_limited) in sorted(counts.items())
+    ]
+    if rows:
+        connection.execute(sql.add_request_counts(connection.dialect.name), rows)
+    connection.execute(sql.FORGET_REQUEST_COUNTS, {"before": forget_before})

@@ -429,3 +429,54 @@ class LatestCounts:
             if outcome is not None:
                 found[outcome] = found.get(outcome, 0) + n
         return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunProgress:
+    """How far a campaign's newest run is: what the status page's progress bar shows.
+
+    Each contact has one attempt at a time that is not final in a run (a retry is planned
+    only once the attempt before it ended), so these are counts of contacts."""
+
+    run_id: int
+    fire_time: datetime
+    #: contacts the run calls (each has a first attempt in it)
+    contacts: int
+    #: of those, the ones whose newest attempt is final
+    settled: int
+    #: of those, the ones with a call that may exist now (dialing or in flight)
+    in_flight: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRecord:
+    """A daemon that shares the database, with its last heartbeat."""
+
+    id: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> WorkerRecord:
+        return cls(id=row.id, started_at=row.started_at, heartbeat_at=row.heartbeat_at)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestCount:
+    """The requests every daemon sent with one API key in one minute."""
+
+    key_name: str
+    #: the minute's start, UTC
+    minute: datetime
+    requests: int
+    #: of those, answered 429
+    rate_limited: int
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> RequestCount:
+        return cls(
+            key_name=row.key_name,
+            minute=row.minute,
+            requests=int(row.requests),
+            rate_limited=int(row.rate_limited),
+        )

@@ -23,7 +23,16 @@ from dialer.attempts import (
     AttemptState,
 )
 from dialer.store.records import CampaignState
-from dialer.store.tables import ATTEMPTS, BUDGETS, CAMPAIGNS, CONTACTS, EVENTS, RUNS, WORKERS
+from dialer.store.tables import (
+    ATTEMPTS,
+    BUDGETS,
+    CAMPAIGNS,
+    CONTACTS,
+    EVENTS,
+    REQUEST_COUNTS,
+    RUNS,
+    WORKERS,
+)
 
 # ----- the history
 INSERT_EVENT = sa.insert(EVENTS)
@@ -552,6 +561,39 @@ def insert_budget_unless_there(dialect: str) -> sa.Insert:
     return insert(BUDGETS).on_conflict_do_nothing().returning(BUDGETS.c.key_name)
 
 
+@cache
+def add_request_counts(dialect: str) -> sa.Insert:
+    """A daemon's requests of one key in one minute, added to what that minute holds (a
+    daemon that writes a minute twice, at a stop and again after a restart, adds up)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(REQUEST_COUNTS)
+    return statement.on_conflict_do_update(
+        index_elements=["minute", "key_name", "worker_id"],
+        set_={
+            "requests": REQUEST_COUNTS.c.requests + statement.excluded.requests,
+            "rate_limited": REQUEST_COUNTS.c.rate_limited + statement.excluded.rate_limited,
+        },
+    )
+
+
+#: request counts of minutes before ``before`` (a range of the primary key's first column)
+FORGET_REQUEST_COUNTS = sa.delete(REQUEST_COUNTS).where(
+    REQUEST_COUNTS.c.minute < sa.bindparam("before", type_=REQUEST_COUNTS.c.minute.type)
+)
+#: every daemon's requests per key and minute since ``since``
+REQUEST_COUNTS_SINCE = (
+    sa.select(
+        REQUEST_COUNTS.c.key_name,
+        REQUEST_COUNTS.c.minute,
+        sa.func.sum(REQUEST_COUNTS.c.requests).label("requests"),
+        sa.func.sum(REQUEST_COUNTS.c.rate_limited).label("rate_limited"),
+    )
+    .where(REQUEST_COUNTS.c.minute >= sa.bindparam("since", type_=REQUEST_COUNTS.c.minute.type))
+    .group_by(REQUEST_COUNTS.c.key_name, REQUEST_COUNTS.c.minute)
+    .order_by(REQUEST_COUNTS.c.key_name, REQUEST_COUNTS.c.minute)
+)
+
+
 # ----- reports
 
 
@@ -638,4 +680,145 @@ ATTEMPTS_WITH_CONTACTS_PAGE = (
     )
     .order_by(ATTEMPTS.c.id)
     .limit(sa.bindparam("batch", type_=sa.Integer()))
+)
+
+
+# ----- the status page (dialer.store.browse): each read a seek or a bounded range
+#: the campaign's newest run (the one its progress bar follows)
+NEWEST_RUN_OF_CAMPAIGN = (
+    sa.select(RUNS.c.id, RUNS.c.fire_time)
+    .where(RUNS.c.campaign_id == sa.bindparam("campaign_id"))
+    .order_by(RUNS.c.fire_time.desc(), RUNS.c.id.desc())
+    .limit(1)
+)
+#: the run's contacts: each has one first attempt in it (a range of its unique index)
+CONTACTS_IN_RUN = sa.select(sa.func.count()).where(
+    ATTEMPTS.c.run_id == sa.bindparam("run_id"), ATTEMPTS.c.attempt_no == 1
+)
+#: the run's attempts still to become final, by state (a contact has one at most in a run)
+UNSETTLED_IN_RUN = (
+    sa.select(ATTEMPTS.c.state, sa.func.count())
+    .where(ATTEMPTS.c.run_id == sa.bindparam("run_id"), state_in(set(AttemptState) - FINAL_STATES))
+    .group_by(ATTEMPTS.c.state)
+)
+#: the campaign's first planned attempt's due time (one seek of ix_attempts_campaign_due)
+NEXT_DUE_OF_CAMPAIGN = sa.select(
+    sa.func.min(ATTEMPTS.c.due_at, type_=ATTEMPTS.c.due_at.type)
+).where(
+    ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+    ATTEMPTS.c.state == AttemptState.PLANNED.value,
+)
+#: attempts per (state, reason) of the campaign in the given states
+REASON_COUNTS = (
+    sa.select(ATTEMPTS.c.state, ATTEMPTS.c.reason, sa.func.count())
+    .where(
+        ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+        ATTEMPTS.c.state.in_(sa.bindparam("states", expanding=True)),
+    )
+    .group_by(ATTEMPTS.c.state, ATTEMPTS.c.reason)
+)
+_LATER = ATTEMPTS.alias("later")
+#: the contact has an attempt newer than this one (a retry, or a later run's)
+_SUPERSEDED_BY_LATER = sa.exists(
+    sa.select(_LATER.c.id).where(
+        _LATER.c.contact_id == ATTEMPTS.c.contact_id, _LATER.c.id > ATTEMPTS.c.id
+    )
+)
+
+
+@cache
+def newest_in_groups(
+    nulls: tuple[bool, ...], *, column: str, keyset: bool, latest_only: bool
+) -> sa.Select[int]:
+    """Ids of the campaign's newest attempts in any of the groups (``state_<i>``,
+    ``value_<i>``) of ``(state, column)``, newest first: one seek of the index on
+    (campaign_id, state, ``column``, id) per group, each taking ``limit`` at most, so a page
+    costs the same in a million attempts as in ten. ``nulls[i]``: group i's value is NULL.
+
+    Parameters: ``campaign_id``, ``limit``, ``before`` (ids below it) when ``keyset``.
+    ``latest_only``: only attempts that are their contact's newest (nothing was planned
+    after them)."""
+    value_column = ATTEMPTS.c[column]
+    parts: list[sa.Select[int]] = []
+    for i, null in enumerate(nulls):
+        part = sa.select(ATTEMPTS.c.id).where(
+            ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+            ATTEMPTS.c.state == sa.bindparam(f"state_{i}"),
+            value_column.is_(None) if null else value_column == sa.bindparam(f"value_{i}"),
+        )
+        if keyset:
+            part = part.where(ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()))
+        if latest_only:
+            part = part.where(~_SUPERSEDED_BY_LATER)
+        limited = (
+            part.order_by(ATTEMPTS.c.id.desc())
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
+            .subquery(f"group_{i}")
+        )
+        parts.append(sa.select(limited.c.id))
+    merged = sa.union_all(*parts).subquery("groups")
+    return (
+        sa.select(merged.c.id)
+        .order_by(merged.c.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
+
+
+@cache
+def attempts_matching(*, by_phone: bool, by_text: bool) -> sa.Select[int]:
+    """Ids of the campaign's attempts whose contact matches, newest first, at most ``limit``.
+
+    ``by_phone``: the number is ``phone`` (an index seek). ``by_text``: the contact's name
+    contains ``name_like`` or the number ``phone_like`` (LIKE patterns), looked for only among
+    the ids from ``floor`` up to ``before``: a search reads one window of ids per page, never
+    the whole campaign."""
+    query = (
+        sa.select(ATTEMPTS.c.id)
+        .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
+        .where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+        .where(ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()))
+    )
+    if by_phone:
+        query = query.where(ATTEMPTS.c.phone == sa.bindparam("phone"))
+    if by_text:
+        query = query.where(
+            ATTEMPTS.c.id >= sa.bindparam("floor", type_=sa.Integer()),
+            sa.or_(
+                CONTACTS.c.name.ilike(sa.bindparam("name_like"), escape="\\"),
+                ATTEMPTS.c.phone.like(sa.bindparam("phone_like"), escape="\\"),
+            ),
+        )
+    return query.order_by(ATTEMPTS.c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer()))
+
+
+@cache
+def calls_per_hour(dialect: str) -> sa.Select[Any]:
+    """The campaign's dials per hour from ``since`` to ``until`` (a range of
+    ix_attempts_campaign_dialing), the hour as whole hours since the epoch."""
+    if dialect == "postgresql":
+        hour: sa.ColumnElement[Any] = sa.func.floor(
+            sa.extract("epoch", ATTEMPTS.c.dialing_at) / 3600
+        )
+    else:  # SQLite keeps UTC text: strftime reads it as UTC
+        hour = sa.cast(sa.func.strftime("%s", ATTEMPTS.c.dialing_at), sa.Integer) / 3600
+    return (
+        sa.select(hour.label("hour"), sa.func.count().label("calls"))
+        .where(
+            ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+            ATTEMPTS.c.dialing_at >= sa.bindparam("since", type_=ATTEMPTS.c.dialing_at.type),
+            ATTEMPTS.c.dialing_at < sa.bindparam("until", type_=ATTEMPTS.c.dialing_at.type),
+        )
+        .group_by(hour)
+    )
+
+
+#: the campaign's latest dial (one seek of ix_attempts_campaign_dialing)
+LAST_DIALLED_OF_CAMPAIGN = sa.select(
+    sa.func.max(ATTEMPTS.c.dialing_at, type_=ATTEMPTS.c.dialing_at.type)
+).where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+#: daemons whose last heartbeat is ``since`` or later, the latest first
+WORKERS_SEEN_SINCE = (
+    sa.select(WORKERS)
+    .where(WORKERS.c.heartbeat_at >= sa.bindparam("since", type_=WORKERS.c.heartbeat_at.type))
+    .order_by(WORKERS.c.heartbeat_at.desc(), WORKERS.c.id)
 )

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -29,8 +29,9 @@ from sqlmodel import Session, SQLModel
 
 from dialer.attempts import AttemptState, can_transition, sources_of
 from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
-from dialer.store import budget, importer
+from dialer.store import browse, budget, importer
 from dialer.store import statements as sql
+from dialer.store.browse import Group, Search
 from dialer.store.database import make_engine
 from dialer.store.events import append_event
 from dialer.store.records import (
@@ -43,15 +44,21 @@ from dialer.store.records import (
     EventRecord,
     KeyRecord,
     LatestCounts,
+    RequestCount,
     Retry,
+    RunProgress,
     RunRecord,
     ScrapeCounts,
     StateChange,
     StoredContact,
+    WorkerRecord,
 )
 from dialer.store.tables import jsonable
 
 T = TypeVar("T")
+
+#: the longest reason an attempt keeps (see ``Store._transition``)
+REASON_MAX_CHARS = 500
 
 
 class Store:
@@ -595,6 +602,10 @@ class Store:
         allowed = sources_of(target) if expect is None else frozenset(expect)
         assert all(can_transition(s, target) for s in allowed), (allowed, target)
         values["updated_at"] = now
+        if isinstance(values.get("reason"), str):
+            # an index holds the reason (the status page's pages by reason): PostgreSQL
+            # refuses an index row past ~2.7 kB, and no reason needs more than this
+            values["reason"] = values["reason"][:REASON_MAX_CHARS]
         if target is AttemptState.PLANNED:
             values["dial_key_name"] = None  # its next dial goes out with the campaign's key
         statement = sql.transition(
@@ -1131,6 +1142,86 @@ class Store:
                 return
             yield from rows
             after = id_of(rows[-1])
+
+    # ----- the status page (dialer.store.browse: each read a seek or a bounded range)
+    def run_progress(self, campaign_id: int) -> RunProgress | None:
+        """How far the campaign's newest run is (None: it never fired)."""
+        with self._connection() as connection:
+            return browse.run_progress(connection, campaign_id)
+
+    def campaign_next_due_at(self, campaign_id: int) -> datetime | None:
+        with self._connection() as connection:
+            return browse.next_due_at(connection, campaign_id)
+
+    def reason_counts(self, campaign_id: int, states: Collection[AttemptState]) -> dict[Group, int]:
+        """Attempts per (state, reason) of the campaign, in ``states`` only."""
+        with self._connection() as connection:
+            return browse.reason_counts(connection, campaign_id, states)
+
+    def newest_attempts(
+        self,
+        campaign_id: int,
+        groups: Collection[Group],
+        *,
+        by: Literal["outcome", "reason"],
+        before: int | None = None,
+        limit: int = 50,
+        latest_only: bool = False,
+    ) -> list[AttemptView]:
+        """A page of the campaign's attempts in ``groups``, newest first (see browse)."""
+        with self._connection() as connection:
+            return browse.newest_attempts(
+                connection,
+                campaign_id,
+                groups,
+                by=by,
+                before=before,
+                limit=limit,
+                latest_only=latest_only,
+            )
+
+    def search_attempts(
+        self, campaign_id: int, search: Search, *, before: int, floor: int = 0, limit: int = 50
+    ) -> list[AttemptView]:
+        """A page of the campaign's attempts whose contact matches ``search`` (see browse)."""
+        with self._connection() as connection:
+            return browse.search_attempts(
+                connection, campaign_id, search, before=before, floor=floor, limit=limit
+            )
+
+    def calls_per_hour(
+        self, campaign_id: int, *, since: datetime, until: datetime
+    ) -> dict[datetime, int]:
+        with self._connection() as connection:
+            return browse.calls_per_hour(connection, campaign_id, since=since, until=until)
+
+    def last_dialled_at(self, campaign_id: int) -> datetime | None:
+        with self._connection() as connection:
+            return browse.last_dialled_at(connection, campaign_id)
+
+    def workers_seen_since(self, since: datetime) -> list[WorkerRecord]:
+        with self._connection() as connection:
+            return browse.workers_seen_since(connection, since)
+
+    def add_request_counts(
+        self,
+        worker_id: str,
+        *,
+        minute: datetime,
+        counts: Mapping[str, tuple[int, int]],
+        forget_before: datetime,
+    ) -> None:
+        """This daemon's requests per key (requests, of them 429s) in ``minute``, added to
+        what the minute holds; minutes before ``forget_before`` are forgotten."""
+        with self._connection() as connection:
+            budget.add_request_counts(
+                connection, worker_id, minute=minute, counts=counts, forget_before=forget_before
+            )
+
+    def request_counts_since(self, since: datetime) -> list[RequestCount]:
+        """Every daemon's requests per key and minute since ``since``."""
+        with self._connection() as connection:
+            return browse.request_counts_since(connection, since)
 
 
 def _audit(data: dict[str, Any], response_status: int | None) -> dict[str, Any]:
