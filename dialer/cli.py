@@ -118,6 +118,7 @@ def run(
         for key_name in keys_in_use(campaigns):
             cfg.api_key(key_name)  # fail before anything starts when a key is missing
         cfg.webhook_secret()  # likewise: before any campaign is imported or run fired
+        cfg.web_token()
     except InputError as exc:
         raise _fail_input(exc) from None
     attached = sys.stdout.isatty()

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import anyio.from_thread
 import httpx
 import structlog
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
@@ -35,7 +36,9 @@ from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
 from dialer.serving import serve_app
 from dialer.store import Store
+from dialer.usage import RequestCounts
 from dialer.voicedock import VoiceDockClient
+from dialer.web import DaemonFacts, KeyHold, StatusSource, status_app
 from dialer.webhooks import webhook_app
 
 log = structlog.get_logger("dialer.daemon")
@@ -118,6 +121,7 @@ async def open_daemon(
     settings: EngineSettings | None = None,
     api_key: str | None = None,
     webhook_secret: str | None = None,
+    web_token: str | None = None,
 ) -> AsyncIterator[Daemon]:
     """Open the store, one client per API key in use and the engine; import campaigns; start
     the schedules. ``api_key`` stands in for the default key's environment variable (demo,
@@ -171,9 +175,12 @@ async def open_daemon(
             )
             # The listeners first: a port already taken is a config error before any
             # campaign is imported or any run fired, not a traceback after.
+            counts = RequestCounts(store, clients, clock=clock, worker_id=engine.settings.worker_id)
             async with (
                 _webhook_receiver(config, engine, webhook_secret),
                 _metrics_endpoint(config, engine) as metrics,
+                _status_page(config, engine, counts, web_token),
+                counts.kept(),
             ):
                 engine.sync_campaigns()
                 # a cron fire missed while no daemon ran: caught up once, or said (status)
@@ -242,6 +249,47 @@ async def _webhook_receiver(
     hooks = config.webhooks
     async with _listener(config, "webhooks", hooks.listen, app, hooks.host, hooks.port):
         yield
+
+
+@asynccontextmanager
+async def _status_page(
+    config: Config, engine: Engine, counts: RequestCounts, token: str | None
+) -> AsyncIterator[None]:
+    """Serve the status page (dialer.web) when ``[web]`` is configured."""
+    web = config.web
+    if web is None:
+        yield
+        return
+    if token is None:
+        token = config.web_token()
+    source = StatusSource(
+        store=engine.store,
+        clock=engine.clock,
+        worker_ttl=engine.settings.worker_ttl,
+        key_limits={key: config.voicedock.key(key).requests_per_minute for key in engine.clients},
+        # the engine's own facts are read on its event loop, not the page's thread
+        facts=lambda: anyio.from_thread.run_sync(_daemon_facts, engine, counts),
+    )
+    app = status_app(source, token=token, mask_phones=web.mask_phones, refresh=web.refresh)
+    async with _listener(config, "web", web.listen, app, web.host, web.port):
+        log.info(
+            "dialer.web.serving",
+            listen=web.listen,
+            login=token is not None,
+            mask_phones=web.mask_phones,
+        )
+        yield
+
+
+def _daemon_facts(engine: Engine, counts: RequestCounts) -> DaemonFacts:
+    return DaemonFacts(
+        worker_id=engine.settings.worker_id,
+        key_holds=[
+            KeyHold(key=hold.key, status=hold.status, since=hold.since) for hold in engine.key_holds
+        ],
+        clock_skew=engine.clock_skew,
+        unwritten_requests=counts.unwritten(),
+    )
 
 
 @asynccontextmanager

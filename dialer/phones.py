@@ -36,7 +36,7 @@ try:  # phonenumbers' own national-prefix step, so the fast path cannot drift fr
 except ImportError:  # pragma: no cover - a phonenumbers without it: always the full parse
     _strip_national_prefix = None
 
-__all__ = ["ACCEPTED", "is_region", "normalize", "normalize_with_zones"]
+__all__ = ["ACCEPTED", "is_region", "mask", "mask_in_text", "normalize", "normalize_with_zones"]
 
 #: shown to users next to every phone number problem
 ACCEPTED = (
@@ -68,6 +68,42 @@ _MIN_NSN, _MAX_NSN, _MAX_CC = 2, 17, 3
 def is_region(code: str) -> bool:
     """True for a two-letter region phonenumbers knows (``NL``, ``US``, ``GB``…)."""
     return code in phonenumbers.SUPPORTED_REGIONS
+
+
+#: what stands for the hidden digits of a masked number
+MASK = "••••"
+#: a run of digits long enough to be a phone number, with the spaces, dots, dashes and
+#: brackets people write between them
+_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s.()\-]*\d){6,}")
+
+
+def mask(e164: str) -> str:
+    """A number with only its country code, first digit and last four shown.
+
+    >>> mask("+31612345601")
+    '+31 6 •••• 5601'
+
+    Short numbers show their last two digits; anything not "+<digits>" shows none."""
+    if not (e164.startswith("+") and e164[1:].isdigit()):
+        return MASK
+    digits = e164[1:]
+    cc = next(
+        (
+            digits[:n]
+            for n in range(1, _MAX_CC + 1)
+            if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE
+        ),
+        None,
+    )
+    national = digits[len(cc) :] if cc is not None else digits
+    if cc is None or len(national) < 7:
+        return f"+{cc} {MASK} {national[-2:]}" if cc is not None and len(national) > 2 else MASK
+    return f"+{cc} {national[0]} {MASK} {national[-4:]}"
+
+
+def mask_in_text(text: str) -> str:
+    """``text`` with every run of seven digits or more (a number, however written) hidden."""
+    return _NUMBER_IN_TEXT.sub(MASK, text)
 
 
 def normalize(raw: str, *, region: str | None = None) -> str:

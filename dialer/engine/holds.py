@@ -5,6 +5,7 @@ shared database's. The dispatcher and the reconciler ask; the actors that meet t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -12,9 +13,24 @@ import structlog
 from dialer.engine.settings import Clock, EngineSettings
 from dialer.errors import AccountError
 
-__all__ = ["Holds"]
+__all__ = ["AccountHold", "Holds"]
 
 log = structlog.get_logger("dialer.engine")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountHold:
+    """An API key VoiceDock refuses (401/403: the key; 402: the credits): its creates wait,
+    and are tried again at ``until``."""
+
+    key: str
+    #: VoiceDock's HTTP status (None when the refusal carried none)
+    status: int | None
+    #: held since (the first refusal in a row)
+    since: datetime
+    until: datetime
+    #: what VoiceDock said, for the logs
+    problem: str
 
 
 class Holds:
@@ -23,19 +39,25 @@ class Holds:
     def __init__(self, settings: EngineSettings, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
-        #: API key name -> (held until, what is wrong): a 401/402 stops that key's creates only
-        self._accounts: dict[str, tuple[datetime, str]] = {}
+        #: API key name -> its hold: a 401/402 stops that key's creates only
+        self._accounts: dict[str, AccountHold] = {}
         self._campaigns: dict[str, datetime] = {}
         #: how far our clock is from the shared database's, when that is too far
         self.clock_skew: timedelta | None = None
 
     # ------------------------------------------------------------------ API keys
     def held_keys(self, now: datetime) -> set[str]:
-        return {key for key, (until, _) in self._accounts.items() if now < until}
+        return {key for key, hold in self._accounts.items() if now < hold.until}
+
+    def key_holds(self) -> list[AccountHold]:
+        """Every key held now or waiting to be tried again, by name (a copy: the status page
+        reads it)."""
+        return sorted(self._accounts.values(), key=lambda hold: hold.key)
 
     def hold_account(self, key_name: str, exc: AccountError) -> None:
         now = self._clock()
-        if key_name not in self._accounts:
+        previous = self._accounts.get(key_name)
+        if previous is None:
             log.error(
                 "dialer.account.blocked",
                 key=key_name,
@@ -43,18 +65,23 @@ class Holds:
                 kind=type(exc).__name__,
                 recheck_in_s=self._settings.account_recheck.total_seconds(),
             )
-        problem = f"{type(exc).__name__}: {exc}"
-        self._accounts[key_name] = (now + self._settings.account_recheck, problem)
+        self._accounts[key_name] = AccountHold(
+            key=key_name,
+            status=exc.status_code,
+            since=now if previous is None else previous.since,
+            until=now + self._settings.account_recheck,
+            problem=f"{type(exc).__name__}: {exc}",
+        )
 
     def clear_account(self, key_name: str) -> None:
         cleared = self._accounts.pop(key_name, None)
         if cleared is not None:
-            log.info("dialer.account.cleared", key=key_name, was=cleared[1])
+            log.info("dialer.account.cleared", key=key_name, was=cleared.problem)
 
     @property
     def account_holds(self) -> dict[str, str]:
         """API key name -> what is wrong with it, for each key whose creates are held."""
-        return {key: problem for key, (_, problem) in sorted(self._accounts.items())}
+        return {hold.key: hold.problem for hold in self.key_holds()}
 
     @property
     def account_problem(self) -> str | None:
@@ -62,8 +89,8 @@ class Holds:
         if not self._accounts:
             return None
         return "; ".join(
-            problem if key == "default" else f"key {key}: {problem}"
-            for key, (_, problem) in sorted(self._accounts.items())
+            hold.problem if hold.key == "default" else f"key {hold.key}: {hold.problem}"
+            for hold in self.key_holds()
         )
 
     # ------------------------------------------------------------------ campaigns

@@ -24,7 +24,7 @@ from dialer.attempts import AttemptState
 from dialer.campaign import Campaign, Contact
 from dialer.engine.dispatch import Dispatcher
 from dialer.engine.follow import Follower
-from dialer.engine.holds import Holds
+from dialer.engine.holds import AccountHold, Holds
 from dialer.engine.reconcile import Reconciler
 from dialer.engine.settings import FULL_RECOUNT_TICKS, Clock, EngineSettings, utc_now
 from dialer.engine.shared import Shared, Suppression
@@ -117,6 +117,11 @@ class Engine:
     def account_holds(self) -> Mapping[str, str]:
         """API key name -> what is wrong with it, for each key whose creates are held."""
         return self._shared.holds.account_holds
+
+    @property
+    def key_holds(self) -> list[AccountHold]:
+        """The API keys VoiceDock refuses, each with its status (what the status page shows)."""
+        return self._shared.holds.key_holds()
 
     @property
     def loop_passes(self) -> Mapping[str, float]:

@@ -49,6 +49,8 @@ class Search:
     name_part: str | None = None
     #: digits a number contains
     digits: str | None = None
+    #: digits a number ends with
+    number_end: str | None = None
 
     @property
     def scans(self) -> bool:
@@ -143,7 +145,11 @@ def search_attempts(
         "limit": limit,
         "phone": search.phone,
         "name_like": _contains(search.name_part),
-        "phone_like": _contains(search.digits),
+        "phone_like": (
+            _contains(search.digits)
+            if search.number_end is None
+            else "%" + _escaped(search.number_end)
+        ),
     }
     ids = list(connection.execute(query, params).scalars())
     return _views_in_order(connection, ids)
@@ -192,7 +198,9 @@ def _views_in_order(connection: sa.Connection, ids: Sequence[int]) -> list[Attem
 
 def _contains(text: str | None) -> str | None:
     """A LIKE pattern for text containing ``text`` (its own % and _ taken literally)."""
-    if text is None:
-        return None
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return None if text is None else f"%{_escaped(text)}%"
+
+
+def _escaped(text: str) -> str:
+    """``text`` for a LIKE pattern: its own % and _ taken literally (escape character \\)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
