@@ -91,10 +91,10 @@ def status_app(
     """The status page; ``token`` None: no login (loopback only, which the config ensures)."""
     view = _Views(source, token=token, mask_phones=mask_phones, refresh=refresh)
     routes = [
-        Route("/", view.overview),
-        Route("/campaigns/{name}", view.campaign),
-        Route("/campaigns/{name}/needs-a-person", view.needs_a_person),
-        Route("/campaigns/{name}/needs-a-person.csv", view.needs_a_person_csv),
+        Route("/", view.guarded(view.overview)),
+        Route("/campaigns/{name}", view.guarded(view.campaign)),
+        Route("/campaigns/{name}/needs-a-person", view.guarded(view.needs_a_person)),
+        Route("/campaigns/{name}/needs-a-person.csv", view.guarded(view.needs_a_person_csv)),
         Route("/login", view.login_form, methods=["GET"]),
         Route("/login", view.login, methods=["POST"]),
         Route("/logout", view.logout, methods=["POST"]),
@@ -112,6 +112,18 @@ class _Views:
         self.mask_phones = mask_phones
         self.refresh_ms = max(int(refresh.total_seconds() * 1000), 500)
         self.templates = _environment(self.show_phone, self.show_text)
+
+    def guarded(self, endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """``endpoint``, answering 503 when the database does not (the page retries)."""
+
+        def guarded(request: Request) -> Response:
+            try:
+                return endpoint(request)
+            except StoreError as exc:
+                log.warning("dialer.web.store_error", path=request.url.path, error=str(exc))
+                return self._error(request, 503, "The database did not answer; try again soon.")
+
+        return guarded
 
     # ------------------------------------------------------------------ showing numbers
     def show_phone(self, e164: str) -> str:
@@ -274,14 +286,10 @@ class _Views:
             "request_path": request.url.path,
             **context,
         }
-        try:
-            if request.headers.get(_REFRESH_HEADER) == "live":
-                html = "".join(page.blocks["live"](page.new_context(values)))
-            else:
-                html = page.render(values)
-        except StoreError as exc:
-            log.warning("dialer.web.store_error", path=request.url.path, error=str(exc))
-            return self._error(request, 503, "The database did not answer; the page tries again.")
+        if request.headers.get(_REFRESH_HEADER) == "live":
+            html = "".join(page.blocks["live"](page.new_context(values)))
+        else:
+            html = page.render(values)
         return HTMLResponse(html, headers=_NO_STORE)
 
     def _error(self, request: Request, status: int, message: str) -> Response:
@@ -308,7 +316,9 @@ def _int(request: Request, name: str) -> int | bool | None:
     text = request.query_params.get(name)
     if text is None or text == "":
         return None
-    return int(text) if text.isdigit() and len(text) < 19 else False
+    if not (text.isascii() and text.isdigit()) or int(text) > pages.ABOVE_EVERY_ID:
+        return False
+    return int(text)
 
 
 async def _small_form(request: Request) -> dict[str, str]:

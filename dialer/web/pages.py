@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 PAGE_SIZE = 50
+#: above every attempt id (ids are 32-bit integers on PostgreSQL)
+ABOVE_EVERY_ID = 2**31 - 1
 #: attempt ids a search by name reads per page (a bounded range, whatever the campaign's size)
 SEARCH_WINDOW = 100_000
 #: stopped daemons are listed this long after their last heartbeat
@@ -447,7 +449,9 @@ def _search_rows(
         return [], None, refused
     store = source.store
     if not search.scans:
-        views = store.search_attempts(campaign.id, search, before=before or 2**62, limit=PAGE_SIZE)
+        views = store.search_attempts(
+            campaign.id, search, before=before or ABOVE_EVERY_ID, limit=PAGE_SIZE
+        )
         rows = [Row.of(v) for v in views if filters.admits(v)]
         seek_more = filters.query(before=views[-1].id) if len(views) == PAGE_SIZE else None
         return rows, seek_more, None
