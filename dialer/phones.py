@@ -74,7 +74,7 @@ def is_region(code: str) -> bool:
 MASK = "••••"
 #: a run of digits long enough to be a phone number, with the spaces, dots, dashes and
 #: brackets people write between them
-_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s.()\-]*\d){6,}")
+_NUMBER_IN_TEXT = re.compile(r"\+?\(?\d(?:[\s.()\-]*\d){6,}")
 
 
 def mask(e164: str) -> str:

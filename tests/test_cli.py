@@ -25,7 +25,7 @@ from dialer.attempts import AttemptState
 from dialer.cli import app
 from dialer.config import Config
 from dialer.daemon import Daemon
-from dialer.errors import StoreError
+from dialer.errors import ConfigError, StoreError
 from dialer.simulator import Simulator, SimulatorConfig, serve
 from dialer.store import ContactRecord, Store
 from tests.e2e import (
@@ -493,3 +493,34 @@ def test_an_output_file_that_cannot_be_written_is_a_clear_error(
         code, _, err = invoke(runner, config, "report", "e2e", "-o", str(target))
         assert code == 2, err
         assert "cannot write" in err and "Traceback" not in err
+
+
+@pytest.mark.usefixtures("own_logging")
+@pytest.mark.parametrize("problem", ["port_taken", "token_unset", "beyond_loopback_no_token"])
+def test_run_refuses_a_status_page_it_cannot_serve_safely(
+    runner: CliRunner,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    problem: str,
+) -> None:
+    write_campaign(tmp_path, nl_numbers(2))
+    monkeypatch.setenv("VOICEDOCK_API_KEY", KEY)
+    monkeypatch.delenv("DIALER_WEB_TOKEN", raising=False)
+    with contextlib.ExitStack() as stack:
+        if problem == "port_taken":
+            taken = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            port = taken.getsockname()[1]
+            extra, field = f'\n[web]\nlisten = "127.0.0.1:{port}"\n', "web.listen"
+        elif problem == "token_unset":
+            extra, field = '\n[web]\ntoken_env = "DIALER_WEB_TOKEN"\n', "web.token_env"
+        else:
+            extra, field = '\n[web]\nlisten = "0.0.0.0:8788"\n', "needs token_env"
+        with contextlib.suppress(ConfigError):  # the last one is refused as it is read
+            write_config(tmp_path, db_url=sqlite_url, extra=extra)
+        result = runner.invoke(
+            app, ["run", "--until-idle", "--config", str(tmp_path / "config.toml")]
+        )
+    assert result.exit_code == 2, result.stderr
+    assert field in result.stderr and "Traceback" not in result.stderr
+    assert _imported(sqlite_url) == 0

@@ -335,7 +335,9 @@ def budget_use(source: StatusSource, now: datetime) -> tuple[BudgetUse, ...]:
                 key=key,
                 limit=limit,
                 chart=columns(
-                    [
+                    width=1000,
+                    height=90,
+                    values=[
                         (f"{m:%H:%M}", requests)
                         for m, (requests, _) in zip(minutes, values, strict=True)
                     ],
