@@ -1,4 +1,5 @@
-"""``python -m bench`` (``make bench``): the variant table, then the 1,000,000-row import."""
+"""``python -m bench`` (``make bench``): the variant table, the 1,000,000-row import, then the
+status page's answer times on a 1,000,000-contact campaign (bench/pages.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bench import (
     run_variant,
     variant_table,
 )
+from bench.pages import pages_table, run_pages
 
 QUICK = BenchParams(contacts=200, concurrency=20)
 QUICK_IMPORT_ROWS = 100_000
@@ -48,6 +50,16 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--import-only", action="store_true", help="only the import measurement (no variants)"
     )
     parser.add_argument("--quick", action="store_true", help="200 contacts, 100,000-row import")
+    parser.add_argument("--no-pages", action="store_true", help="skip the status page's times")
+    parser.add_argument(
+        "--pages-only", action="store_true", help="only the status page's times (bench/pages.py)"
+    )
+    parser.add_argument(
+        "--pages-contacts", type=int, default=None, help="default 1,000,000 (100,000 --quick)"
+    )
+    parser.add_argument(
+        "--pages-db", default=None, help="a database URL for the page times (default: SQLite)"
+    )
     return parser.parse_args(argv)
 
 
@@ -63,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     console = Console(width=max(150, Console().width))
     rows = []
+    if args.pages_only:
+        args.import_only, args.no_import = True, True
     for variant in [] if args.import_only else args.variants:
         with console.status(f"running {variant} on {params.contacts} contacts…"):
             rows.append(run_variant(variant, params))
@@ -75,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with console.status(f"importing {import_rows:,} contacts…"):
             result = run_import(import_rows)
         console.print(import_table(result))
+    if not args.no_pages:
+        contacts = args.pages_contacts or (100_000 if args.quick else 1_000_000)
+        with console.status(f"timing the status page on {contacts:,} contacts…"):
+            times = run_pages(contacts, db_url=args.pages_db)
+        database = "PostgreSQL" if args.pages_db else "SQLite"
+        console.print(pages_table(times, contacts, database))
     return 0
 
 

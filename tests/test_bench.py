@@ -20,6 +20,7 @@ from bench import (
     variant_table,
 )
 from bench.floor import measure as measure_floor
+from bench.pages import pages_table, run_pages
 
 # Fast clock: 20 calls of ~100 simulated seconds, 10 at a time, take a few real seconds.
 PARAMS = BenchParams(contacts=20, concurrency=10, time_scale=200.0, timeout_real_s=120.0)
@@ -75,3 +76,16 @@ def test_the_floor_measures_a_calls_store_work_and_its_post() -> None:
     floor = measure_floor(20)
     assert floor.calls == 20
     assert floor.transitions_ms > 0 and floor.post_ms > 0 and floor.live_counts_ms > 0
+
+
+def test_the_page_times_cover_every_page_of_both_campaigns() -> None:
+    """bench/pages.py on a small campaign: every page answers, the table has a row each."""
+    times = run_pages(3_000, repeat=1)
+    assert [t.page for t in times][:3] == [
+        "campaign, first view after a start",
+        "overview",
+        "campaign, first page",
+    ]
+    assert all(len(t.small_ms) == len(t.large_ms) == 1 for t in times)
+    table = pages_table(times, 3_000, "SQLite")
+    assert table.row_count == len(times) == 10

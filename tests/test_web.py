@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from dialer.attempts import AttemptState
 from dialer.store import ContactRecord, Store
 from dialer.web import DaemonFacts, KeyHold, StatusSource, status_app
+from dialer.web.figures import FigureCounter
 from dialer.web.security import COOKIE, session_value
 from tests.status_world import T0, campaign_in_every_state, contacts
 
@@ -306,3 +307,28 @@ def test_masked_numbers_cannot_be_searched_digit_by_digit(world: Store) -> None:
     assert rows_of(c.get("/campaigns/browse?q=0044").text)  # the last four, which it shows
     assert rows_of(c.get("/campaigns/browse?q=%2B31612300044").text)  # a whole number
     assert not rows_of(c.get("/campaigns/browse?q=1230").text)  # not at the end: no match
+
+
+def test_a_big_campaign_s_figures_are_recounted_in_the_background(world: Store) -> None:
+    """Past ``big`` attempts a page answers from the last count, at most ``max_age`` old,
+    and starts a recount; a small campaign is counted for every page."""
+    (campaign,) = world.campaigns()
+    now = [0.0]
+    queued: list[tuple[Callable[[], None], str]] = []
+    counter = FigureCounter(
+        world, max_age_s=5, big=10, clock=lambda: now[0], spawn=lambda *w: queued.append(w)
+    )
+    first = counter.of(campaign.id)
+    assert first.counts == world.state_counts(campaign.id)
+    planned = world.attempts(campaign_id=campaign.id, states=[AttemptState.PLANNED])[0]
+    world.close_unplaced(planned.id, state=AttemptState.SKIPPED, reason="dnc", now=NOW)
+    assert counter.of(campaign.id) is first and not queued  # young enough
+    now[0] = first.counted_at + 6
+    assert counter.of(campaign.id) is first  # stale: answered at once, recounted aside
+    assert counter.of(campaign.id) is first and len(queued) == 1  # one recount at a time
+    work, name = queued.pop()
+    assert name == f"count-campaign-{campaign.id}"
+    work()
+    assert counter.of(campaign.id).counts == world.state_counts(campaign.id) != first.counts
+    small = FigureCounter(world, max_age_s=5, big=10**6, clock=lambda: now[0])
+    assert small.of(campaign.id) is not small.of(campaign.id)  # counted for every page

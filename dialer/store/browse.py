@@ -9,9 +9,9 @@ dialer.store.tables). Each function runs in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -58,16 +58,26 @@ class Search:
         return self.phone is None
 
 
-def run_progress(connection: sa.Connection, campaign_id: int) -> RunProgress | None:
-    """The campaign's newest run: contacts, settled, in flight (None: never fired)."""
+def run_progress(
+    connection: sa.Connection,
+    campaign_id: int,
+    *,
+    unsettled: Mapping[AttemptState, int] | None = None,
+) -> RunProgress | None:
+    """The campaign's newest run: contacts, settled, in flight (None: never fired).
+
+    ``unsettled``: the campaign's attempts not yet final, per state, when the caller has
+    counted them already (the status page has, from ``state_counts``): they are the newest
+    run's but for an older run's call still in flight, and one scan fewer of a big run."""
     run = connection.execute(sql.NEWEST_RUN_OF_CAMPAIGN, {"campaign_id": campaign_id}).first()
     if run is None:
         return None
     contacts = connection.execute(sql.CONTACTS_IN_RUN, {"run_id": run.id}).scalar_one()
-    unsettled = {
-        AttemptState(state): n
-        for state, n in connection.execute(sql.UNSETTLED_IN_RUN, {"run_id": run.id})
-    }
+    if unsettled is None:
+        unsettled = {
+            AttemptState(state): n
+            for state, n in connection.execute(sql.UNSETTLED_IN_RUN, {"run_id": run.id})
+        }
     return RunProgress(
         run_id=run.id,
         fire_time=run.fire_time,
@@ -164,8 +174,9 @@ def calls_per_hour(
         sql.calls_per_hour(connection.dialect.name),
         {"campaign_id": campaign_id, "since": since, "until": until},
     )
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return {epoch + timedelta(hours=int(hour)): calls for hour, calls in rows}
+    return {
+        datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=UTC): calls for hour, calls in rows
+    }
 
 
 def last_dialled_at(connection: sa.Connection, campaign_id: int) -> datetime | None:

@@ -772,16 +772,21 @@ def attempts_matching(*, by_phone: bool, by_text: bool) -> sa.Select[int]:
     contains ``name_like`` or the number ``phone_like`` (LIKE patterns), looked for only among
     the ids from ``floor`` up to ``before``: a search reads one window of ids per page, never
     the whole campaign."""
-    query = (
-        sa.select(ATTEMPTS.c.id)
-        .join_from(ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id)
-        .where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
-        .where(ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()))
+    query = sa.select(ATTEMPTS.c.id).join_from(
+        ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id
     )
     if by_phone:
-        query = query.where(ATTEMPTS.c.phone == sa.bindparam("phone"))
+        # "+ 0": SQLite, which keeps no statistics here, would otherwise walk the campaign's
+        # index in id order (no sort) rather than seek the number's few attempts
+        query = query.where(
+            ATTEMPTS.c.phone == sa.bindparam("phone"),
+            (ATTEMPTS.c.campaign_id + 0) == sa.bindparam("campaign_id"),
+            (ATTEMPTS.c.id + 0) < sa.bindparam("before", type_=sa.Integer()),
+        )
     if by_text:
         query = query.where(
+            ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+            ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()),
             ATTEMPTS.c.id >= sa.bindparam("floor", type_=sa.Integer()),
             sa.or_(
                 CONTACTS.c.name.ilike(sa.bindparam("name_like"), escape="\\"),
@@ -792,15 +797,15 @@ def attempts_matching(*, by_phone: bool, by_text: bool) -> sa.Select[int]:
 
 
 @cache
-def calls_per_hour(dialect: str) -> sa.Select[Any]:
-    """The campaign's dials per hour from ``since`` to ``until`` (a range of
-    ix_attempts_campaign_dialing), the hour as whole hours since the epoch."""
+def calls_per_hour(dialect: str) -> sa.Select[str, int]:
+    """The campaign's dials per hour from ``since`` to ``until``, read from
+    ix_attempts_campaign_dialing alone; the hour as text, "YYYY-MM-DD HH" (UTC)."""
     if dialect == "postgresql":
-        hour: sa.ColumnElement[Any] = sa.func.floor(
-            sa.extract("epoch", ATTEMPTS.c.dialing_at) / 3600
+        hour: sa.ColumnElement[str] = sa.func.to_char(
+            sa.func.timezone("UTC", ATTEMPTS.c.dialing_at), "YYYY-MM-DD HH24"
         )
-    else:  # SQLite keeps UTC text: strftime reads it as UTC
-        hour = sa.cast(sa.func.strftime("%s", ATTEMPTS.c.dialing_at), sa.Integer) / 3600
+    else:  # SQLite keeps UTC text: its first 13 characters are the hour (no date parsing)
+        hour = sa.func.substr(ATTEMPTS.c.dialing_at, 1, 13)
     return (
         sa.select(hour.label("hour"), sa.func.count().label("calls"))
         .where(

@@ -1144,10 +1144,12 @@ class Store:
             after = id_of(rows[-1])
 
     # ----- the status page (dialer.store.browse: each read a seek or a bounded range)
-    def run_progress(self, campaign_id: int) -> RunProgress | None:
-        """How far the campaign's newest run is (None: it never fired)."""
+    def run_progress(
+        self, campaign_id: int, *, unsettled: Mapping[AttemptState, int] | None = None
+    ) -> RunProgress | None:
+        """How far the campaign's newest run is (None: it never fired); see browse."""
         with self._connection() as connection:
-            return browse.run_progress(connection, campaign_id)
+            return browse.run_progress(connection, campaign_id, unsettled=unsettled)
 
     def campaign_next_due_at(self, campaign_id: int) -> datetime | None:
         with self._connection() as connection:

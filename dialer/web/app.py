@@ -45,6 +45,7 @@ from dialer.errors import StoreError
 from dialer.reports import spreadsheet_safe
 from dialer.store import AttemptView, CampaignRecord
 from dialer.web import pages
+from dialer.web.figures import FigureCounter
 from dialer.web.security import (
     COOKIE,
     COOKIE_MAX_AGE_S,
@@ -112,6 +113,7 @@ class _Views:
         self.mask_phones = mask_phones
         self.refresh_ms = max(int(refresh.total_seconds() * 1000), 500)
         self.templates = _environment(self.show_phone, self.show_text)
+        self.counter = FigureCounter(source.store, max_age_s=refresh.total_seconds())
 
     def guarded(self, endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
         """``endpoint``, answering 503 when the database does not (the page retries)."""
@@ -141,7 +143,10 @@ class _Views:
         if (refused := self._refused(request)) is not None:
             return refused
         return self._page(
-            request, "overview.html", title="Overview", page=pages.overview(self.source)
+            request,
+            "overview.html",
+            title="Overview",
+            page=pages.overview(self.source, self.counter),
         )
 
     def campaign(self, request: Request) -> Response:
@@ -155,6 +160,7 @@ class _Views:
             return self._bad_request(request)
         page = pages.campaign_page(
             self.source,
+            self.counter,
             campaign,
             pages.Filters.parse(request.query_params),
             before=before,
@@ -172,7 +178,7 @@ class _Views:
         before = _int(request, "before")
         if before is False:
             return self._bad_request(request)
-        views = pages.needs_a_person_rows(self.source, campaign, before=before)
+        views = pages.needs_a_person_rows(self.source, self.counter, campaign, before=before)
         more = {"before": str(views[-1].id)} if len(views) == pages.PAGE_SIZE else None
         return self._page(
             request,
@@ -201,7 +207,7 @@ class _Views:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=NEEDS_A_PERSON_FIELDS)
         writer.writeheader()
-        for i, view in enumerate(pages.every_needing_a_person(self.source, campaign)):
+        for i, view in enumerate(pages.every_needing_a_person(self.source, self.counter, campaign)):
             writer.writerow(spreadsheet_safe(self._csv_row(campaign, view)))
             if i % 500 == 499:
                 yield buffer.getvalue()

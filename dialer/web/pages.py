@@ -18,6 +18,7 @@ from dialer import phones
 from dialer.attempts import AttemptState
 from dialer.store import AttemptView, CampaignRecord, RunProgress, Search
 from dialer.web.charts import Chart, columns, horizontal_bars
+from dialer.web.figures import FigureCounter, Figures
 from dialer.web.source import StatusSource
 from dialer.web.words import (
     NOT_CALLED_STATES,
@@ -44,7 +45,7 @@ PAGE_SIZE = 50
 #: above every attempt id (ids are 32-bit integers on PostgreSQL)
 ABOVE_EVERY_ID = 2**31 - 1
 #: attempt ids a search by name reads per page (a bounded range, whatever the campaign's size)
-SEARCH_WINDOW = 100_000
+SEARCH_WINDOW = 50_000
 #: stopped daemons are listed this long after their last heartbeat
 STOPPED_SHOWN_FOR = timedelta(hours=24)
 #: the order `dialer status` lists states in
@@ -234,12 +235,13 @@ class CampaignPage:
 # ---------------------------------------------------------------------------- the overview
 
 
-def overview(source: StatusSource) -> Overview:
+def overview(source: StatusSource, counter: FigureCounter) -> Overview:
     store, now = source.store, source.clock()
     facts = source.facts()
     held_keys = {hold.key: hold for hold in facts.key_holds}
     campaigns = tuple(
-        summary(source, campaign, held_keys=held_keys) for campaign in store.campaigns()
+        summary(source, campaign, counter.of(campaign.id), held_keys=held_keys)
+        for campaign in store.campaigns()
     )
     holds = [Hold(kind="key", words=key_hold_words(h.key, h.status)) for h in facts.key_holds]
     if facts.clock_skew is not None:
@@ -276,13 +278,16 @@ def overview(source: StatusSource) -> Overview:
 
 
 def summary(
-    source: StatusSource, campaign: CampaignRecord, *, held_keys: dict[str, Any]
+    source: StatusSource,
+    campaign: CampaignRecord,
+    figures: Figures,
+    *,
+    held_keys: dict[str, Any],
 ) -> CampaignSummary:
-    store = source.store
     counts = tuple(
         Count(state=AttemptState(state), outcome=outcome, attempts=n)
         for (state, outcome), n in sorted(
-            store.state_counts(campaign.id).items(),
+            figures.counts.items(),
             key=lambda kv: (STATE_ORDER.index(AttemptState(kv[0][0])), kv[0][1] or ""),
         )
     )
@@ -296,9 +301,9 @@ def summary(
         name=campaign.name,
         state=str(campaign.state),
         key=campaign.api_key_name,
-        progress=store.run_progress(campaign.id),
+        progress=figures.progress,
         counts=counts,
-        next_due_at=store.campaign_next_due_at(campaign.id),
+        next_due_at=source.store.campaign_next_due_at(campaign.id),
         holds=tuple(holds),
     )
 
@@ -358,6 +363,7 @@ def budget_use(source: StatusSource, now: datetime) -> tuple[BudgetUse, ...]:
 
 def campaign_page(
     source: StatusSource,
+    counter: FigureCounter,
     campaign: CampaignRecord,
     filters: Filters,
     *,
@@ -365,12 +371,13 @@ def campaign_page(
     floor: int | None,
     mask_phones: bool,
 ) -> CampaignPage:
-    store, now = source.store, source.clock()
+    now = source.clock()
     facts = source.facts()
     held = {hold.key: hold for hold in facts.key_holds}
-    head = summary(source, campaign, held_keys=held)
+    figures = counter.of(campaign.id)
+    head = summary(source, campaign, figures, held_keys=held)
     groups = {(c.state, c.outcome) for c in head.counts}
-    skipped = store.reason_counts(campaign.id, {AttemptState.SKIPPED, AttemptState.EXPIRED})
+    skipped = figures.skipped
     rows, next_page, note = _attempt_rows(
         source, campaign, filters, groups, before=before, floor=floor, mask_phones=mask_phones
     )
@@ -540,18 +547,18 @@ def needs_a_person_groups(
 
 def needs_a_person_rows(
     source: StatusSource,
+    counter: FigureCounter,
     campaign: CampaignRecord,
     *,
     before: int | None,
     limit: int = PAGE_SIZE,
 ) -> list[AttemptView]:
     """A page of the contacts whose newest attempt left them needing a person."""
-    store = source.store
     counts = [
         Count(state=AttemptState(s), outcome=o, attempts=n)
-        for (s, o), n in store.state_counts(campaign.id).items()
+        for (s, o), n in counter.of(campaign.id).counts.items()
     ]
-    return store.newest_attempts(
+    return source.store.newest_attempts(
         campaign.id,
         needs_a_person_groups(counts),
         by="outcome",
@@ -562,12 +569,12 @@ def needs_a_person_rows(
 
 
 def every_needing_a_person(
-    source: StatusSource, campaign: CampaignRecord, *, batch: int = 500
+    source: StatusSource, counter: FigureCounter, campaign: CampaignRecord, *, batch: int = 500
 ) -> Iterator[AttemptView]:
     """Every contact needing a person, newest first, a keyset page at a time."""
     before: int | None = None
     while True:
-        views = needs_a_person_rows(source, campaign, before=before, limit=batch)
+        views = needs_a_person_rows(source, counter, campaign, before=before, limit=batch)
         yield from views
         if len(views) < batch:
             return
