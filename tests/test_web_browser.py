@@ -188,6 +188,13 @@ class Page:
         )
 
 
+def whole_page(driver: Any, path: Path) -> None:
+    """A screenshot of the whole page (the window made as tall as the page, within reason)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.set_window_size(1280, min(int(height) + 120, 2600))
+    driver.save_screenshot(str(path))
+
+
 def browse(url: str, config: Path, shots: Path) -> dict[str, Any]:
     """The browser's part, in a thread of its own (selenium blocks)."""
     from selenium import webdriver
@@ -230,7 +237,7 @@ def browse(url: str, config: Path, shots: Path) -> dict[str, Any]:
         seen["bar"] = page.read()["bar"]
         seen["same_document"] = driver.execute_script("return window.sameDocument === true;")
         seen["overview_html"] = driver.page_source
-        driver.save_screenshot(str(shots / "status-overview.png"))
+        whole_page(driver, shots / "status-overview.png")
 
         def follow_the_link() -> bool:
             try:
@@ -248,9 +255,7 @@ def browse(url: str, config: Path, shots: Path) -> dict[str, Any]:
             "return document.querySelectorAll('tr[data-attempt]').length;"
         )
         seen["campaign_html"] = driver.page_source
-        height = driver.execute_script("return document.documentElement.scrollHeight;")
-        driver.set_window_size(1280, min(int(height) + 120, 2600))
-        driver.save_screenshot(str(shots / "status-campaign.png"))
+        whole_page(driver, shots / "status-campaign.png")
         return seen
     finally:
         driver.quit()

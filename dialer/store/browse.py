@@ -36,6 +36,17 @@ __all__ = [
 
 #: a (state, outcome) or (state, reason) group of a campaign's attempts
 Group = tuple[AttemptState, str | None]
+#: states no attempt has an outcome in (the outcome comes with the call's end)
+NEVER_AN_OUTCOME = frozenset(
+    {
+        AttemptState.PLANNED,
+        AttemptState.DIALING,
+        AttemptState.IN_FLIGHT,
+        AttemptState.SKIPPED,
+        AttemptState.EXPIRED,
+        AttemptState.CANCELLED,
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +138,7 @@ def newest_attempts(
         column=by,
         keyset=before is not None,
         latest_only=latest_only,
+        nulls_are_all=tuple(state in NEVER_AN_OUTCOME for state, _ in ordered),
     )
     params: dict[str, object] = {"campaign_id": campaign_id, "limit": limit, "before": before}
     for i, (state, value) in enumerate(ordered):
@@ -174,9 +186,14 @@ def calls_per_hour(
         sql.calls_per_hour(connection.dialect.name),
         {"campaign_id": campaign_id, "since": since, "until": until},
     )
-    return {
-        datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=UTC): calls for hour, calls in rows
-    }
+    return {_hour(hour): calls for hour, calls in rows}
+
+
+def _hour(value: datetime | str) -> datetime:
+    """An hour as calls_per_hour gives it (a naive UTC timestamp, or "YYYY-MM-DD HH")."""
+    if isinstance(value, str):
+        value = datetime.strptime(value, "%Y-%m-%d %H")
+    return value.replace(tzinfo=UTC)
 
 
 def last_dialled_at(connection: sa.Connection, campaign_id: int) -> datetime | None:

@@ -728,7 +728,12 @@ _SUPERSEDED_BY_LATER = sa.exists(
 
 @cache
 def newest_in_groups(
-    nulls: tuple[bool, ...], *, column: str, keyset: bool, latest_only: bool
+    nulls: tuple[bool, ...],
+    *,
+    column: str,
+    keyset: bool,
+    latest_only: bool,
+    nulls_are_all: tuple[bool, ...] = (),
 ) -> sa.Select[int]:
     """Ids of the campaign's newest attempts in any of the groups (``state_<i>``,
     ``value_<i>``) of ``(state, column)``, newest first: one seek of the index on
@@ -737,15 +742,21 @@ def newest_in_groups(
 
     Parameters: ``campaign_id``, ``limit``, ``before`` (ids below it) when ``keyset``.
     ``latest_only``: only attempts that are their contact's newest (nothing was planned
-    after them)."""
+    after them). ``nulls_are_all[i]``: group i's state never has an outcome (planned,
+    skipped…), so its NULL outcome need not be checked (the page stays in one index)."""
+    nulls_are_all = nulls_are_all or (False,) * len(nulls)
     value_column = ATTEMPTS.c[column]
     parts: list[sa.Select[int]] = []
     for i, null in enumerate(nulls):
         part = sa.select(ATTEMPTS.c.id).where(
             ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
             ATTEMPTS.c.state == sa.bindparam(f"state_{i}"),
-            value_column.is_(None) if null else value_column == sa.bindparam(f"value_{i}"),
         )
+        if not null:  # a seek of ix_attempts_campaign_<column>, in id order
+            part = part.where(value_column == sa.bindparam(f"value_{i}"))
+        elif column != "outcome" or not nulls_are_all[i]:
+            # ix_attempts_campaign_state in id order; the value checked on the way
+            part = part.where(value_column.is_(None))
         if keyset:
             part = part.where(ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()))
         if latest_only:
@@ -772,37 +783,51 @@ def attempts_matching(*, by_phone: bool, by_text: bool) -> sa.Select[int]:
     contains ``name_like`` or the number ``phone_like`` (LIKE patterns), looked for only among
     the ids from ``floor`` up to ``before``: a search reads one window of ids per page, never
     the whole campaign."""
-    query = sa.select(ATTEMPTS.c.id).join_from(
-        ATTEMPTS, CONTACTS, CONTACTS.c.id == ATTEMPTS.c.contact_id
-    )
     if by_phone:
         # "+ 0": SQLite, which keeps no statistics here, would otherwise walk the campaign's
         # index in id order (no sort) rather than seek the number's few attempts
-        query = query.where(
-            ATTEMPTS.c.phone == sa.bindparam("phone"),
-            (ATTEMPTS.c.campaign_id + 0) == sa.bindparam("campaign_id"),
-            (ATTEMPTS.c.id + 0) < sa.bindparam("before", type_=sa.Integer()),
+        return (
+            sa.select(ATTEMPTS.c.id)
+            .where(
+                ATTEMPTS.c.phone == sa.bindparam("phone"),
+                (ATTEMPTS.c.campaign_id + 0) == sa.bindparam("campaign_id"),
+                (ATTEMPTS.c.id + 0) < sa.bindparam("before", type_=sa.Integer()),
+            )
+            .order_by(ATTEMPTS.c.id.desc())
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
         )
-    if by_text:
-        query = query.where(
+    # Each name looked up from its attempt (a scalar subquery, not a join): PostgreSQL would
+    # otherwise read every contact's name, a name filter looking rare to it, whatever the window.
+    name = (
+        sa.select(CONTACTS.c.name)
+        .where(CONTACTS.c.id == ATTEMPTS.c.contact_id)
+        .correlate(ATTEMPTS)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(ATTEMPTS.c.id)
+        .where(
             ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
             ATTEMPTS.c.id < sa.bindparam("before", type_=sa.Integer()),
             ATTEMPTS.c.id >= sa.bindparam("floor", type_=sa.Integer()),
             sa.or_(
-                CONTACTS.c.name.ilike(sa.bindparam("name_like"), escape="\\"),
+                name.ilike(sa.bindparam("name_like"), escape="\\"),
                 ATTEMPTS.c.phone.like(sa.bindparam("phone_like"), escape="\\"),
             ),
         )
-    return query.order_by(ATTEMPTS.c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer()))
+        .order_by(ATTEMPTS.c.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+    )
 
 
 @cache
-def calls_per_hour(dialect: str) -> sa.Select[str, int]:
+def calls_per_hour(dialect: str) -> sa.Select[Any, int]:
     """The campaign's dials per hour from ``since`` to ``until``, read from
-    ix_attempts_campaign_dialing alone; the hour as text, "YYYY-MM-DD HH" (UTC)."""
+    ix_attempts_campaign_dialing alone; the hour (UTC) as a naive timestamp (PostgreSQL) or
+    as text, "YYYY-MM-DD HH" (SQLite)."""
     if dialect == "postgresql":
-        hour: sa.ColumnElement[str] = sa.func.to_char(
-            sa.func.timezone("UTC", ATTEMPTS.c.dialing_at), "YYYY-MM-DD HH24"
+        hour: sa.ColumnElement[Any] = sa.func.date_trunc(
+            "hour", sa.func.timezone("UTC", ATTEMPTS.c.dialing_at)
         )
     else:  # SQLite keeps UTC text: its first 13 characters are the hour (no date parsing)
         hour = sa.func.substr(ATTEMPTS.c.dialing_at, 1, 13)

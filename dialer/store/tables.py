@@ -94,8 +94,9 @@ class AttemptRow(SQLModel, table=True):
         # counts per state and outcome read from this index alone, and a page of one
         # (state, outcome) newest first is a seek;
         sa.Index("ix_attempts_campaign_outcome", "campaign_id", "state", "outcome", "id"),
-        # likewise a page of the contacts skipped, expired or cancelled for one reason;
-        sa.Index("ix_attempts_campaign_reason", "campaign_id", "state", "reason", "id"),
+        # a page of one state newest first whatever the outcome (PostgreSQL orders by id after
+        # "outcome IS NULL" only with a sort), and of one skip reason, its reasons counted;
+        sa.Index("ix_attempts_campaign_state", "campaign_id", "state", "id", "reason"),
         # a campaign's next due time, one seek;
         sa.Index("ix_attempts_campaign_due", "campaign_id", "state", "due_at"),
         # its calls per hour, a range of the hours shown.

@@ -22,7 +22,7 @@ depends_on = None
 #: (name, columns) of the attempts indexes the status page's reads seek in
 _ATTEMPT_INDEXES = (
     ("ix_attempts_campaign_outcome", ["campaign_id", "state", "outcome", "id"]),
-    ("ix_attempts_campaign_reason", ["campaign_id", "state", "reason", "id"]),
+    ("ix_attempts_campaign_state", ["campaign_id", "state", "id", "reason"]),
     ("ix_attempts_campaign_due", ["campaign_id", "state", "due_at"]),
     ("ix_attempts_campaign_dialing", ["campaign_id", "dialing_at"]),
 )
