@@ -228,6 +228,24 @@ SEEDS: dict[str, Rows] = {
             for n, patient in enumerate(("A7", "B8"))
         ],
     },
+    "0008": {
+        # two daemons' requests with one key, and one's with another key (a minute each: the
+        # rows are told apart by their first column)
+        "request_counts": [
+            {
+                "minute": T + timedelta(days=2, minutes=m),
+                "key_name": key,
+                "worker_id": worker,
+                "requests": requests,
+                "rate_limited": limited,
+            }
+            for m, key, worker, requests, limited in (
+                (0, "default", "vm:100:1a2b3c4d", 42, 1),
+                (1, "default", "vm:200:5e6f7a8b", 17, 0),
+                (2, "clinic_north", "vm:100:1a2b3c4d", 3, 0),
+            )
+        ],
+    },
 }
 
 
@@ -323,13 +341,13 @@ def test_upgrade_from_every_revision_keeps_every_row(empty_url: str, start: str)
             for table_name, rows in seeded.items():
                 table = sa.Table(table_name, metadata, autoload_with=connection)
                 key = next(iter(table.primary_key.columns)).name
-                found = {
-                    row[key]: {k: _read(v) for k, v in row.items()}
+                found = {  # keyed as read back (a UTC instant, for request_counts' minute)
+                    _read(row[key]): {k: _read(v) for k, v in row.items()}
                     for row in connection.execute(sa.select(table)).mappings()
                 }
                 assert len(found) == len(rows), table_name
                 for row in rows:
-                    kept = found[row[key]]
+                    kept = found[_read(row[key])]
                     assert {k: kept[k] for k in row} == {k: _read(v) for k, v in row.items()}
         _the_dialer_uses_them(empty_url, start)
     finally:

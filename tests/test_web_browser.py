@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dialer.demo import default_campaign
+from dialer.demo import FORCED_OUTCOMES_FILE, unpack_demo_campaign
 from dialer.simulator import Simulator, SimulatorConfig, serve
 from tests.e2e import KEY
 
@@ -70,12 +70,11 @@ def free_port() -> int:
 
 
 def demo_files(folder: Path) -> dict[str, str]:
-    """The demo campaign and its contacts copied to ``folder``; the simulator's forced
-    outcomes for its numbers, when the demo has them."""
-    campaign = default_campaign()
-    shutil.copy(campaign, folder / "demo.toml")
-    shutil.copy(campaign.with_name("demo.csv"), folder / "demo.csv")
-    forced = campaign.with_name("demo-outcomes.toml")
+    """The demo campaign (`dialer demo`'s own files) written to ``folder``; the simulator's
+    forced outcomes for its numbers."""
+    campaign = unpack_demo_campaign(folder)
+    assert campaign == folder / "demo.toml"
+    forced = campaign.with_name(FORCED_OUTCOMES_FILE)
     if not forced.exists():
         return {}
     with forced.open("rb") as fh:
