@@ -12,8 +12,10 @@ All datetimes in and out are timezone-aware (UTC out unless a docstring says oth
     gate        decide(ContactFacts, DialRules, now=...) -> Allow | Defer | Close
     caps        cap_next_allowed(FrequencyCap, previous_calls, now)
     polling     next_poll_at(PollPlan, ...)
+    backoff     Backoff.delay(failures_in_a_row, rng)
 """
 
+from dialer.policy.backoff import Backoff
 from dialer.policy.caps import FrequencyCap, cap_next_allowed
 from dialer.policy.durations import format_duration, parse_duration
 from dialer.policy.outcomes import (
@@ -43,6 +45,7 @@ from dialer.policy.windows import (
 __all__ = [
     "DEFAULT_OUTCOME_RULES",
     "PERMANENT_OUTCOMES",
+    "Backoff",
     "CallingWindow",
     "ContactTiming",
     "FrequencyCap",
