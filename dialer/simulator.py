@@ -20,6 +20,13 @@ outcome rules classify) is:
 
 ``Simulator.created`` records every call it ever created, including those whose response was
 lost: tests judge double dials against this record, never against the dialer's own database.
+
+Outages, for the tests that ride them out: ``answer_after(seconds)`` makes every answer come
+that many simulated seconds late; served with ``serve(sim, network=True)``, a
+:class:`LoopbackProxy` stands in front of it and ``refuse_connections()`` takes it off the
+network (nothing listens: connections are refused, and those open are cut) until
+``accept_connections()``. The same proxy can stand in front of anything a test needs to take
+away (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -227,6 +234,10 @@ class Simulator:
         self._windows: dict[str, _KeyWindow] = defaultdict(_KeyWindow)
         self._forced_seen: dict[str, int] = defaultdict(int)
         self._advanced = 0.0
+        #: every answer comes this many simulated seconds late (0: at once)
+        self._answer_delay_s = 0.0
+        #: the proxy in front of the served simulator (``serve(..., network=True)``)
+        self._network: LoopbackProxy | None = None
         self._webhook_tasks: set[asyncio.Task[None]] = set()
         self._webhook_client: httpx.AsyncClient | None = None
         self.webhooks_sent = 0
@@ -261,6 +272,28 @@ class Simulator:
 
     def set_faults(self, faults: Faults) -> None:
         self._faults = faults
+
+    def answer_after(self, seconds: float) -> None:
+        """Answer every request ``seconds`` (simulated) late from now on; 0 ends it. A create
+        is placed when its answer goes out, so a client that gives up first cannot see it yet
+        (the slower case for reconciliation)."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, not {seconds}")
+        self._answer_delay_s = seconds
+
+    async def refuse_connections(self) -> None:
+        """Off the network: connections are refused (nothing listens) and open ones are cut,
+        until ``accept_connections``. Needs ``serve(sim, network=True)``."""
+        await self._proxy().refuse()
+
+    async def accept_connections(self) -> None:
+        """Back on the network, on the same address."""
+        await self._proxy().accept()
+
+    def _proxy(self) -> LoopbackProxy:
+        if self._network is None:
+            raise RuntimeError("serve the simulator with network=True to take it off the network")
+        return self._network
 
     @property
     def api_keys(self) -> set[str]:
@@ -384,6 +417,8 @@ class Simulator:
         return key, None
 
     async def _maybe_slow(self) -> None:
+        if self._answer_delay_s:
+            await asyncio.sleep(self._answer_delay_s / self.config.time_scale)
         if self._faults.slow and self._rng.random() < self._faults.slow:
             await asyncio.sleep(self._faults.slow_response_s)
 
@@ -795,25 +830,140 @@ def _parse_when(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class LoopbackProxy:
+    """A TCP front on loopback that forwards each connection to ``target`` and can take the
+    target off the network: ``refuse()`` stops listening (a connect is refused, as when the
+    server is down) and cuts the open connections, until ``accept()`` listens again on the
+    same port; ``cut()`` drops the open connections alone.
+
+        proxy = LoopbackProxy(("127.0.0.1", 5432))
+        await proxy.start()               # then connect to ("127.0.0.1", proxy.port)
+    """
+
+    def __init__(self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in LOOPBACK:
+            raise ValueError(f"the proxy only listens on loopback, not {host!r}")
+        self.target = target
+        self.host = host
+        self.port = port
+        #: connections accepted so far
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def refusing(self) -> bool:
+        return self._server is None
+
+    async def start(self) -> None:
+        await self.accept()
+
+    async def accept(self) -> None:
+        """Listen (again, on the same port once one was bound)."""
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._connected, self.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def refuse(self) -> None:
+        """Stop listening and cut every open connection."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self.cut()  # before waiting: a server's close waits for its connections (3.12+)
+        if server is not None:
+            await server.wait_closed()
+
+    def cut(self) -> int:
+        """Drop every open connection (both ends see it reset); how many there were."""
+        open_ = list(self._open)
+        for writer in open_:
+            writer.transport.abort()
+        self._open.clear()
+        return len(open_) // 2
+
+    async def aclose(self) -> None:
+        await self.refuse()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            upstream_reader, upstream = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open.update((writer, upstream))
+        pipes = [
+            asyncio.create_task(_pipe(reader, upstream), name="proxy-up"),
+            asyncio.create_task(_pipe(upstream_reader, writer), name="proxy-down"),
+        ]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self._pipes.difference_update(pipes)
+            for end in (writer, upstream):
+                self._open.discard(end)
+                end.transport.abort()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy until either side ends; then end the other."""
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        sink.transport.abort()
+
+
 @asynccontextmanager
-async def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve the simulator on loopback; yields the base URL (``http://127.0.0.1:PORT/api/v1``)."""
+async def serve(
+    sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, network: bool = False
+) -> AsyncIterator[str]:
+    """Serve the simulator on loopback; yields the base URL (``http://127.0.0.1:PORT/api/v1``).
+
+    ``network``: behind a :class:`LoopbackProxy` on that address, which
+    ``sim.refuse_connections()`` takes off the network (a hop costs CPU, so only when asked).
+    """
     if host not in LOOPBACK:
         raise ValueError(f"the simulator only listens on loopback, not {host!r}")
     server = uvicorn.Server(
         uvicorn.Config(
-            sim.app, host=host, port=port, log_level="critical", lifespan="off", access_log=False
+            sim.app,
+            host=host,
+            port=0 if network else port,
+            log_level="critical",
+            lifespan="off",
+            access_log=False,
         )
     )
     task = asyncio.create_task(server.serve(), name="simulator")
+    proxy: LoopbackProxy | None = None
     try:
         while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
         bound = server.servers[0].sockets[0].getsockname()[1]
+        if network:
+            proxy = LoopbackProxy((host, bound), host=host, port=port)
+            await proxy.start()
+            sim._network = proxy
+            bound = proxy.port
         yield f"http://{host}:{bound}/api/v1"
     finally:
+        if proxy is not None:
+            sim._network = None
+            await proxy.aclose()
         await sim.aclose()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

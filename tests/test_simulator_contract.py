@@ -115,3 +115,44 @@ def test_serve_refuses_anything_but_loopback() -> None:
 
     with pytest.raises(ValueError, match="loopback"):
         asyncio.run(attempt())
+
+
+async def test_off_the_network_connections_are_refused_until_it_is_back() -> None:
+    from dialer.simulator import serve
+
+    sim = Simulator(SimulatorConfig(api_key=KEY, seed=1))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with serve(sim, network=True) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers=headers) as kept:
+            assert (await kept.get("/calls")).status_code == 200  # a kept-alive connection
+            await sim.refuse_connections()
+            with pytest.raises(httpx.TransportError):  # cut, and no new one to be had
+                await kept.get("/calls")
+        async with httpx.AsyncClient(base_url=base_url, headers=headers) as fresh:
+            with pytest.raises(httpx.ConnectError):  # refused: nothing of it was sent
+                await fresh.post("/calls/outbound", json=BODY)
+            await sim.accept_connections()
+            assert (await fresh.post("/calls/outbound", json=BODY)).status_code == 201
+    assert [r.destination for r in sim.created] == [BODY["destination"]]
+
+
+async def test_refusing_needs_the_proxy_in_front() -> None:
+    with pytest.raises(RuntimeError, match="network=True"):
+        await make().refuse_connections()
+
+
+async def test_answers_come_late_by_simulated_seconds() -> None:
+    import asyncio
+
+    sim = make(time_scale=100.0)
+    sim.answer_after(30)  # 0.3 s of real time at 100x
+    loop = asyncio.get_running_loop()
+    async with client(sim) as http:
+        sent = loop.time()
+        created = await http.post("/calls/outbound", json=BODY)
+        assert created.status_code == 201
+        assert loop.time() - sent >= 0.3
+        sim.answer_after(0)
+        sent = loop.time()
+        await http.get("/calls")
+        assert loop.time() - sent < 0.3
