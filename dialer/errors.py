@@ -17,6 +17,10 @@
     ├── CreateWithdrawn            a create withdrawn before it was sent (nothing went out)
     ├── WebhookRejected            a webhook that failed verification; .status to answer with
     └── StoreError                 the database
+        ├── StoreUnavailable       for now, not for good: hold, back off, try again
+        │   ├── DatabaseUnreachable  no connection, or it was lost (refused, dropped, ended)
+        │   ├── DatabaseBusy       a lock held elsewhere outlasted our wait
+        │   └── DatabaseFull       no room to write (SQLITE_FULL, a full disk)
         ├── SchemaMismatch         the schema is older or newer than this code
         ├── TransitionRefused      an attempt was not in a state the transition starts from
         └── StateChangeRefused     a cancelled campaign cannot be paused or resumed
@@ -137,6 +141,32 @@ class WebhookRejected(DialerError):
 
 class StoreError(DialerError):
     """The database failed or refused an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot serve us for now; nothing about the request is wrong. The engine's
+    loops hold and try again (dialer.store.failures says which driver errors these are).
+
+    ``commit_unknown``: the connection was lost while the COMMIT was under way, so the
+    transaction may have been committed or not; re-read before acting on either."""
+
+    def __init__(self, message: str, *, commit_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.commit_unknown = commit_unknown
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """No connection to the database, or it was lost: refused, dropped, terminated by an
+    administrator, the server shutting down; SQLite's file unreadable."""
+
+
+class DatabaseBusy(StoreUnavailable):
+    """A lock held by someone else outlasted our wait (SQLite's `database is locked` from a
+    backup or the CLI; a PostgreSQL deadlock or serialization failure): nothing was written."""
+
+
+class DatabaseFull(StoreUnavailable):
+    """No room to write (SQLITE_FULL, PostgreSQL's disk_full): nothing was written."""
 
 
 class SchemaMismatch(StoreError):

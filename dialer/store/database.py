@@ -32,14 +32,31 @@ def postgres_driver_missing() -> str | None:
     return None
 
 
-def make_engine(url: str, *, echo: bool) -> Engine:
+#: how long a statement waits for SQLite's write lock held by another process (the CLI's
+#: default: a person can wait)
+LOCK_WAIT_S = 30.0
+#: the daemon's wait: SQLite waits inside the statement, which blocks the daemon's event loop
+#: (signals, webhooks, answers to read); a longer lock is ridden out by the engine's loops,
+#: which back off with the event loop free (dialer.engine.outages)
+DAEMON_LOCK_WAIT_S = 5.0
+#: seconds to connect to PostgreSQL before the attempt counts as failed: without it, a host
+#: that drops packets holds the daemon's event loop for the OS's own timeout (minutes)
+PG_CONNECT_TIMEOUT_S = 5
+#: milliseconds a sent request may stay unacknowledged before the connection counts as lost
+#: (TCP_USER_TIMEOUT): a server that vanished mid-statement fails the statement instead of
+#: holding it for TCP's retransmission timeout (about a quarter of an hour)
+PG_TCP_USER_TIMEOUT_MS = 10_000
+
+
+def make_engine(url: str, *, echo: bool, lock_wait_s: float = LOCK_WAIT_S) -> Engine:
     parsed = with_psycopg(make_url(url))
     if parsed.drivername == "postgresql+psycopg":
         missing = postgres_driver_missing()
         if missing is not None:
             raise StoreError(missing)
     if parsed.drivername.startswith("sqlite"):
-        engine = sa.create_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, echo=echo, connect_args={"timeout": lock_wait_s})
+        busy_timeout_ms = round(lock_wait_s * 1000)
 
         @sa_event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -49,8 +66,16 @@ def make_engine(url: str, *, echo: bool) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.close()
 
         return engine
-    return sa.create_engine(parsed, echo=echo, pool_pre_ping=True)
+    return sa.create_engine(
+        parsed,
+        echo=echo,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        },
+    )

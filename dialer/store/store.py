@@ -12,6 +12,11 @@ event loop; a slow database shows up as loop latency, which the metrics make vis
 
 Every method runs prebuilt Core statements (dialer.store.statements) in one short transaction
 and hands out frozen records (dialer.store.records), never table rows.
+
+Errors leave as dialer.errors' StoreError; a database that is away for a while (unreachable,
+locked, full) as its StoreUnavailable kinds (dialer.store.failures), on which the engine holds
+and tries again. A transaction either commits or raises: only a connection lost during the
+COMMIT leaves it unknown which (``StoreUnavailable.commit_unknown``).
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from sqlmodel import Session, SQLModel
 
 from dialer.attempts import AttemptState, can_transition, sources_of
 from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
-from dialer.store import browse, budget, importer
+from dialer.store import browse, budget, failures, importer
 from dialer.store import statements as sql
 from dialer.store.browse import Group, Search
-from dialer.store.database import make_engine
+from dialer.store.database import LOCK_WAIT_S, make_engine
 from dialer.store.events import append_event
 from dialer.store.records import (
     AttemptRecord,
@@ -61,12 +66,21 @@ T = TypeVar("T")
 REASON_MAX_CHARS = 500
 
 
-class Store:
-    """All database access. Open with ``with Store(url) as store:``."""
+class _Commit:
+    """Whether a transaction reached its COMMIT (see ``Store._connection``)."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    started = False
+
+
+class Store:
+    """All database access. Open with ``with Store(url) as store:``.
+
+    ``lock_wait_s``: how long a statement waits for SQLite's write lock held by another
+    process before it fails with DatabaseBusy (dialer.store.database)."""
+
+    def __init__(self, url: str, *, echo: bool = False, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.url = url
-        self._engine: Engine = make_engine(url, echo=echo)
+        self._engine: Engine = make_engine(url, echo=echo, lock_wait_s=lock_wait_s)
 
     # ----- lifecycle
     def __enter__(self) -> Store:
@@ -116,15 +130,14 @@ class Store:
                 connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     @contextmanager
-    def _wrap(self) -> Iterator[None]:
+    def _wrap(self, commit: _Commit | None = None) -> Iterator[None]:
+        """SQLAlchemy's errors become ours here and nowhere else (dialer.store.failures)."""
         try:
             yield
         except StoreError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"database error: {type(exc).__name__}: {exc.args[0] if exc.args else exc}"
-            ) from exc
+            raise failures.translate(exc, committing=commit is not None and commit.started) from exc
 
     @contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
@@ -134,8 +147,10 @@ class Store:
         commit than the one or two statements most of these transactions run, and the records
         the store hands out are built from result rows (``from_row``), not from ORM objects.
         """
-        with self._wrap(), self._engine.begin() as connection:
+        commit = _Commit()
+        with self._wrap(commit), self._engine.connect() as connection, connection.begin():
             yield connection
+            commit.started = True  # what fails from here on may have committed
 
     @contextmanager
     def session(self) -> Iterator[Session]:
