@@ -36,6 +36,7 @@ from dialer.policy.polling import PollPlan
 from dialer.ratelimit import RequestBudget, SharedBudget
 from dialer.serving import serve_app
 from dialer.store import Store
+from dialer.store.database import DAEMON_LOCK_WAIT_S
 from dialer.usage import RequestCounts
 from dialer.voicedock import VoiceDockClient
 from dialer.web import DaemonFacts, KeyHold, StatusSource, status_app
@@ -126,7 +127,7 @@ async def open_daemon(
     """Open the store, one client per API key in use and the engine; import campaigns; start
     the schedules. ``api_key`` stands in for the default key's environment variable (demo,
     tests); the other keys always come from theirs."""
-    store = Store(config.database_url)
+    store = Store(config.database_url, lock_wait_s=DAEMON_LOCK_WAIT_S)
     try:
         store.open_schema()
         async with contextlib.AsyncExitStack() as stack:

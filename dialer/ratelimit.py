@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +55,9 @@ from itertools import count
 from typing import Any, Protocol
 
 import structlog
+
+from dialer.errors import StoreUnavailable
+from dialer.policy.backoff import Backoff
 
 __all__ = [
     "MAX_HOLD_S",
@@ -389,6 +393,11 @@ class RequestBudget:
 
 MAX_BURST = 5
 
+#: while the database cannot give a slot of the shared row, it is asked again after these
+#: waits (the requests wait meanwhile); they grow, since each try may hold the event loop for
+#: a connect timeout
+SHARED_ROW_BACKOFF = Backoff(base=timedelta(seconds=0.5), cap=timedelta(seconds=10))
+
 
 class SlotSource(Protocol):
     """Where a budget shared between processes takes its slots (dialer.store.Store does)."""
@@ -428,21 +437,41 @@ class SharedBudget(RequestBudget):
         # counts in (fixed or sliding minute): any window W holds at most W/interval + burst.
         self._burst = max(1, min(requests_per_minute - self.rate_per_minute, MAX_BURST))
         self._wall_now = wall_now
+        #: tries in a row the shared row could not be read (said once, until it can again)
+        self._row_failures = 0
+        self._jitter = random.Random()
 
     def _shared_wait(self) -> float:
-        wait = self._slots.take_request_slot(
-            self._key_name, now=self._wall_now(), interval=self._interval, burst=self._burst
-        )
+        """The shared row's answer; while the database cannot give one, nothing is sent: the
+        others' share cannot be known, and a request past it could be over the limit."""
+        try:
+            wait = self._slots.take_request_slot(
+                self._key_name, now=self._wall_now(), interval=self._interval, burst=self._burst
+            )
+        except StoreUnavailable as exc:
+            if not self._row_failures:
+                log.warning(
+                    "dialer.budget.shared_row_unavailable", key=self._key_name, error=str(exc)
+                )
+            self._row_failures += 1
+            return SHARED_ROW_BACKOFF.delay(self._row_failures, self._jitter).total_seconds()
+        if self._row_failures:
+            log.info("dialer.budget.shared_row_back", key=self._key_name)
+            self._row_failures = 0
         return max(wait.total_seconds(), 0.0)
 
     def _hold(self, seconds: float, *, reason: str, **detail: object) -> None:
         """A 429's pause or a header's hold is the server's word about the whole key: the
-        other daemons on it hold too (through the shared row), not only this one."""
+        other daemons on it hold too (through the shared row), not only this one. With the
+        database away, only this daemon holds; the others hear the 429 themselves."""
         super()._hold(seconds, reason=reason, **detail)
         if seconds > 0:  # also rejects NaN
-            self._slots.hold_request_slots(
-                self._key_name,
-                until=self._wall_now() + timedelta(seconds=min(seconds, MAX_RETRY_AFTER_S)),
-                interval=self._interval,
-                burst=self._burst,
-            )
+            try:
+                self._slots.hold_request_slots(
+                    self._key_name,
+                    until=self._wall_now() + timedelta(seconds=min(seconds, MAX_RETRY_AFTER_S)),
+                    interval=self._interval,
+                    burst=self._burst,
+                )
+            except StoreUnavailable as exc:
+                log.warning("dialer.budget.hold_not_shared", key=self._key_name, error=str(exc))

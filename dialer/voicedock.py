@@ -497,6 +497,12 @@ class VoiceDockClient:
             if total is None or not read or offset >= total:
                 return list(calls.values())
 
+    async def probe(self) -> None:
+        """One ``GET /calls?limit=1``, sent once: does VoiceDock answer at all? Raises
+        TransportFailure when nothing answered, the mapped error of an error answer. The
+        engine asks it of a key that stopped answering, instead of its creates and polls."""
+        await self._request(_Route.LIST, "/calls", retry_on=(), params={"limit": 1})
+
     # ------------------------------------------------------------------ plumbing
     async def _list_page(
         self, route: _Route, params: Mapping[str, str | int], only: Collection[str] | None

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dialer.errors import WebhookRejected
+from dialer.errors import StoreUnavailable, WebhookRejected
 
 log = structlog.get_logger("dialer.webhooks")
 
@@ -198,7 +198,12 @@ def webhook_app(
             call_id=event.call_id,
             terminal=event.terminal,
         )
-        await on_event(event)
+        try:
+            await on_event(event)
+        except StoreUnavailable:
+            # Not recorded: ask for the delivery again; our polls read the call meanwhile.
+            log.warning("dialer.webhook.deferred", kind=event.kind, call_id=event.call_id)
+            return JSONResponse({"error": "unavailable"}, status_code=503)
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route(path, receive, methods=["POST"])])

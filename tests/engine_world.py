@@ -109,12 +109,13 @@ async def world(
     phones: Sequence[str] = (PHONE,),
     extra: str = "",
     db_url: str | None = None,
+    lock_wait_s: float = 30.0,
 ) -> AsyncIterator[World]:
     campaign = load_campaign(
         write_campaign(tmp_path, phones, extra=extra, **({"window": window} if window else {}))
     )
     config = write_config(tmp_path, db_url=db_url or f"sqlite:///{tmp_path}/dialer.db")
-    with Store(config.database_url) as store:
+    with Store(config.database_url, lock_wait_s=lock_wait_s) as store:
         store.create_schema()
         async with contextlib.AsyncExitStack() as stack:
             w = World(

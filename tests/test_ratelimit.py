@@ -351,3 +351,39 @@ async def test_a_shared_hold_is_capped_too(slot_store: Store) -> None:
     paused.pause_for(1e12)  # beyond any datetime: capped, not an OverflowError
     await other.acquire(Priority.CREATE)
     assert MAX_RETRY_AFTER_S <= fake.monotonic() <= MAX_RETRY_AFTER_S + 5  # not for 30,000 years
+
+
+async def test_nothing_is_sent_while_the_shared_row_cannot_be_read(tmp_path: Path) -> None:
+    """The others' share of the key cannot be known while the database is away: requests wait
+    (the budget holds) instead of failing, and go once the row can be read again."""
+    import sqlite3
+
+    import structlog
+
+    url = f"sqlite:///{tmp_path}/slots.db"
+    with Store(url) as setup:
+        setup.create_schema()
+    fake = FakeClock(START, autojump=False)
+    lock = sqlite3.connect(tmp_path / "slots.db", isolation_level=None)
+    with Store(url, lock_wait_s=0.01) as store, structlog.testing.capture_logs() as logs:
+        budget = shared_on(fake, store)
+        lock.execute("BEGIN EXCLUSIVE")  # the row cannot be written: DatabaseBusy
+        waiting = asyncio.create_task(budget.acquire(Priority.CREATE))
+        await until(lambda: budget.waiting() == 1)
+        budget.pause_for(5)  # a 429 meanwhile: held here, not shared (the row is locked)
+        fake.advance(timedelta(seconds=30))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        lock.execute("COMMIT")
+        for _ in range(10):
+            fake.advance(timedelta(seconds=30))
+            await asyncio.sleep(0.01)
+            if waiting.done():
+                break
+        await waiting
+        assert budget.sent_total == 1
+    lock.close()
+    said = [line["event"] for line in logs if line["event"].startswith("dialer.budget.")]
+    assert said.count("dialer.budget.shared_row_unavailable") == 1
+    assert "dialer.budget.hold_not_shared" in said
+    assert said[-1] == "dialer.budget.shared_row_back"

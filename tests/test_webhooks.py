@@ -203,3 +203,20 @@ async def test_a_signed_body_that_is_not_an_event_is_a_400(body: bytes) -> None:
     async with _client() as client:
         answer = await client.post("/webhooks/voicedock", content=body, headers=headers)
     assert answer.status_code == 400
+
+
+async def test_a_delivery_the_database_cannot_take_now_is_asked_for_again() -> None:
+    from dialer.errors import DatabaseUnreachable
+
+    async def on_event(event: WebhookEvent) -> None:
+        raise DatabaseUnreachable("database error: connection refused")
+
+    app = webhook_app(SECRET, on_event, clock=lambda: NOW)
+    body = json.dumps(report()).encode()
+    ts = str(int(NOW))
+    signed = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(SECRET, ts, body)}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hook"
+    ) as client:
+        answer = await client.post("/webhooks/voicedock", content=body, headers=signed)
+    assert answer.status_code == 503  # a sender that retries delivers later; polls read it anyway

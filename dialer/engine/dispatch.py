@@ -5,6 +5,10 @@ due attempt ── gate (DNC, deadline, zone, window, cap) ──► defer / ski
     ├─► Store.begin_dialing      (committed BEFORE the POST)
     ├─► POST /calls/outbound     (through the one request budget)
     └─► in_flight | failed | planned (nothing placed) | dialing (ambiguous: reconcile)
+
+With the database away, nothing is dialled: no claim commits, and a create queued before the
+first failure is confirmed again (a write) before it goes out; the answer of a POST already
+out is recorded as soon as the database takes it (see dialer.engine.outages).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from dialer.errors import (
     NotFound,
     ProviderError,
     RateLimited,
+    StoreUnavailable,
     TransportFailure,
 )
 from dialer.policy.gate import Allow, Close, Defer
 from dialer.policy.polling import next_poll_at
 from dialer.store import AttemptView, TransitionRefused
+from dialer.voicedock import CreatedCall
 
 __all__ = ["Dispatcher"]
 
@@ -63,8 +69,15 @@ class Dispatcher:
         # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
         await shared.suppression.refresh()
         now = shared.clock()
-        held = shared.holds.held_keys(now)
-        if held >= shared.clients.keys() or shared.holds.clock_skew is not None:
+        # an API key refused (401/402), or whose VoiceDock does not answer or is not
+        # reconciled since it came back
+        held = shared.holds.held_keys(now) | shared.reachability.held_keys()
+        if (
+            held >= shared.clients.keys()
+            or shared.holds.clock_skew is not None
+            # the others may be about to take us for dead: a claim now could be theirs soon
+            or shared.database.beat_overdue(now)
+        ):
             self.full = False  # not counted: look again on the next tick
             return 0
         live = store.live_counts()
@@ -277,6 +290,14 @@ class Dispatcher:
                     # Stopped while waiting for the budget: nothing went out, the dial is free.
                     self._release(attempt, "stopped", delay=timedelta(0), dialed_at=dialed_at)
                 raise
+            except StoreUnavailable as exc:
+                # Raised before anything was sent (the budget's shared row, the re-check):
+                # the row stays `dialing`, for reconciliation to release.
+                shared.database.noticed(exc, by="dial")
+                log.warning(
+                    "dialer.attempt.left_dialing", attempt_id=attempt.id, stage="before_send"
+                )
+                return
             except CreateWithdrawn:
                 shared.count("withdrawn")
                 return
@@ -293,6 +314,8 @@ class Dispatcher:
                 )
                 return
             except TransportFailure as exc:
+                # not sent (connection refused or timed out): VoiceDock does not answer
+                shared.reachability.failed(attempt.api_key_name, exc)
                 self._release(
                     attempt,
                     "unreachable",
@@ -324,7 +347,8 @@ class Dispatcher:
                 )
                 return
             except InvalidRequest as exc:
-                with shared.unless_taken_over(attempt, "create_failed"):
+
+                def failed(exc: InvalidRequest = exc) -> None:
                     shared.store.mark_create_failed(
                         attempt.id,
                         error=str(exc),
@@ -335,6 +359,8 @@ class Dispatcher:
                     log.warning(
                         "dialer.attempt.create_failed", attempt_id=attempt.id, error=str(exc)
                     )
+
+                shared.settle_dial(attempt, "create_failed", failed)
                 shared.after_final()
                 return
             except ProviderError as exc:
@@ -342,23 +368,8 @@ class Dispatcher:
                 # exists: treat it as ambiguous, so reconciliation decides, never a re-dial.
                 self._note_ambiguous(attempt, exc, dialed_at)
                 return
-            now = shared.clock()
             shared.holds.clear_account(attempt.api_key_name)
-            try:
-                shared.store.mark_in_flight(
-                    attempt.id,
-                    call_id=created.call_id,
-                    now=now,
-                    next_poll_at=next_poll_at(
-                        shared.settings.poll, status=None, now=now, dialed_at=now
-                    ),
-                    dialed_at=dialed_at,
-                    response_status=created.http_status,
-                )
-            except TransitionRefused:
-                # Someone resolved the attempt while our POST was out, which the re-stamp before
-                # sending should make impossible. The call exists: keep its id on record.
-                self._orphaned(attempt, created.call_id)
+            if not await self._record_created(attempt, created, dialed_at):
                 return
             shared.count("created")
             log.info(
@@ -373,24 +384,90 @@ class Dispatcher:
             if not placed:  # released, failed or ambiguous: the dispatcher may act again
                 shared.wake.set()
 
+    async def _record_created(
+        self, attempt: AttemptView, created: CreatedCall, dialed_at: datetime
+    ) -> bool:
+        """in_flight with the call's id: False when someone else resolved the dial meanwhile.
+
+        The one write retried while the database is away (dialer.engine.outages): the call
+        exists and its id is only in memory. The move is pinned to this dial, so a try after
+        a commit we did not hear about is refused, and a re-read tells that apart from a
+        takeover. At a stop it is left to the next start, whose reconciliation adopts the call.
+        """
+        shared = self._shared
+        failures = 0
+        while True:
+            now = shared.clock()
+            try:
+                shared.store.mark_in_flight(
+                    attempt.id,
+                    call_id=created.call_id,
+                    now=now,
+                    next_poll_at=next_poll_at(
+                        shared.settings.poll, status=None, now=now, dialed_at=now
+                    ),
+                    dialed_at=dialed_at,
+                    response_status=created.http_status,
+                )
+                return True
+            except TransitionRefused:
+                if failures and self._recorded(attempt, created.call_id):
+                    return True  # an earlier try did commit
+                # Someone resolved the attempt while our POST was out, which the re-stamp before
+                # sending should make impossible. The call exists: keep its id on record.
+                self._orphaned(attempt, created.call_id)
+                return False
+            except StoreUnavailable as exc:
+                failures += 1
+                shared.database.noticed(exc, by="dial")
+                if shared.stopping:
+                    log.warning(
+                        "dialer.attempt.left_dialing",
+                        attempt_id=attempt.id,
+                        stage="created",
+                        call_id=created.call_id,
+                        hint="the next start's reconciliation adopts this call",
+                    )
+                    return False
+                backoff = shared.settings.database_backoff
+                await shared.database.wait_available(
+                    backoff.delay(failures, shared.rng).total_seconds()
+                )
+
+    def _recorded(self, attempt: AttemptView, call_id: str) -> bool:
+        """The attempt carries this call id already (our own unseen commit, or another
+        daemon's reconciliation adopting the same call)."""
+        try:
+            return self._shared.store.attempt(attempt.id).call_id == call_id
+        except StoreUnavailable:
+            return False
+
     def _may_still_send(self, attempt: AttemptView, dialed_at: datetime) -> datetime | None:
         """Asked just before a create goes out: the dial's new time, or None to withdraw it.
 
         A create that waited long for the budget (a 429 pause, another daemon's share) is
         looked at again: the window may have shut or the deadline passed; and its row is
-        re-stamped, which fails if a reconciler took it over or the campaign was paused.
+        re-stamped, which fails if a reconciler took it over or the campaign was paused. So is
+        one whose claim the database may have lost sight of: it failed us since the claim, or
+        our heartbeat is overdue (another daemon may be taking the claim over). With the
+        database away, it is not sent: the row stays `dialing`, for reconciliation.
         """
         shared = self._shared
         now = shared.clock()
-        if now - dialed_at < shared.settings.send_recheck_after:
+        if now - dialed_at < shared.settings.send_recheck_after and not (
+            shared.database.interrupted_since(dialed_at, now)
+        ):
             return dialed_at
+        if shared.database.down:
+            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
+            return None
         campaign = shared.campaigns.get(attempt.campaign_name)
         lapsed = "campaign_gone" if campaign is None else self._lapsed(campaign, attempt, now)
-        if lapsed is None and shared.store.confirm_sending(
-            attempt.id, dialed_at=dialed_at, now=now
-        ):
-            return now
         try:
+            if lapsed is None and shared.store.confirm_sending(
+                attempt.id, dialed_at=dialed_at, now=now
+            ):
+                return now
             # Back to planned: the dispatcher applies every rule anew (defers, closes).
             shared.store.release_unplaced(
                 attempt.id,
@@ -401,6 +478,10 @@ class Dispatcher:
             )
         except TransitionRefused:
             log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return None
+        except StoreUnavailable as exc:
+            shared.database.noticed(exc, by="dial")
+            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
             return None
         log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
         return None
@@ -417,7 +498,10 @@ class Dispatcher:
         self, attempt: AttemptView, exc: ProviderError, dialed_at: datetime
     ) -> None:
         shared = self._shared
-        with shared.unless_taken_over(attempt, "ambiguous"):
+        shared.count("ambiguous")
+        log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+
+        def note() -> None:
             shared.store.note_ambiguous(
                 attempt.id,
                 error=str(exc),
@@ -425,20 +509,23 @@ class Dispatcher:
                 dialed_at=dialed_at,
                 response_status=exc.status_code,
             )
-            shared.count("ambiguous")
-            log.warning("dialer.attempt.ambiguous", attempt_id=attempt.id, error=str(exc))
+
+        shared.settle_dial(attempt, "ambiguous", note)
 
     def _orphaned(self, attempt: AttemptView, call_id: str) -> None:
         shared = self._shared
         shared.count("orphaned")
         log.error("dialer.call.orphaned", attempt_id=attempt.id, call_id=call_id)
-        shared.store.add_event(
-            at=shared.clock(),
-            kind="call.orphaned",
-            campaign_id=attempt.campaign_id,
-            attempt_id=attempt.id,
-            call_id=call_id,
-        )
+        try:
+            shared.store.add_event(
+                at=shared.clock(),
+                kind="call.orphaned",
+                campaign_id=attempt.campaign_id,
+                attempt_id=attempt.id,
+                call_id=call_id,
+            )
+        except StoreUnavailable as exc:
+            shared.database.noticed(exc, by="dial")  # the log line above keeps the call id
 
     def _release(
         self,
@@ -452,7 +539,8 @@ class Dispatcher:
         """The POST was answered (or never sent) so that we KNOW no call exists."""
         shared = self._shared
         now = shared.clock()
-        with shared.unless_taken_over(attempt, reason):
+
+        def release() -> None:
             shared.store.release_unplaced(
                 attempt.id,
                 due_at=now + delay,
@@ -463,6 +551,8 @@ class Dispatcher:
             )
             shared.count("released")
 
+        shared.settle_dial(attempt, reason, release)
+
     def release_unsent(self) -> None:
         """At a stop: a create still waiting for the budget (a 429's pause) is not worth
         waiting for; it is released unsent (see _dial). Only POSTs already out are drained."""
@@ -470,6 +560,13 @@ class Dispatcher:
             task.cancel()
 
     async def drain(self, grace_s: float = 10.0) -> None:
-        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
-        if self.dial_tasks:
-            await asyncio.wait(set(self.dial_tasks), timeout=grace_s)
+        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly;
+        after ``grace_s``, what is left (an answer not come, a database that does not take
+        it) is cancelled and its row left in `dialing` for the next start's reconciliation."""
+        if not self.dial_tasks:
+            return
+        _, late = await asyncio.wait(set(self.dial_tasks), timeout=grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)

@@ -7,6 +7,10 @@
 Few calls in flight: one ``GET /calls/{id}`` per due call, timed by the poll plan. From
 ``list_threshold`` calls in flight on: one list (all pages) every ``list_interval`` observes
 every one of them. Webhooks end a call at once when they come; polling remains the fallback.
+
+While an API key's VoiceDock does not answer, its calls are not looked at (nothing would come
+back, and a call we cannot see for that reason is not given up on as `unknown`): their looks
+wait, and are made at once when a probe finds VoiceDock back (dialer.engine.outages).
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
 from dialer.attempts import AttemptState
 from dialer.engine.settings import ENDED_MEMORY
 from dialer.engine.shared import Shared
-from dialer.errors import AccountError, NotFound, ProviderError, StoreError
+from dialer.errors import AccountError, NotFound, ProviderError, StoreError, TransportFailure
 from dialer.policy.gate import Close, first_allowed
 from dialer.policy.outcomes import Outcome, classify
 from dialer.policy.polling import next_poll_at
@@ -51,6 +57,8 @@ class Follower:
         self._answered: dict[str, None] = {}
         # looks in a row that showed nothing, per attempt in flight (see _unobserved)
         self._misses: dict[int, int] = {}
+        #: API key -> attempts whose look waits for its VoiceDock to answer again
+        self._held: dict[str, set[int]] = defaultdict(set)
 
     @property
     def listing(self) -> bool:
@@ -72,6 +80,8 @@ class Follower:
         shared = self._shared
         now = shared.clock()
         plan = shared.settings.poll
+        if self._held:
+            self._resume_held(now)
         observed = await self._follow_unreported(now) if self._awaiting_report else 0
         if self.next_list is not None and now < self.next_list:
             # Listing: nothing is looked at (nor read from the store) between two lists.
@@ -91,8 +101,18 @@ class Follower:
             self.next_list = None
             due = shared.store.claim_polls(now=now, limit=limit, lease=shared.settings.poll_lease)
         if due:
-            await asyncio.gather(*(self._follow(attempt) for attempt in due))
+            await _together(self._follow(attempt) for attempt in due)
         return observed + len(due)
+
+    def _resume_held(self, now: datetime) -> None:
+        """The looks held for keys whose VoiceDock answers again are due now."""
+        reachability = self._shared.reachability
+        for key in [k for k in self._held if not reachability.unreachable(k)]:
+            for attempt_id in sorted(self._held[key]):
+                self._shared.store.reschedule_poll(attempt_id, next_poll_at=now, now=now)
+                self._held[key].discard(attempt_id)  # (a failure above keeps the rest)
+            del self._held[key]
+            self.next_list = None  # and list at once, if listing
 
     async def _follow_unreported(self, now: datetime) -> int:
         """GET the calls whose `ended` status-update came but whose report did not in time."""
@@ -111,7 +131,7 @@ class Follower:
             and attempt.call_id is not None
         ]
         if followed:
-            await asyncio.gather(*(self._follow(attempt) for attempt in followed))
+            await _together(self._follow(attempt) for attempt in followed)
         return len(followed)
 
     async def _follow_by_list(self, now: datetime) -> int:
@@ -124,11 +144,20 @@ class Follower:
         seen = 0
         missing: set[int] = set()
         for key_name, followed in by_key.items():
+            if shared.reachability.unreachable(key_name):
+                # listed at once when its VoiceDock answers again (see _resume_held)
+                self._held[key_name].update(a.id for a in followed.values())
+                continue
             oldest = min(a.dialing_at or now for a in followed.values())
             try:
                 calls = await shared.clients[key_name].list_calls(
                     start_date=oldest - shared.settings.reconcile_margin, only=followed.keys()
                 )
+            except TransportFailure as exc:
+                # not a reason to GET each call instead: those would get no answer either
+                shared.reachability.failed(key_name, exc)
+                self._held[key_name].update(a.id for a in followed.values())
+                continue
             except ProviderError as exc:
                 if isinstance(exc, AccountError):
                     shared.holds.hold_account(key_name, exc)
@@ -161,10 +190,19 @@ class Follower:
         if client is None:
             self._push_poll(attempt, shared.settings.poll_lease)
             return
+        if shared.reachability.unreachable(attempt.api_key_name):
+            self._hold(attempt)
+            return
         try:
             call = await client.get_call(attempt.call_id)
         except NotFound:
             self._unobserved(attempt, "call id not found")
+            return
+        except TransportFailure as exc:
+            # No answer at all, after the client's own retries: VoiceDock is not there, which
+            # says nothing about this call (it is not counted towards giving up on it).
+            shared.reachability.failed(attempt.api_key_name, exc)
+            self._hold(attempt)
             return
         except AccountError as exc:
             shared.holds.hold_account(attempt.api_key_name, exc)
@@ -330,6 +368,12 @@ class Follower:
         plan = shared.settings.poll
         self._push_poll(attempt, min(plan.late, plan.ringing * 2 ** min(misses - 1, 16)))
 
+    def _hold(self, attempt: AttemptView) -> None:
+        """Look again when the key's VoiceDock answers (``_resume_held``), or after the late
+        look's interval should this daemon stop meanwhile."""
+        self._held[attempt.api_key_name].add(attempt.id)
+        self._push_poll(attempt, self._shared.settings.poll.late)
+
     def _late_look(self, dialed: datetime, now: datetime) -> timedelta | None:
         """When to look again at an `unknown` call: every ``poll.late`` within the late-result
         horizon, then never (a webhook can still bring its result)."""
@@ -379,6 +423,19 @@ class Follower:
         # is recorded as expired instead
         due_at = first_allowed(placed, decision.not_before)
         return Retry(after=attempt, outcome=outcome.value, due_at=due_at)
+
+
+async def _together(looks: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the looks concurrently; the first to fail cancels the rest (still waiting for their
+    answer: nothing of theirs is written) and is raised. With the database away, one look
+    meets it and the others do not each wait out the lock or a connect timeout on it."""
+    tasks = [asyncio.ensure_future(look) for look in looks]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _remember(recent: dict[str, None], key: str) -> None:

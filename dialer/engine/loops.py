@@ -3,10 +3,13 @@
     APScheduler fire ──► Store.create_run (once per campaign and fire time)
     dispatch loop   ──► Dispatcher.dispatch_once   (woken by ends and releases, or when due)
     follow loop     ──► Follower.follow_once       (when a look or a list is due)
-    housekeeping    ──► Reconciler.reconcile_once, stragglers, finished runs (on a cadence)
+    housekeeping    ──► Reconciler.reconcile_once, stragglers, finished runs (on a cadence),
+                        probes of VoiceDock keys that do not answer, fires the database missed
     heartbeat       ──► Store.heartbeat, Holds.judge_clock (never waits on the network)
 
 Every decision takes ``now`` from the injected clock; the loops only decide *when* to run.
+A pass that meets the database away (StoreUnavailable) does not end its loop: the loop backs
+off and runs the pass again (dialer.engine.outages), so the daemon rides an outage out.
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ from dialer.campaign import Campaign, Contact
 from dialer.engine.dispatch import Dispatcher
 from dialer.engine.follow import Follower
 from dialer.engine.holds import AccountHold, Holds
+from dialer.engine.outages import DatabaseWatch, Outage, Reachability
 from dialer.engine.reconcile import Reconciler
 from dialer.engine.settings import FULL_RECOUNT_TICKS, Clock, EngineSettings, utc_now
 from dialer.engine.shared import Shared, Suppression
 from dialer.engine.watch import CampaignWatch
-from dialer.errors import StoreError
+from dialer.errors import (
+    AccountError,
+    ProviderError,
+    StoreError,
+    StoreUnavailable,
+    TransportFailure,
+)
 from dialer.policy.fires import missed_fire
 from dialer.store import AttemptView, ContactRecord, Store
 from dialer.voicedock import Call, VoiceDockClient
@@ -53,6 +63,9 @@ class Engine:
         clock: Clock = utc_now,
     ) -> None:
         settings = settings or EngineSettings()
+        # the outages' jitter draws from its own source: an outage leaves the retries' draws
+        # (and so a seeded run's schedule) as they would have been
+        jitter = random.Random(None if settings.seed is None else settings.seed + 1)
         self._shared = Shared(
             store=store,
             clients=dict(clients),
@@ -60,6 +73,8 @@ class Engine:
             clock=clock,
             campaigns={c.name: c for c in campaigns},
             holds=Holds(settings, clock),
+            database=DatabaseWatch(settings, clock, jitter),
+            reachability=Reachability(settings, clock, jitter),
             suppression=Suppression(settings, campaigns),
             rng=random.Random(settings.seed),
         )
@@ -75,6 +90,10 @@ class Engine:
         self.running = False
         #: when (by our clock) this daemon last wrote its heartbeat
         self.last_heartbeat: datetime | None = None
+        #: schedule fires whose run the database could not take yet, oldest first
+        self._pending_fires: list[tuple[str, datetime]] = []
+        #: keys back from an outage that a reconciliation pass has already been run for
+        self._reconciled_returns: set[str] = set()
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
 
@@ -131,6 +150,17 @@ class Engine:
     def _passing(self, loop: str) -> None:
         self._loop_passes[loop] = time.monotonic()
 
+    @property
+    def database_outage(self) -> Outage | None:
+        """The database outage this daemon is riding out (unreachable, locked, full), or None."""
+        return self._shared.database.outage
+
+    @property
+    def voicedock_outages(self) -> Mapping[str, Outage]:
+        """API key name -> "VoiceDock unreachable since …" (or back and reconciling, its dials
+        still held), for every key that is; empty when VoiceDock answers every key."""
+        return self._shared.reachability.outages
+
     def requests_sent(self) -> Counter[tuple[str, str, int | str]]:
         """Every request sent so far, by (method, endpoint, status), summed over the keys."""
         total: Counter[tuple[str, str, int | str]] = Counter()
@@ -171,7 +201,31 @@ class Engine:
         return await self._watch.refresh()
 
     def fire(self, campaign_name: str, fire_time: datetime) -> int | None:
-        """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher."""
+        """A schedule fired: create the run (once, whoever fires it) and wake the dispatcher.
+
+        With the database away the fire is kept and housekeeping creates its run later
+        (keyed on the fire time, a try that did commit unseen creates nothing the second time)."""
+        try:
+            return self._create_run(campaign_name, fire_time)
+        except StoreUnavailable as exc:
+            self._shared.database.noticed(exc, by="fire")
+            self._pending_fires.append((campaign_name, fire_time))
+            log.warning(
+                "dialer.run.fire_deferred",
+                campaign=campaign_name,
+                fire_time=fire_time.isoformat(),
+                error=str(exc),
+            )
+            return None
+
+    def _retry_fires(self) -> None:
+        """Create the runs of fires the database could not take (raises while it cannot)."""
+        while self._pending_fires:
+            campaign_name, fire_time = self._pending_fires[0]
+            self._create_run(campaign_name, fire_time)
+            self._pending_fires.pop(0)
+
+    def _create_run(self, campaign_name: str, fire_time: datetime) -> int | None:
         shared = self._shared
         campaign_id = shared.campaign_ids[campaign_name]
         run_id = shared.store.create_run(campaign_id, fire_time=fire_time, now=shared.clock())
@@ -263,13 +317,39 @@ class Engine:
         """Resolve attempts left in `dialing` with no POST of ours waiting on them."""
         return await self._reconciler.reconcile_once()
 
+    async def probe_unreachable(self) -> int:
+        """One request to each key whose VoiceDock did not answer, when its probe is due;
+        returns how many answered (their dials wait for reconcile_once)."""
+        shared = self._shared
+        answered = 0
+        now = shared.clock()
+        shared.reachability.remind(now)
+        for key in shared.reachability.probes_due(now):
+            try:
+                await shared.clients[key].probe()
+            except TransportFailure as exc:
+                shared.reachability.probe_failed(key, exc)
+                continue
+            except AccountError as exc:
+                shared.holds.hold_account(key, exc)  # an answer all the same
+            except ProviderError:
+                pass  # an answer all the same (a 429, a 5xx): it is reachable
+            shared.reachability.returned(key)
+            answered += 1
+        return answered
+
     def observe_call(self, attempt: AttemptView, call: Call, *, listed: bool = False) -> None:
         """Record what a poll, a list page or a webhook showed about a followed call."""
         self._follower.observe_call(attempt, call, listed=listed)
 
     async def on_webhook(self, event: WebhookEvent) -> None:
-        """A verified webhook (see Follower.on_webhook)."""
-        await self._follower.on_webhook(event)
+        """A verified webhook (see Follower.on_webhook). Raises StoreUnavailable when the
+        database cannot take it now (the receiver answers 503; a poll reads the call later)."""
+        try:
+            await self._follower.on_webhook(event)
+        except StoreUnavailable as exc:
+            self._shared.database.noticed(exc, by="webhook")
+            raise
 
     def check_clock(self) -> None:
         """Hold dialling and reconciliation while our clock is off from the shared database's."""
@@ -279,7 +359,7 @@ class Engine:
     def is_idle(self) -> bool:
         """Nothing in flight and nothing due within the idle horizon."""
         shared = self._shared
-        if self._follower.listing:
+        if self._follower.listing or self._pending_fires:
             return False  # listing: calls were in flight at the last list
         if self._dispatcher.dial_tasks or shared.store.count_attempts(
             states=[AttemptState.DIALING, AttemptState.IN_FLIGHT]
@@ -302,8 +382,10 @@ class Engine:
 
         Four named side tasks (heartbeat, dispatch, follow, housekeeping) share the stop
         event; if one dies the others are stopped and its exception is raised (a daemon never
-        limps on with a dead loop). A stop does not wait for a loop held by the budget (a
-        429's pause): the loops are cancelled, and only POSTs already sent are drained.
+        limps on with a dead loop). The database away does not kill a loop: it backs off and
+        tries again. A stop does not wait for a loop held by the budget (a 429's pause) or by
+        an outage: the loops are cancelled, and only POSTs already sent are drained, for at
+        most ``shutdown_grace``.
         """
         loops = [
             asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat"),
@@ -328,76 +410,125 @@ class Engine:
         finally:
             self.running = False
             stop.set()
+            self._shared.stopping = True
             for task in [*loops, stopped]:
                 task.cancel()
             await asyncio.gather(*loops, stopped, return_exceptions=True)
             self._dispatcher.release_unsent()
-            await self.drain()
+            await self.drain(self._shared.settings.shutdown_grace.total_seconds())
 
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
         shared = self._shared
         while not stop.is_set():
             self._passing("dispatch")
             shared.wake.clear()
-            await self._watch.refresh()
-            await self._dispatcher.dispatch_once()
-            if self._dispatcher.full:
-                # The ends this daemon sees wake it; an end another daemon sees (its poll, its
-                # webhook) wakes that one, which may not serve the campaign that is due.
-                seconds = shared.settings.tick * FULL_RECOUNT_TICKS
-            else:
-                seconds = self._until(shared.store.next_due_at())
+            try:
+                await self._watch.refresh()
+                await self._dispatcher.dispatch_once()
+                if self._dispatcher.full:
+                    # The ends this daemon sees wake it; an end another daemon sees (its poll,
+                    # its webhook) wakes that one, which may not serve the campaign that is due.
+                    seconds = shared.settings.tick * FULL_RECOUNT_TICKS
+                else:
+                    seconds = self._until(shared.store.next_due_at())
+            except StoreUnavailable as exc:
+                # not woken by ends meanwhile: the back-off is the point
+                await _wait_any(stop, seconds=shared.database.failed(exc, loop="dispatch"))
+                continue
+            shared.database.passed("dispatch")
             await _wait_any(stop, shared.wake, seconds=seconds)
 
     async def _follow_loop(self, stop: asyncio.Event) -> None:
+        database = self._shared.database
         while not stop.is_set():
             self._passing("follow")
-            await self._follower.follow_once()
-            await _wait_any(stop, seconds=self._until(self._follower.next_look()))
+            try:
+                await self._follower.follow_once()
+                seconds = self._until(self._follower.next_look())
+            except StoreUnavailable as exc:
+                seconds = database.failed(exc, loop="follow")
+            else:
+                database.passed("follow")
+            await _wait_any(stop, seconds=seconds)
 
     async def _housekeeping_loop(
         self, stop: asyncio.Event, until_idle: bool, on_tick: Callable[[], None] | None
     ) -> None:
-        shared = self._shared
-        interval = shared.settings.reconcile_interval
+        database = self._shared.database
         while not stop.is_set():
             self._passing("housekeeping")
-            now = shared.clock()
-            if self._last_reconcile is None or now - self._last_reconcile >= interval:
-                self._last_reconcile = now
-                # on this cadence, not after every outcome: a cancel is rare, the query is not
-                shared.store.cancel_stragglers(now=now)
-                await self._reconciler.reconcile_once()
-            # Runs end when their last attempt does; another daemon's attempts end unseen by
-            # us, hence the periodic look besides the one after each of ours.
-            if (
-                shared.runs_dirty
-                or self._last_finish_runs is None
-                or now - self._last_finish_runs >= interval
-            ):
-                shared.runs_dirty = False
-                self._last_finish_runs = now
-                shared.store.finish_runs(now=now)
-            if on_tick is not None:
-                on_tick()
-            if until_idle and self.is_idle():
+            try:
+                idle = await self._housekeeping_pass(until_idle, on_tick)
+            except StoreUnavailable as exc:
+                await _wait_any(stop, seconds=database.failed(exc, loop="housekeeping"))
+                continue
+            database.passed("housekeeping")
+            if idle:
                 stop.set()
                 return
-            await _wait_any(stop, seconds=shared.settings.tick)
+            await _wait_any(stop, seconds=self._shared.settings.tick)
+
+    async def _housekeeping_pass(
+        self, until_idle: bool, on_tick: Callable[[], None] | None
+    ) -> bool:
+        """One round of housekeeping; True when the engine is idle and should stop."""
+        shared = self._shared
+        interval = shared.settings.reconcile_interval
+        await self.probe_unreachable()
+        self._retry_fires()
+        now = shared.clock()
+        returned = shared.reachability.awaiting_reconciliation()
+        if (
+            self._last_reconcile is None
+            or now - self._last_reconcile >= interval
+            # a key back from an outage dials again only once reconciled: at once, then (if
+            # its list failed) on the cadence
+            or returned - self._reconciled_returns
+        ):
+            self._reconciled_returns = returned
+            # on this cadence, not after every outcome: a cancel is rare, the query is not
+            shared.store.cancel_stragglers(now=now)
+            await self._reconciler.reconcile_once()
+            self._last_reconcile = now
+        # Runs end when their last attempt does; another daemon's attempts end unseen by
+        # us, hence the periodic look besides the one after each of ours.
+        if (
+            shared.runs_dirty
+            or self._last_finish_runs is None
+            or now - self._last_finish_runs >= interval
+        ):
+            shared.store.finish_runs(now=now)
+            shared.runs_dirty = False
+            self._last_finish_runs = now
+        if on_tick is not None:
+            on_tick()
+        return until_idle and self.is_idle()
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         """Tell the other daemons we are alive, in a loop of its own that never waits on the
         network: a heartbeat behind a budget wait (a long 429 pause) would have them take our
-        queued dials for dead ones and reconcile them."""
+        queued dials for dead ones and reconcile them. With the database away the beat is
+        tried again after the back-off, and the dispatcher claims nothing while it is overdue
+        (DatabaseWatch.beat_overdue)."""
         shared = self._shared
         last_beat: datetime | None = None
+        next_try: datetime | None = None
         while not stop.is_set():
             self._passing("heartbeat")
             now = shared.clock()
-            if last_beat is None or now - last_beat >= shared.settings.worker_ttl / 3:
-                self.check_clock()
-                shared.store.heartbeat(shared.settings.worker_id, now=now)
-                last_beat = self.last_heartbeat = now
+            due = last_beat is None or now - last_beat >= shared.settings.worker_ttl / 3
+            if due and (next_try is None or now >= next_try):
+                try:
+                    self.check_clock()
+                    shared.store.heartbeat(shared.settings.worker_id, now=now)
+                except StoreUnavailable as exc:
+                    wait = shared.database.failed(exc, loop="heartbeat")
+                    next_try = now + timedelta(seconds=wait)
+                else:
+                    last_beat = self.last_heartbeat = now
+                    next_try = None
+                    shared.database.beat(now)
+                    shared.database.passed("heartbeat")
             await _wait_any(stop, seconds=shared.settings.tick)
 
     def _until(self, when: datetime | None) -> float:
@@ -408,7 +539,8 @@ class Engine:
         return max(0.01, min(tick, (when - self._shared.clock()).total_seconds()))
 
     async def drain(self, grace_s: float = 10.0) -> None:
-        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly."""
+        """Let POSTs already sent get their answer, so their rows leave `dialing` cleanly
+        (for at most ``grace_s``: what is left is reconciled by the next start)."""
         await self._dispatcher.drain(grace_s)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from dialer.engine.shared import Shared
-from dialer.errors import ProviderError
+from dialer.errors import ProviderError, TransportFailure
 from dialer.store import AttemptView, TransitionRefused
 from dialer.voicedock import Call
 
@@ -40,22 +40,33 @@ class Reconciler:
         destination created after the attempt's dial time (minus a margin for clock skew), not
         yet adopted by another attempt, is adopted. Only a confirmed absence after the settle
         delay releases the attempt for a new dial; while listing fails nothing is re-dialled.
+
+        A key whose VoiceDock does not answer is skipped; one just back is reconciled before
+        it dials again (this pass tells Reachability so). Just back from a database outage,
+        other daemons are not judged dead until their heartbeats could have been written again.
         """
         shared = self._shared
         if shared.holds.clock_skew is not None:
             return 0  # its judgements of age would be off by the skew (see Holds.judge_clock)
-        settings, store = shared.settings, shared.store
+        settings, store, reachability = shared.settings, shared.store, shared.reachability
         now = shared.clock()
         me = settings.worker_id
+        returned = reachability.awaiting_reconciliation()
         waiting_long = store.dialing_since(now - settings.create_timeout)
         if not waiting_long:
+            for key_name in returned:
+                reachability.reconciled(key_name)  # nothing of theirs waits to be settled
             return 0  # the usual case: every dial is younger than a create can take
         alive = store.live_workers(now=now, ttl=settings.worker_ttl) | {me}
+        judge_others = shared.database.trusts_heartbeats(now)
         candidates = [
             a
             for a in waiting_long
             # ours with no POST still waiting, or left behind by a daemon that died
-            if ((a.owner == me and a.id not in shared.dialing_now) or a.owner not in alive)
+            if (
+                (a.owner == me and a.id not in shared.dialing_now)
+                or (judge_others and a.owner not in alive)
+            )
             and shared.client_for(a) is not None
         ]
         by_key: dict[str, list[AttemptView]] = defaultdict(list)
@@ -63,21 +74,33 @@ class Reconciler:
             by_key[attempt.api_key_name].append(attempt)
         resolved = 0
         for key_name, waiting in by_key.items():
-            resolved += await self._reconcile_key(key_name, waiting, now)
+            if reachability.unreachable(key_name):
+                continue  # its probe says when it answers again
+            settled = await self._reconcile_key(key_name, waiting, now)
+            if settled is not None:
+                resolved += settled
+                if key_name in returned:
+                    reachability.reconciled(key_name)
+        for key_name in returned - by_key.keys():
+            reachability.reconciled(key_name)
         if resolved:
             shared.wake.set()
         return resolved
 
     async def _reconcile_key(
         self, key_name: str, candidates: Sequence[AttemptView], now: datetime
-    ) -> int:
-        """One list of the key's calls (all pages) settles every attempt it has waiting."""
+    ) -> int | None:
+        """One list of the key's calls (all pages) settles every attempt it has waiting; how
+        many it settled, None when the list failed."""
         shared = self._shared
         settings, store = shared.settings, shared.store
         dialled = [a.dialing_at for a in candidates if a.dialing_at is not None]
         since = min(dialled) - settings.reconcile_margin
         try:
             calls = await shared.clients[key_name].list_calls(start_date=since)
+        except TransportFailure as exc:
+            shared.reachability.failed(key_name, exc)
+            return None
         except ProviderError as exc:
             log.warning(
                 "dialer.reconcile.list_failed",
@@ -85,7 +108,7 @@ class Reconciler:
                 error=str(exc),
                 waiting=len(candidates),
             )
-            return 0
+            return None
         adopted_ids = store.known_call_ids([c.id for c in calls])
         resolved = 0
         for attempt in sorted(candidates, key=lambda a: a.dialing_at or now):

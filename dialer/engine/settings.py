@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from dialer.policy.backoff import Backoff
 from dialer.policy.caps import FrequencyCap
 from dialer.policy.outcomes import DEFAULT_OUTCOME_RULES, OutcomeRule
 from dialer.policy.polling import PollPlan
 from dialer.suppression import FileStamp
 
 __all__ = [
+    "DATABASE_BACKOFF",
     "ENDED_MEMORY",
     "FULL_RECOUNT_TICKS",
+    "UNREACHABLE_BACKOFF",
     "YIELD_EVERY",
     "Clock",
     "EngineSettings",
@@ -30,6 +33,13 @@ ENDED_MEMORY = 10_000
 FULL_RECOUNT_TICKS = 5
 #: attempts the dispatcher examines between two turns of the event loop
 YIELD_EVERY = 32
+
+
+#: a loop failing on the database tries again after 0.5 s, then 1, 2, 4, 8 s, then every 10 s
+#: (each jittered): the database is cheap to ask, and dialling resumes soon after it returns
+DATABASE_BACKOFF = Backoff(base=timedelta(seconds=0.5), cap=timedelta(seconds=10))
+#: an unreachable VoiceDock key is probed after 1 s, then 2, 4, ... up to once a minute
+UNREACHABLE_BACKOFF = Backoff(base=timedelta(seconds=1), cap=timedelta(minutes=1))
 
 
 def utc_now() -> datetime:
@@ -77,6 +87,15 @@ class EngineSettings:
     campaign_watch: timedelta = timedelta(seconds=5)
     #: how long an edited file must stay unchanged before it is read (an export being written)
     campaign_settle: timedelta = timedelta(seconds=2)
+    #: how a loop whose statements fail (the database away: unreachable, locked, full) waits
+    #: before its next try (dialer.engine.outages)
+    database_backoff: Backoff = DATABASE_BACKOFF
+    #: how often a VoiceDock key that does not answer is probed, growing to the cap
+    unreachable_backoff: Backoff = UNREACHABLE_BACKOFF
+    #: while an outage (database or VoiceDock) lasts, it is logged again this often
+    outage_log_every: timedelta = timedelta(minutes=1)
+    #: at a stop, how long POSTs already sent may take to be answered
+    shutdown_grace: timedelta = timedelta(seconds=10)
     tick: float = 1.0  # seconds: the longest a loop sleeps without looking at the clock
     idle_horizon: timedelta = timedelta(minutes=5)
     seed: int | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,7 +19,9 @@ import structlog
 
 from dialer.campaign import Campaign, Contact
 from dialer.engine.holds import Holds
+from dialer.engine.outages import DatabaseWatch, Reachability
 from dialer.engine.settings import Clock, EngineSettings
+from dialer.errors import StoreUnavailable
 from dialer.policy.gate import ContactFacts, Decision, DialRules, decide
 from dialer.policy.reminders import ContactTiming
 from dialer.policy.timezones import ZoneResolution, resolve_zone
@@ -95,6 +97,10 @@ class Shared:
     #: campaign name -> the campaign as its file was last read (and imported) well
     campaigns: dict[str, Campaign]
     holds: Holds
+    #: the database's outages as the loops meet them
+    database: DatabaseWatch
+    #: the API keys whose VoiceDock does not answer
+    reachability: Reachability
     suppression: Suppression
     rng: random.Random
     #: campaign name -> its id in the store, once imported
@@ -105,6 +111,8 @@ class Shared:
     dialing_now: set[int] = field(default_factory=set)
     #: an attempt became final since finish_runs last looked (or it never looked)
     runs_dirty: bool = True
+    #: the engine is stopping: a write the database refuses now is left to the next start
+    stopping: bool = False
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATS, 0))
     _unserved_keys: set[str] = field(default_factory=set)
     _dial_rules: dict[tuple[str, bool], DialRules] = field(default_factory=dict)
@@ -196,6 +204,29 @@ class Shared:
             yield
         except TransitionRefused:
             log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage=stage)
+
+    def settle_dial(self, attempt: AttemptView, stage: str, write: Callable[[], None]) -> None:
+        """Write how a dial ended (released, ambiguous, failed), unless the database is away:
+        then the row stays `dialing`, which reconciliation settles later (adopt the call it
+        finds, or release the contact after the settle delay), so nothing is retried here.
+        While an outage is known the write is not even tried: each try may block the event
+        loop for the lock wait or a connect timeout."""
+        if self.database.down:
+            log.warning(
+                "dialer.attempt.left_dialing",
+                attempt_id=attempt.id,
+                stage=stage,
+                reason="database unavailable",
+            )
+            return
+        try:
+            with self.unless_taken_over(attempt, stage):
+                write()
+        except StoreUnavailable as exc:
+            self.database.noticed(exc, by="dial")
+            log.warning(
+                "dialer.attempt.left_dialing", attempt_id=attempt.id, stage=stage, error=str(exc)
+            )
 
 
 def _text_or_none(value: object) -> str | None:
