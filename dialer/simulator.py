@@ -236,6 +236,8 @@ class Simulator:
         self._advanced = 0.0
         #: every answer comes this many simulated seconds late (0: at once)
         self._answer_delay_s = 0.0
+        #: set by aclose: answers held back go out at once (a server shutting down)
+        self._closing = asyncio.Event()
         #: the proxy in front of the served simulator (``serve(..., network=True)``)
         self._network: LoopbackProxy | None = None
         self._webhook_tasks: set[asyncio.Task[None]] = set()
@@ -418,7 +420,10 @@ class Simulator:
 
     async def _maybe_slow(self) -> None:
         if self._answer_delay_s:
-            await asyncio.sleep(self._answer_delay_s / self.config.time_scale)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._closing.wait(), timeout=self._answer_delay_s / self.config.time_scale
+                )
         if self._faults.slow and self._rng.random() < self._faults.slow:
             await asyncio.sleep(self._faults.slow_response_s)
 
@@ -715,7 +720,8 @@ class Simulator:
                 self.webhooks_sent += 1
 
     async def aclose(self) -> None:
-        """Stop pending webhook deliveries."""
+        """Stop pending webhook deliveries; answer what is held back (``answer_after``)."""
+        self._closing.set()
         for task in list(self._webhook_tasks):
             task.cancel()
         await asyncio.gather(*self._webhook_tasks, return_exceptions=True)

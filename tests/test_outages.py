@@ -81,15 +81,44 @@ def test_a_full_disk_that_flaps_is_one_outage_in_the_log() -> None:
     assert first["kind"] == "full" and "free space" in first["hint"]
 
 
-def test_each_loop_backs_off_on_its_own_up_to_the_cap() -> None:
+def test_the_loops_take_turns_backing_off_up_to_the_cap() -> None:
+    """One try at a time, however many loops wait: each may hold the event loop for the lock
+    wait or a connect timeout, and a signal must get through between them."""
     clock = FakeClock(T0)
     settings = EngineSettings(database_backoff=Backoff(base=S, cap=8 * S))
     watch = DatabaseWatch(settings, clock, random.Random(1))
-    waits = [watch.failed(DatabaseBusy("locked"), loop="dispatch") for _ in range(6)]
-    assert all(step / 2 <= w <= step for w, step in zip(waits, [1, 2, 4, 8, 8, 8], strict=True))
-    assert watch.failed(DatabaseBusy("locked"), loop="follow") <= 1  # its own first failure
-    watch.passed("dispatch")
-    assert watch.failed(DatabaseBusy("locked"), loop="dispatch") <= 1  # counted afresh
+    assert watch.wait_s(T0) == 0  # no outage: no waiting
+    waits = []
+    for loop in ["dispatch", "follow", "housekeeping", "heartbeat", "dispatch", "follow"]:
+        watch.failed(DatabaseBusy("locked"), loop=loop)
+        waits.append(watch.wait_s(clock()))
+    steps = [1, 2, 4, 8, 8, 8]
+    assert all(step / 2 <= w <= step for w, step in zip(waits, steps, strict=True)), waits
+    watch.passed("heartbeat")  # it answered one loop (a full disk takes small writes)...
+    assert watch.down and watch.wait_s(clock()) == 0  # ...so the others may try at once
+    watch.failed(DatabaseFull("full"), loop="dispatch")
+    assert 4 <= watch.wait_s(clock()) <= 8  # and the back-off was not reset by that
+    for loop in ["dispatch", "follow", "housekeeping"]:
+        watch.passed(loop)
+    assert not watch.down and watch.wait_s(clock()) == 0
+    watch.failed(DatabaseBusy("locked"), loop="follow")
+    assert watch.wait_s(clock()) <= 1  # an outage's end starts the count afresh
+
+
+async def test_a_writer_waiting_for_its_turn_is_let_go_at_a_stop() -> None:
+    clock = FakeClock(T0)
+    watch = DatabaseWatch(SETTINGS, clock, random.Random(1))
+    watch.noticed(DatabaseUnreachable("refused"), by="dial")
+    waiting = asyncio.create_task(watch.take_turn(0.01))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    clock.advance(S)  # past the first back-off (at most a second): its turn
+    await asyncio.wait_for(waiting, timeout=5)
+    watch.noticed(DatabaseUnreachable("refused"), by="dial")
+    waiting = asyncio.create_task(watch.take_turn(0.01))
+    await asyncio.sleep(0.05)
+    watch.release_waiters()
+    await asyncio.wait_for(waiting, timeout=5)
 
 
 def test_claims_wait_for_a_heartbeat_and_a_claim_made_before_a_failure_is_confirmed() -> None:
@@ -331,6 +360,7 @@ async def test_a_schedule_fired_while_the_database_is_locked_gets_its_run_later(
         lock.execute("COMMIT")
         lock.close()
         assert w.store.runs(campaign.id) == []
+        clock.advance(S)  # past the back-off before the next try
         stop = asyncio.Event()
         running = asyncio.create_task(a.run(stop))
         await eventually(lambda: len(sim.created) == 1, within_s=20)

@@ -397,6 +397,10 @@ class Dispatcher:
         shared = self._shared
         failures = 0
         while True:
+            # with the database away, one try at a time (the loops' and the other dials')
+            await shared.database.take_turn(shared.settings.tick)
+            if shared.stopping and (failures or shared.database.down):
+                break  # a stop does not wait for the database
             now = shared.clock()
             try:
                 shared.store.mark_in_flight(
@@ -420,19 +424,14 @@ class Dispatcher:
             except StoreUnavailable as exc:
                 failures += 1
                 shared.database.noticed(exc, by="dial")
-                if shared.stopping:
-                    log.warning(
-                        "dialer.attempt.left_dialing",
-                        attempt_id=attempt.id,
-                        stage="created",
-                        call_id=created.call_id,
-                        hint="the next start's reconciliation adopts this call",
-                    )
-                    return False
-                backoff = shared.settings.database_backoff
-                await shared.database.wait_available(
-                    backoff.delay(failures, shared.rng).total_seconds()
-                )
+        log.warning(
+            "dialer.attempt.left_dialing",
+            attempt_id=attempt.id,
+            stage="created",
+            call_id=created.call_id,
+            hint="the next start's reconciliation adopts this call",
+        )
+        return False
 
     def _recorded(self, attempt: AttemptView, call_id: str) -> bool:
         """The attempt carries this call id already (our own unseen commit, or another

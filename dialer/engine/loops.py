@@ -345,10 +345,15 @@ class Engine:
     async def on_webhook(self, event: WebhookEvent) -> None:
         """A verified webhook (see Follower.on_webhook). Raises StoreUnavailable when the
         database cannot take it now (the receiver answers 503; a poll reads the call later)."""
+        database = self._shared.database
+        if database.wait_s(self._shared.clock()) > 0:
+            # Not this delivery's turn to try a database that is away (each try may hold the
+            # event loop for the lock wait): asked for again, and our polls read the call.
+            raise StoreUnavailable("the database is unavailable; not tried")
         try:
             await self._follower.on_webhook(event)
         except StoreUnavailable as exc:
-            self._shared.database.noticed(exc, by="webhook")
+            database.noticed(exc, by="webhook")
             raise
 
     def check_clock(self) -> None:
@@ -411,16 +416,25 @@ class Engine:
             self.running = False
             stop.set()
             self._shared.stopping = True
+            self._shared.database.release_waiters()
             for task in [*loops, stopped]:
                 task.cancel()
             await asyncio.gather(*loops, stopped, return_exceptions=True)
             self._dispatcher.release_unsent()
             await self.drain(self._shared.settings.shutdown_grace.total_seconds())
 
+    async def _turn(self, stop: asyncio.Event) -> bool:
+        """Whether the loop may run its pass: at once, unless the database is away; then at
+        its turn to try it (DatabaseWatch.take_turn). False when stopped meanwhile."""
+        await self._shared.database.take_turn(self._shared.settings.tick)
+        return not stop.is_set()
+
     async def _dispatch_loop(self, stop: asyncio.Event) -> None:
         shared = self._shared
         while not stop.is_set():
             self._passing("dispatch")
+            if not await self._turn(stop):
+                continue
             shared.wake.clear()
             try:
                 await self._watch.refresh()
@@ -432,8 +446,7 @@ class Engine:
                 else:
                     seconds = self._until(shared.store.next_due_at())
             except StoreUnavailable as exc:
-                # not woken by ends meanwhile: the back-off is the point
-                await _wait_any(stop, seconds=shared.database.failed(exc, loop="dispatch"))
+                shared.database.failed(exc, loop="dispatch")
                 continue
             shared.database.passed("dispatch")
             await _wait_any(stop, shared.wake, seconds=seconds)
@@ -442,13 +455,15 @@ class Engine:
         database = self._shared.database
         while not stop.is_set():
             self._passing("follow")
+            if not await self._turn(stop):
+                continue
             try:
                 await self._follower.follow_once()
                 seconds = self._until(self._follower.next_look())
             except StoreUnavailable as exc:
-                seconds = database.failed(exc, loop="follow")
-            else:
-                database.passed("follow")
+                database.failed(exc, loop="follow")
+                continue
+            database.passed("follow")
             await _wait_any(stop, seconds=seconds)
 
     async def _housekeeping_loop(
@@ -457,10 +472,12 @@ class Engine:
         database = self._shared.database
         while not stop.is_set():
             self._passing("housekeeping")
+            if not await self._turn(stop):
+                continue
             try:
                 idle = await self._housekeeping_pass(until_idle, on_tick)
             except StoreUnavailable as exc:
-                await _wait_any(stop, seconds=database.failed(exc, loop="housekeeping"))
+                database.failed(exc, loop="housekeeping")
                 continue
             database.passed("housekeeping")
             if idle:
@@ -508,25 +525,22 @@ class Engine:
         """Tell the other daemons we are alive, in a loop of its own that never waits on the
         network: a heartbeat behind a budget wait (a long 429 pause) would have them take our
         queued dials for dead ones and reconcile them. With the database away the beat is
-        tried again after the back-off, and the dispatcher claims nothing while it is overdue
+        tried again at its turn, and the dispatcher claims nothing while it is overdue
         (DatabaseWatch.beat_overdue)."""
         shared = self._shared
         last_beat: datetime | None = None
-        next_try: datetime | None = None
         while not stop.is_set():
             self._passing("heartbeat")
             now = shared.clock()
             due = last_beat is None or now - last_beat >= shared.settings.worker_ttl / 3
-            if due and (next_try is None or now >= next_try):
+            if due and shared.database.wait_s(now) <= 0:
                 try:
                     self.check_clock()
                     shared.store.heartbeat(shared.settings.worker_id, now=now)
                 except StoreUnavailable as exc:
-                    wait = shared.database.failed(exc, loop="heartbeat")
-                    next_try = now + timedelta(seconds=wait)
+                    shared.database.failed(exc, loop="heartbeat")
                 else:
                     last_beat = self.last_heartbeat = now
-                    next_try = None
                     shared.database.beat(now)
                     shared.database.passed("heartbeat")
             await _wait_any(stop, seconds=shared.settings.tick)

@@ -3,12 +3,13 @@ VoiceDock keys that do not answer. Each costs time; none costs a double dial, an
 restart by hand.
 
     a statement fails for now (StoreUnavailable) ──► DatabaseWatch
-        the loop that met it backs off (jittered, capped) and runs its pass again; the outage
-        is logged when it starts, again once a minute, and when every loop that met it has
-        passed again. Dialling stops by itself: no POST goes out without a committed `dialing`
-        row, and a create queued before a failure is confirmed again (a write) before it goes
-        out. A daemon whose heartbeat is overdue claims nothing new, and just back from an
-        outage it judges no other daemon dead until their heartbeats could have come back too.
+        the loops take turns trying their pass again, one at a time, backing off (jittered,
+        capped); the outage is logged when it starts, again once a minute, and when every loop
+        that met it has passed again. Dialling stops by itself: no POST goes out without a
+        committed `dialing` row, and a create queued before a failure is confirmed again (a
+        write) before it goes out. A daemon whose heartbeat is overdue claims nothing new, and
+        just back from an outage it judges no other daemon dead until their heartbeats could
+        have come back too.
 
     a request gets no answer at all (TransportFailure) ──► Reachability, per API key
         the key's creates, polls and lists stop; one probe at a time (``GET /calls?limit=1``,
@@ -120,27 +121,35 @@ class _Open:
 class DatabaseWatch:
     """The database's outages as this daemon's loops meet them.
 
-    A loop reports each pass: ``failed`` (it backs off for the returned seconds) or ``passed``.
-    Other writers (dial tasks, a webhook, a schedule's fire) report what they meet with
-    ``noticed``. An outage lasts from the first failure until every loop that met it has passed
-    again; one that starts again within ``outage_log_every`` of its end is the same outage (a
-    full disk lets small writes through), so the log says it once, then at most once a minute.
+    A loop reports each pass: ``failed`` or ``passed``; other writers (dial tasks, a webhook,
+    a schedule's fire) report what they meet with ``noticed``. An outage lasts from the first
+    failure until every loop that met it has passed again. While it lasts the loops take turns:
+    no loop tries before ``wait_s()`` says so, a back-off (jittered, capped) that every failure
+    pushes further, so tries come one at a time however many loops are waiting (each may hold
+    the event loop for the lock wait or a connect timeout, and a signal must get through
+    between them). An outage that starts again within ``outage_log_every`` of its end is the
+    same outage (a full disk lets small writes through), so the log says it once, then at most
+    once a minute, and its end once.
     """
 
     def __init__(self, settings: EngineSettings, clock: Clock, rng: random.Random) -> None:
         self._settings = settings
         self._clock = clock
         self._rng = rng
-        #: loop name -> its failed passes in a row
-        self._failing: dict[str, int] = {}
+        #: loops whose last pass failed
+        self._failing: set[str] = set()
         self._open: _Open | None = None
+        #: tries that failed in a row (any loop's): what the back-off counts
+        self._failures = 0
+        #: while an outage lasts, no loop tries before this
+        self._next_try: datetime | None = None
         #: the last outage and when it ended (it may resume, see the class docstring)
         self._ended: tuple[datetime, _Open] | None = None
         self._last_failure: datetime | None = None
         self._last_line: datetime | None = None
         self._last_beat: datetime | None = None
         self._distrust_until: datetime | None = None
-        #: set while the database serves us (no outage in progress)
+        #: set while the database serves us (no outage in progress), and at a stop
         self.available = asyncio.Event()
         self.available.set()
 
@@ -165,6 +174,12 @@ class DatabaseWatch:
         event loop for the lock wait, or a connect timeout)."""
         return self._open is not None
 
+    def wait_s(self, now: datetime) -> float:
+        """Seconds before a loop may run its pass (0: now). Outside an outage, always 0."""
+        if self._open is None or self._next_try is None:
+            return 0.0
+        return max(0.0, (self._next_try - now).total_seconds())
+
     def beat_overdue(self, now: datetime) -> bool:
         """Our last heartbeat is old enough that the other daemons may soon take us for dead:
         claim nothing new until it is written again."""
@@ -186,11 +201,10 @@ class DatabaseWatch:
         return self._distrust_until is None or now >= self._distrust_until
 
     # ------------------------------------------------------------------ reports
-    def failed(self, exc: StoreUnavailable, *, loop: str) -> float:
-        """A loop's pass met ``exc``: the seconds it waits before its next try."""
-        failures = self._failing[loop] = self._failing.get(loop, 0) + 1
+    def failed(self, exc: StoreUnavailable, *, loop: str) -> None:
+        """A loop's pass met ``exc``: it waits for its turn (``wait_s``) to try again."""
+        self._failing.add(loop)
         self._record(exc, where=loop)
-        return self._settings.database_backoff.delay(failures, self._rng).total_seconds()
 
     def noticed(self, exc: StoreUnavailable, *, by: str) -> None:
         """A write outside the loops met ``exc`` (it decides itself what to do next)."""
@@ -198,11 +212,17 @@ class DatabaseWatch:
 
     def passed(self, loop: str) -> None:
         """A loop's pass went through; the outage ends when no loop is failing any more."""
-        self._failing.pop(loop, None)
+        self._failing.discard(loop)
         current = self._open
-        if current is None or self._failing:
+        if current is None:
             return
         now = self._clock()
+        if self._failing:
+            # It answered this loop: the ones still failing may try at once. The back-off is
+            # not reset: a full disk answers small writes and fails the others.
+            self._next_try = now
+            return
+        self._failures = 0
         if current.said:
             log.info(
                 "dialer.database.back",
@@ -216,22 +236,34 @@ class DatabaseWatch:
         self._distrust_until = now + min(self._settings.worker_ttl, now - current.since)
         self._ended = (now, current)
         self._open = None
+        self._next_try = None
         self.available.set()
 
     def beat(self, now: datetime) -> None:
         """Our heartbeat was written at ``now``."""
         self._last_beat = now
 
-    async def wait_available(self, seconds: float) -> None:
-        """Until the database serves us again, or ``seconds`` have passed."""
-        if self.available.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.available.wait(), timeout=seconds)
+    async def take_turn(self, tick_s: float) -> None:
+        """Until this caller may try the database: at once outside an outage; during one,
+        when the back-off says a try is due (or the outage ends, or the engine stops:
+        ``release_waiters``). ``tick_s``: how often to look again (the clock is injected)."""
+        while not self.available.is_set():
+            wait = self.wait_s(self._clock())
+            if wait <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.available.wait(), timeout=min(wait, tick_s))
+
+    def release_waiters(self) -> None:
+        """At a stop: whoever waits for the database gives up waiting (and leaves what it
+        meant to write to the next start's reconciliation)."""
+        self.available.set()
 
     def _record(self, exc: StoreUnavailable, *, where: str) -> None:
         now = self._clock()
         self._last_failure = now
+        self._failures += 1
+        self._next_try = now + self._settings.database_backoff.delay(self._failures, self._rng)
         kind, error = _database_kind(exc), str(exc)
         every = self._settings.outage_log_every
         current = self._open

@@ -38,7 +38,7 @@ LOCK_WAIT_S = 30.0
 #: the daemon's wait: SQLite waits inside the statement, which blocks the daemon's event loop
 #: (signals, webhooks, answers to read); a longer lock is ridden out by the engine's loops,
 #: which back off with the event loop free (dialer.engine.outages)
-DAEMON_LOCK_WAIT_S = 5.0
+DAEMON_LOCK_WAIT_S = 2.0
 #: seconds to connect to PostgreSQL before the attempt counts as failed: without it, a host
 #: that drops packets holds the daemon's event loop for the OS's own timeout (minutes)
 PG_CONNECT_TIMEOUT_S = 5
