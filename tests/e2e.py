@@ -30,8 +30,9 @@ ALWAYS_OPEN = (
 DIALER = str(Path(sys.executable).with_name("dialer"))
 
 
-async def start_dialer(config: Path) -> asyncio.subprocess.Process:
-    """The real `dialer run --until-idle` in its own process, keyed for the simulator.
+async def start_dialer(config: Path, *, until_idle: bool = True) -> asyncio.subprocess.Process:
+    """The real `dialer run --until-idle` in its own process, keyed for the simulator
+    (``until_idle=False``: `dialer run`, which runs until a signal stops it).
 
     Its JSON log goes to a file next to the config: an undrained pipe would fill and block the
     daemon's event loop mid-run, which is not what a deployed daemon does.
@@ -43,7 +44,7 @@ async def start_dialer(config: Path) -> asyncio.subprocess.Process:
             "run",
             "--config",
             str(config),
-            "--until-idle",
+            *(["--until-idle"] if until_idle else []),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, "VOICEDOCK_API_KEY": KEY},
@@ -96,11 +97,13 @@ def write_config(
     max_concurrent: int = 10,
     voicedock_extra: str = "",
     extra: str = "",
+    create_timeout: str = "2s",
 ) -> Config:
     path = folder / "config.toml"
     path.write_text(
         f'[voicedock]\nbase_url = "{base_url}"\nrequests_per_minute = {rpm}\n'
-        f'create_timeout = "2s"\n{voicedock_extra}\n\n[database]\nurl = "{db_url}"\n\n'
+        f'create_timeout = "{create_timeout}"\n{voicedock_extra}\n\n'
+        f'[database]\nurl = "{db_url}"\n\n'
         f'[dialer]\ncampaigns = ["{campaigns}"]\nmax_concurrent_calls = {max_concurrent}\n'
         f'reconcile_settle = "1s"\nreconcile_margin = "1m"\n{extra}\n',
         encoding="utf-8",
