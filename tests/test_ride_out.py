@@ -255,6 +255,45 @@ async def test_postgres_unreachable_for_30_s(tmp_path: Path, pg_url: str) -> Non
     verdict.check()
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_daemon_cut_off_from_postgres_is_taken_over_and_dials_nothing_stale(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """One daemon loses the database for 45 s (longer than a heartbeat's lifetime) while the
+    other keeps it: the other takes its dials and calls over; back, the first sends nothing
+    on the claims it held before (each is confirmed first), and nobody is called twice."""
+    scale = 20.0
+    sim = simulator(scale, seed=25)
+    phones = nl_numbers(CONTACTS)
+    write_campaign(tmp_path, phones, retry=ONCE)
+    with pg_behind_proxy(pg_url) as (proxied_url, proxy):
+        async with serve(sim) as base_url:
+            through_proxy = subprocess_config(tmp_path, proxied_url, base_url, scale)
+            cut_off = await start_dialer(through_proxy.rename(tmp_path / "cut-off.toml"))
+            steady = await start_dialer(subprocess_config(tmp_path, pg_url, base_url, scale))
+            await until(lambda: len(sim.created) >= 50, within_s=60)
+            await asyncio.to_thread(proxy.refuse)
+            for _ in range(45):
+                await asyncio.sleep(1)
+                assert cut_off.returncode is None  # riding it out
+            await asyncio.to_thread(proxy.accept)
+            async with asyncio.timeout(240):
+                codes = [await d.wait() for d in (cut_off, steady)]
+            assert codes == [0, 0], tail_of(tmp_path / "dialer-0.log")
+    verdict = judge(sim, pg_url, phones, scale=scale)
+    cut_off_said = events(log_lines(tmp_path / "dialer-0.log"), "dialer.")
+    steady_said = events(log_lines(tmp_path / "dialer-1.log"), "dialer.attempt.reconciled")
+    print(
+        f"\none daemon cut off from postgres for 45 s: the other reconciled "
+        f"{steady_said['dialer.attempt.reconciled']} of its dials; the cut-off one withdrew "
+        f"{cut_off_said['dialer.attempt.withdrawn']}, found "
+        f"{cut_off_said['dialer.attempt.taken_over']} taken over, created "
+        f"{cut_off_said['dialer.call.created']} calls in all; {verdict}"
+    )
+    verdict.check()
+
+
 # ---------------------------------------------------------------------------- SQLite
 @pytest.mark.slow
 async def test_sqlite_locked_by_another_process_for_20_s(tmp_path: Path, sqlite_url: str) -> None:
