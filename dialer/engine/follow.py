@@ -369,10 +369,10 @@ class Follower:
         self._push_poll(attempt, min(plan.late, plan.ringing * 2 ** min(misses - 1, 16)))
 
     def _hold(self, attempt: AttemptView) -> None:
-        """Look again when the key's VoiceDock answers (``_resume_held``), or after the late
-        look's interval should this daemon stop meanwhile."""
+        """Look again when the key's VoiceDock answers (``_resume_held``); the longest poll
+        interval is only for another daemon, or this one restarted, to look meanwhile."""
         self._held[attempt.api_key_name].add(attempt.id)
-        self._push_poll(attempt, self._shared.settings.poll.late)
+        self._push_poll(attempt, self._shared.settings.poll.maximum)
 
     def _late_look(self, dialed: datetime, now: datetime) -> timedelta | None:
         """When to look again at an `unknown` call: every ``poll.late`` within the late-result
