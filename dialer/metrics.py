@@ -180,8 +180,8 @@ async def readiness_of(engine: Engine) -> Verdict:
         schema_problem=schema_problem,
         clock_skew=engine.clock_skew,
         account_holds=engine.account_holds,
-        # issue 17: the engine's view of VoiceDock's reachability per key goes here
-        voicedock={},
+        # what the engine holds each key for: unreachable since when, or back and reconciling
+        voicedock={key: str(outage) for key, outage in engine.voicedock_outages.items()},
     )
 
 

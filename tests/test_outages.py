@@ -24,6 +24,7 @@ from dialer.attempts import AttemptState
 from dialer.engine import EngineSettings
 from dialer.engine.outages import DatabaseWatch, Reachability
 from dialer.errors import DatabaseBusy, DatabaseFull, DatabaseUnreachable, TransportFailure
+from dialer.metrics import readiness_of
 from dialer.policy.backoff import Backoff
 from tests.clock import FakeClock, eventually
 from tests.e2e import nl_numbers
@@ -230,6 +231,12 @@ async def test_voicedock_unreachable_holds_creates_and_looks_then_reconciles_fir
         clock.advance(10 * S)
         await a.follow_once()  # the looks get no answer: the key is unreachable
         assert set(a.voicedock_outages) == {"default"}
+        ready = await readiness_of(
+            a
+        )  # /readyz reports it, and stays ready: a restart fixes nothing
+        assert ready.ok and ready.body["voicedock"]["default"].startswith(
+            "VoiceDock (key default) unreachable since "
+        )
         assert await a.dispatch_once() == 0
         # Far past stuck_after: a call we cannot see because VoiceDock is away is not given up.
         sent_while_away = a.requests_sent()
