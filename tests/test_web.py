@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from dialer.attempts import AttemptState
 from dialer.store import ContactRecord, Store
-from dialer.web import DaemonFacts, KeyHold, StatusSource, status_app
+from dialer.web import DaemonFacts, KeyHold, StatusSource, pages, status_app
 from dialer.web.figures import FigureCounter
 from dialer.web.security import COOKIE, session_value
 from tests.status_world import T0, campaign_in_every_state, contacts
@@ -332,3 +332,40 @@ def test_a_big_campaign_s_figures_are_recounted_in_the_background(world: Store) 
     assert counter.of(campaign.id).counts == world.state_counts(campaign.id) != first.counts
     small = FigureCounter(world, max_age_s=5, big=10**6, clock=lambda: now[0])
     assert small.of(campaign.id) is not small.of(campaign.id)  # counted for every page
+
+
+def test_a_first_count_slower_than_a_page_says_counting_and_the_next_view_has_it(
+    world: Store,
+) -> None:
+    """After a start no count exists yet: a page waits ``wait_s`` for one, then answers
+    "counting…" rather than keep the person waiting for a million-attempt count."""
+    (campaign,) = world.campaigns()
+    queued: list[tuple[Callable[[], None], str]] = []
+    # a campaign that cannot be big (id span within ``big``) is counted there and then
+    small = FigureCounter(world, max_age_s=5, spawn=lambda *w: queued.append(w))
+    assert small.glance(campaign.id, wait_s=0.0) is not None and not queued
+    counter = FigureCounter(world, max_age_s=5, big=1, spawn=lambda *w: queued.append(w))
+    assert counter.glance(campaign.id, wait_s=0.0) is None
+    overview = pages.overview(source(world), counter)
+    assert [c.counting for c in overview.campaigns] == [True]
+    assert overview.campaigns[0].counts == () and overview.campaigns[0].settled == 0
+    page = pages.campaign_page(
+        source(world),
+        counter,
+        campaign,
+        pages.Filters(),
+        before=None,
+        floor=None,
+        mask_phones=False,
+    )
+    assert page.summary.counting and page.note is not None and "Counting" in page.note
+    assert len(queued) == 1  # one first count, however many pages asked meanwhile
+    work, _ = queued.pop()
+    work()
+    figures = counter.glance(campaign.id, wait_s=0.0)
+    assert figures is not None and figures.counts == world.state_counts(campaign.id)
+    after = pages.overview(source(world), counter).campaigns[0]
+    assert not after.counting and after.counts
+    # what must be complete (the needs-a-person list and its CSV) counts there and then
+    fresh = FigureCounter(world, max_age_s=5, big=1, spawn=lambda *w: None)
+    assert fresh.of(campaign.id).counts == world.state_counts(campaign.id)

@@ -608,6 +608,11 @@ def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
     return query
 
 
+#: at least the campaign's attempts, read off its index's two ends (two seeks at any size:
+#: other campaigns' attempts interleaved with its own make it an upper bound, never less)
+ATTEMPT_ID_SPAN = sa.select(
+    sa.func.coalesce(sa.func.max(ATTEMPTS.c.id) - sa.func.min(ATTEMPTS.c.id) + 1, 0)
+).where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
 #: the newest attempt of each contact of the campaign, by contact
 LATEST_VIEWS = ATTEMPT_VIEWS.where(
     ATTEMPTS.c.id.in_(

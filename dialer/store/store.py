@@ -1072,6 +1072,14 @@ class Store:
             rows = connection.execute(query, {"campaign_id": campaign_id})
             return {(state, outcome): n for state, outcome, n in rows}
 
+    def attempts_at_most(self, campaign_id: int) -> int:
+        """An upper bound of the campaign's attempts that costs two index seeks (its id span),
+        where counting them reads the whole index: whether a count is worth waiting for."""
+        with self._connection() as connection:
+            return int(
+                connection.execute(sql.ATTEMPT_ID_SPAN, {"campaign_id": campaign_id}).scalar_one()
+            )
+
     def latest_attempts(self, campaign_id: int) -> list[AttemptView]:
         """The newest attempt of each contact in the campaign: one row per contact for reports."""
         with self._connection() as connection:
