@@ -241,6 +241,7 @@ class Dispatcher:
         try:
             if shared.store.move_pace_slot(grant.campaign, expected=grant.tat, to=due):
                 grant.tat = due  # a re-send (after a 429) re-stamps from here
+                self._paced_until[grant.campaign] = due
                 return True
             shared.store.release_unplaced(
                 attempt.id, due_at=now, reason="withdrawn:pace", now=now, dialed_at=dialed_at
