@@ -164,7 +164,7 @@ async def test_while_paced_the_dispatcher_sleeps_until_the_next_slot(tmp_path: P
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("per_minute", "scale", "contacts"),
-    [pytest.param(12, 10.0, 40, id="12"), pytest.param(0.5, 60.0, 4, id="0.5")],
+    [pytest.param(12, 5.0, 30, id="12"), pytest.param(0.5, 60.0, 4, id="0.5")],
 )
 async def test_two_daemons_share_the_pace_of_a_campaign(
     tmp_path: Path, pg_url: str, per_minute: float, scale: float, contacts: int
@@ -201,6 +201,7 @@ async def test_two_daemons_share_the_pace_of_a_campaign(
     )
     assert sorted(r.destination for r in sim.created) == sorted(phones)
     assert most <= Pace(per_minute).most_in(timedelta(seconds=60))
-    # the record is taken on arrival: an HTTP hop after the slot's re-stamp, a few ms of it
-    # weighing `scale` times more in simulated seconds
-    assert min(gaps) >= 60 / per_minute - 0.05 * scale
+    # The record is taken on arrival, an HTTP hop and the simulator's event loop (in this test
+    # process, on two loaded cores) after the slot's re-stamp: up to 0.1 s real was measured,
+    # which weighs `scale` times more in simulated seconds.
+    assert min(gaps) >= 60 / per_minute - 0.2 * scale
