@@ -88,6 +88,7 @@ class Dispatcher:
         # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
         await shared.suppression.refresh()
         now = shared.clock()
+        self.paced_until = None
         # an API key refused (401/402), or whose VoiceDock does not answer or is not
         # reconciled since it came back
         held = shared.holds.held_keys(now) | shared.reachability.held_keys()
@@ -99,7 +100,6 @@ class Dispatcher:
         ):
             self.full = False  # not counted: look again on the next tick
             return 0
-        self.paced_until = None
         live = store.live_counts()
         capacity = settings.max_concurrent_calls - sum(live.values())
         self.full = capacity <= 0
