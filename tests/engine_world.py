@@ -59,9 +59,11 @@ class World:
         *,
         keys: Mapping[str, str] | None = None,
         backoff_s: float = 0,
+        tick: float = 0.01,
     ) -> Engine:
         """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
-        ``backoff_s``: the client's back-off before re-sending after a failure (real time)."""
+        ``backoff_s``: the client's back-off before re-sending after a failure (real time);
+        ``tick``: the longest its loops sleep (real time), when a test runs them."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -86,7 +88,7 @@ class World:
                 reconcile_settle=SETTLE,
                 send_recheck_after=RECHECK,
                 worker_ttl=timedelta(seconds=30),
-                tick=0.01,
+                tick=tick,
             ),
             clock=self.clock,
         )

@@ -8,6 +8,7 @@ that report an unusable value at its key path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -245,6 +246,9 @@ class _Checks:
             return None
         if not value > 0:
             self.bad(path, f"{value} must be more than zero", accepted)
+            return None
+        if not math.isfinite(value):
+            self.bad(path, f"{value} must be a finite number", accepted)
             return None
         return float(value)
 

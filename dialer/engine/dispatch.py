@@ -2,8 +2,10 @@
 
 due attempt ── gate (DNC, deadline, zone, window, cap) ──► defer / skip / expire
     │ allowed
+    ├─► Store.take_pace_slot     (calls_per_minute: the campaign's slot, shared by all daemons)
     ├─► Store.begin_dialing      (committed BEFORE the POST)
-    ├─► POST /calls/outbound     (through the one request budget)
+    ├─► POST /calls/outbound     (through the one request budget; the pace slot re-stamped
+    │                             with the instant it goes out)
     └─► in_flight | failed | planned (nothing placed) | dialing (ambiguous: reconcile)
 
 With the database away, nothing is dialled: no claim commits, and a create queued before the
@@ -18,11 +20,11 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from aiolimiter import AsyncLimiter
 
 from dialer.attempts import AttemptState
 from dialer.campaign import Campaign
@@ -40,6 +42,7 @@ from dialer.errors import (
     TransportFailure,
 )
 from dialer.policy.gate import Allow, Close, Defer
+from dialer.policy.pacing import Pace
 from dialer.policy.polling import next_poll_at
 from dialer.store import AttemptView, TransitionRefused
 from dialer.voicedock import CreatedCall
@@ -49,12 +52,28 @@ __all__ = ["Dispatcher"]
 log = structlog.get_logger("dialer.engine")
 
 
+@dataclass
+class PaceGrant:
+    """A create slot of a paced campaign, granted to this daemon at ``at``: the pace row then
+    holds ``tat``, which only this grant's own re-stamp or give-back may move (a compare-and-set
+    on that value), so the slot's owner can tell whether another grant came since."""
+
+    campaign: str
+    pace: Pace
+    at: datetime
+    tat: datetime
+
+
 class Dispatcher:
     """Starts the dials that are due and fit the caps; owns the dial tasks until answered."""
 
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
-        self._pacers: dict[str, AsyncLimiter] = {}
+        #: campaign -> the instant its pace frees the next slot, as the shared row last told us
+        self._paced_until: dict[str, datetime] = {}
+        #: the earliest of those that held back a due attempt in the last pass: the dispatcher
+        #: has nothing to do for those attempts before then (see next_pass_at)
+        self.paced_until: datetime | None = None
         self.dial_tasks: set[asyncio.Task[None]] = set()
         #: dial tasks whose POST has not gone out yet (waiting for the budget)
         self._unsent: set[asyncio.Task[None]] = set()
@@ -69,6 +88,7 @@ class Dispatcher:
         # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
         await shared.suppression.refresh()
         now = shared.clock()
+        self.paced_until = None
         # an API key refused (401/402), or whose VoiceDock does not answer or is not
         # reconciled since it came back
         held = shared.holds.held_keys(now) | shared.reachability.held_keys()
@@ -93,6 +113,10 @@ class Dispatcher:
         # phone_live), until its late results stop being looked for
         busy_since = now - settings.late_result_horizon
         examined = 0
+        #: slots granted in this pass whose attempt another daemon claimed first: the next
+        #: attempt of the campaign takes it, and what is left is given back after the pass
+        #: (a pass the database interrupts loses it: the pace is then a slot slower, never faster)
+        spare: dict[str, PaceGrant] = {}
         while started < capacity:
             page = (capacity - started) * 2 + 4
             batch = store.due_attempts(now=now, limit=page)
@@ -119,13 +143,17 @@ class Dispatcher:
                     and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
                 ):
                     continue
+                if campaign.name not in spare and self._paced(campaign.name, now):
+                    continue  # before the gate: its checks would only be done again
                 permit = self._check_policy(campaign, attempt, now)
                 if permit is None:
                     moved = True  # deferred or closed: it left the due set
                     continue
-                pacer = self._pacer(campaign)
-                if pacer is not None and not pacer.has_capacity():
-                    continue
+                grant = spare.pop(campaign.name, None)
+                if grant is None and campaign.calls_per_minute is not None:
+                    grant = self._take_slot(campaign.name, Pace(campaign.calls_per_minute), now)
+                    if grant is None:
+                        continue  # its pace holds it: no write, it stays due
                 body = campaign.call_body(
                     contact_of(attempt, campaign),
                     metadata={
@@ -144,6 +172,8 @@ class Dispatcher:
                     key_name=attempt.api_key_name,
                     busy_since=busy_since,
                 ):
+                    if grant is not None:
+                        spare[campaign.name] = grant
                     if store.phone_live(attempt.phone, busy_since=busy_since):
                         # One call at a time to a person: another campaign's (or run's) call
                         # to this number is under way; look again once it has likely ended.
@@ -153,12 +183,11 @@ class Dispatcher:
                                 attempt, now + settings.poll.expected_talk, "phone_busy", now
                             )
                     continue  # or another worker claimed it between our read and our write
-                if pacer is not None:
-                    await pacer.acquire()
                 live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
                 shared.dialing_now.add(attempt.id)
                 task = asyncio.create_task(
-                    self._dial(attempt, body, dialed_at=now), name=f"dial-{attempt.id}"
+                    self._dial(attempt, body, dialed_at=now, grant=grant),
+                    name=f"dial-{attempt.id}",
                 )
                 self.dial_tasks.add(task)
                 self._unsent.add(task)
@@ -167,15 +196,73 @@ class Dispatcher:
                 started += 1
             if len(batch) < page or not moved:
                 break  # nothing more is due, or what is due waits on holds and caps
+        for grant in spare.values():
+            self._give_back(grant)
         return started
 
-    def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:
-        if campaign.calls_per_minute is None:
+    # ------------------------------------------------------------------ the pace
+    def _paced(self, campaign: str, now: datetime) -> bool:
+        """Whether the campaign's pace is known to hold its next create until later than now
+        (then the attempt waits, and the pass notes when to look again)."""
+        until = self._paced_until.get(campaign)
+        if until is None or until <= now:
+            return False
+        self.paced_until = until if self.paced_until is None else min(self.paced_until, until)
+        return True
+
+    def _take_slot(self, campaign: str, pace: Pace, now: datetime) -> PaceGrant | None:
+        """The campaign's next create slot from its shared pace row, or None while the pace
+        holds it (until when is noted)."""
+        slot = self._shared.store.take_pace_slot(campaign, now=now, pace=pace)
+        # granted or not, nothing more of this campaign before the row's next slot
+        self._paced_until[campaign] = slot.tat if slot.granted else now + slot.wait
+        if not slot.granted:
+            self._paced(campaign, now)
             return None
-        pacer = self._pacers.get(campaign.name)
-        if pacer is None:
-            pacer = self._pacers[campaign.name] = AsyncLimiter(campaign.calls_per_minute, 60)
-        return pacer
+        return PaceGrant(campaign=campaign, pace=pace, at=now, tat=slot.tat)
+
+    def _give_back(self, grant: PaceGrant) -> None:
+        """A slot this pass took and did not use: the row goes back to the grant's instant, so
+        the next create may start at once, unless another grant came since (then it stays)."""
+        if self._shared.store.move_pace_slot(grant.campaign, expected=grant.tat, to=grant.at):
+            self._paced_until.pop(grant.campaign, None)
+
+    def _keep_slot(self, attempt: AttemptView, grant: PaceGrant, dialed_at: datetime) -> bool:
+        """Asked just before the create goes out: the slot is re-stamped with this instant, so
+        the next create of the campaign starts a whole interval after this one really did,
+        however long this one waited for the request budget. If another grant came meanwhile
+        (this create waited longer than the interval), sending now could put two creates
+        closer than the pace allows: the attempt goes back to planned, to be paced again."""
+        shared = self._shared
+        now = shared.clock()
+        due = now + grant.pace.interval
+        if due <= grant.tat:
+            return True  # sent at the instant it was granted: the row is right as it is
+        try:
+            if shared.store.move_pace_slot(grant.campaign, expected=grant.tat, to=due):
+                grant.tat = due  # a re-send (after a 429) re-stamps from here
+                self._paced_until[grant.campaign] = due
+                return True
+            shared.store.release_unplaced(
+                attempt.id, due_at=now, reason="withdrawn:pace", now=now, dialed_at=dialed_at
+            )
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return False
+        except StoreUnavailable as exc:
+            # the row stays `dialing`, for reconciliation to release (as in _may_still_send)
+            shared.database.noticed(exc, by="dial")
+            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
+            return False
+        log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="pace")
+        return False
+
+    def next_pass_at(self, due: datetime | None, now: datetime) -> datetime | None:
+        """When the dispatcher has something to do: the next attempt's due time, but while
+        the due attempts wait for their campaign's pace, the next slot (not a busy loop)."""
+        if self.paced_until is not None and (due is None or due <= now):
+            return self.paced_until
+        return due
 
     def _evidence(
         self,
@@ -254,7 +341,12 @@ class Dispatcher:
         )
 
     async def _dial(
-        self, attempt: AttemptView, body: Mapping[str, Any], *, dialed_at: datetime
+        self,
+        attempt: AttemptView,
+        body: Mapping[str, Any],
+        *,
+        dialed_at: datetime,
+        grant: PaceGrant | None = None,
     ) -> None:
         """Send the create of an attempt this daemon moved to `dialing` at ``dialed_at``.
 
@@ -272,6 +364,8 @@ class Dispatcher:
             if sending is None:
                 return False
             dialed_at = sending
+            if grant is not None and not self._keep_slot(attempt, grant, dialed_at):
+                return False
             self._unsent.discard(this)
             return True
 

@@ -444,7 +444,10 @@ class Engine:
                     # its webhook) wakes that one, which may not serve the campaign that is due.
                     seconds = shared.settings.tick * FULL_RECOUNT_TICKS
                 else:
-                    seconds = self._until(shared.store.next_due_at())
+                    # while due attempts wait for their campaign's pace, until its next slot
+                    seconds = self._until(
+                        self._dispatcher.next_pass_at(shared.store.next_due_at(), shared.clock())
+                    )
             except StoreUnavailable as exc:
                 shared.database.failed(exc, loop="dispatch")
                 continue

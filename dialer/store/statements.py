@@ -551,6 +551,15 @@ SET_BUDGET_TAT = (
     .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
 )
 INSERT_BUDGET = sa.insert(BUDGETS)
+#: a compare-and-set of a campaign's pace row: moves it only if no other grant moved it since
+MOVE_BUDGET_TAT = (
+    sa.update(BUDGETS)
+    .where(
+        BUDGETS.c.key_name == sa.bindparam("budget_key"),
+        BUDGETS.c.tat == sa.bindparam("expected", type_=BUDGETS.c.tat.type),
+    )
+    .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
+)
 
 
 @cache

@@ -34,6 +34,7 @@ from sqlmodel import Session, SQLModel
 
 from dialer.attempts import AttemptState, can_transition, sources_of
 from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
+from dialer.policy.pacing import Pace, Slot
 from dialer.store import browse, budget, failures, importer
 from dialer.store import statements as sql
 from dialer.store.browse import Group, Search
@@ -529,6 +530,18 @@ class Store:
             budget.hold_request_slots(
                 connection, key_name, until=until, interval=interval, burst=burst
             )
+
+    def take_pace_slot(self, campaign: str, *, now: datetime, pace: Pace) -> Slot:
+        """The next create slot of ``campaign``'s pace, shared by every daemon: granted, or
+        refused with how long to wait (dialer.store.budget)."""
+        with self._connection() as connection:
+            return budget.take_pace_slot(connection, campaign, now=now, pace=pace)
+
+    def move_pace_slot(self, campaign: str, *, expected: datetime, to: datetime) -> bool:
+        """Move ``campaign``'s pace row from ``expected`` to ``to`` unless another grant came
+        since (dialer.store.budget)."""
+        with self._connection() as connection:
+            return budget.move_pace_slot(connection, campaign, expected=expected, to=to)
 
     # ----- workers
     def database_now(self) -> datetime | None:
