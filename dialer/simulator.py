@@ -136,6 +136,12 @@ class SimulatorConfig(BaseModel):
     webhook_url: str | None = None
     webhook_secret: str = "whsec_simulator"  # noqa: S105 - the simulator's own test secret
     webhook_drop: float = 0.0  # probability a webhook is never sent
+    #: the assistants the account has: a create naming another assistant_id is answered 404
+    #: (empty: every id is known)
+    assistant_ids: tuple[str, ...] = ()
+    #: the assistant_override keys accepted: a create with another key is answered 422
+    #: (None: any key; VoiceDock's own checking of the override is UNCONFIRMED)
+    override_fields: tuple[str, ...] | None = None
     webhook_duplicate: float = 0.0  # probability a webhook is sent twice
 
 
@@ -474,6 +480,9 @@ class Simulator:
                     param="assistant_id",
                 ),
             )
+        refusal = self._refuse_body(request, key, body)
+        if refusal is not None:
+            return refusal
         if self._credits is not None and self._credits <= 0:
             return self._respond(
                 request,
@@ -509,6 +518,32 @@ class Simulator:
             self.request_log.append(RequestRecord("POST", request.url.path, 0, self.now(), key))
             return _Dropped()
         return self._respond(request, key, 201, answer)
+
+    def _refuse_body(self, request: Request, key: str, body: dict[str, Any]) -> Response | None:
+        """What every create of a badly set-up campaign gets: 404 for an assistant the account
+        does not have (flat body, as the API reference's 404s), 422 for an override key the
+        assistant does not take (nested body naming the field)."""
+        known = self.config.assistant_ids
+        if known and "assistant_id" in body and body["assistant_id"] not in known:
+            return self._respond(
+                request, key, 404, {"error": "Not Found", "message": "Assistant not found"}
+            )
+        fields = self.config.override_fields
+        override = body.get("assistant_override")
+        if fields is not None and isinstance(override, dict):
+            for name in sorted(override):
+                if name not in fields:
+                    return self._respond(
+                        request,
+                        key,
+                        422,
+                        _nested(
+                            "invalid_request",
+                            f"Unknown field in assistant_override: {name}",
+                            param=f"assistant_override.{name}",
+                        ),
+                    )
+        return None
 
     async def _get(self, request: Request) -> Response:
         key, refusal = self._gate(request)
