@@ -146,7 +146,8 @@ def run(
     except InputError as exc:
         raise _fail_input(exc) from None
     except DialerError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        # one line whatever the terminal's width: it is what a script or a person reads
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
 
 
