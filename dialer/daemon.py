@@ -162,8 +162,6 @@ async def open_daemon(
                         create_timeout_s=config.voicedock.create_timeout.total_seconds(),
                     )
                 )
-            for key_name, client in clients.items():
-                await _check_key(config, key_name, client)
             engine = Engine(
                 store=store,
                 clients=clients,
@@ -171,6 +169,10 @@ async def open_daemon(
                 settings=settings or engine_settings(config),
                 clock=clock,
             )
+            # counted from here: the key checks' requests are the daemon's too
+            counts = RequestCounts(store, clients, clock=clock, worker_id=engine.settings.worker_id)
+            for key_name, client in clients.items():
+                await _check_key(config, key_name, client)
             log.info(
                 "dialer.daemon.started",
                 worker=engine.settings.worker_id,  # as attempts.owner and the workers table
@@ -179,7 +181,6 @@ async def open_daemon(
             )
             # The listeners first: a port already taken is a config error before any
             # campaign is imported or any run fired, not a traceback after.
-            counts = RequestCounts(store, clients, clock=clock, worker_id=engine.settings.worker_id)
             async with (
                 _webhook_receiver(config, engine, webhook_secret),
                 _metrics_endpoint(config, engine) as metrics,

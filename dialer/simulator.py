@@ -239,6 +239,7 @@ class Simulator:
         self._order: list[SimCall] = []
         self._windows: dict[str, _KeyWindow] = defaultdict(_KeyWindow)
         self._forced_seen: dict[str, int] = defaultdict(int)
+        self._revoked: set[str] = set()
         self._advanced = 0.0
         #: every answer comes this many simulated seconds late (0: at once)
         self._answer_delay_s = 0.0
@@ -305,7 +306,11 @@ class Simulator:
 
     @property
     def api_keys(self) -> set[str]:
-        return {self.config.api_key, *self.config.extra_api_keys}
+        return {self.config.api_key, *self.config.extra_api_keys} - self._revoked
+
+    def revoke(self, key: str) -> None:
+        """From now on ``key`` is answered 401 (revoked in the dashboard while a daemon runs)."""
+        self._revoked.add(key)
 
     # ------------------------------------------------------------------ records
     def created_by_destination(self) -> dict[str, list[CreatedRecord]]:
