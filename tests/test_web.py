@@ -156,6 +156,10 @@ def test_a_held_campaign_says_why_and_what_to_do(world: Store) -> None:
             "(param=frist_message) (first: line 2, +31612345601)" in html
         ), route
         assert "Fix the campaign file, or `dialer resume` it once fixed." in html
+    masked = TestClient(status_app(source(world), token=None, mask_phones=True))
+    for route in ("/", f"/campaigns/{campaign.name}"):
+        html = masked.get(route).text
+        assert "+31612345601" not in html and "(first: line 2, ••••)" in html, route
 
 
 def test_request_budget_use_includes_what_this_daemon_has_not_written(world: Store) -> None:

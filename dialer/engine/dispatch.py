@@ -370,7 +370,8 @@ class Dispatcher:
                 self._note_ambiguous(attempt, exc, dialed_at)
                 return
             shared.holds.clear_account(attempt.api_key_name)
-            shared.holds.accepted(attempt.campaign_name)
+            if shared.holds.accepted(attempt.campaign_name):
+                shared.wake.set()  # its other due contacts may go out now, at full width
             if not await self._record_created(attempt, created, dialed_at):
                 return
             shared.count("created")

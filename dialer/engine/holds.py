@@ -172,10 +172,14 @@ class Holds:
         if self._unanswered[campaign] <= 0:
             del self._unanswered[campaign]
 
-    def accepted(self, campaign: str) -> None:
-        """A create of the campaign was accepted: whatever was refused before was not for all."""
+    def accepted(self, campaign: str) -> bool:
+        """A create of the campaign was accepted: whatever was refused before was not for all.
+        True when this proves the campaign (it may dial at full width from now on)."""
         self._streaks.pop(campaign, None)
+        if campaign in self._proven:
+            return False
         self._proven.add(campaign)
+        return True
 
     def refused(self, campaign: str, refusal: CampaignRefusal, threshold: int) -> HoldDue | None:
         """A create refused for what every contact would meet; the hold when it is due (the
