@@ -308,7 +308,7 @@ def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = Non
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
-    """Place calls for a paused campaign again."""
+    """Place calls for a paused or held campaign again (a hold: once its cause is fixed)."""
     change = _change_state(campaign, CampaignState.ACTIVE, config)
     out.print(f"campaign {campaign!r} active (was {change.previous})")
 

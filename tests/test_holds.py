@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ import structlog
 from dialer.attempts import AttemptState
 from dialer.errors import NeedsAPerson
 from dialer.simulator import Simulator, SimulatorConfig, serve
-from dialer.store import CampaignState, Store
+from dialer.store import CampaignHold, CampaignState, ContactRecord, Store
 from tests.e2e import (
     ASSISTANT,
     DIALER,
@@ -294,3 +294,84 @@ async def test_an_unreachable_voicedock_at_start_is_not_fatal(
     assert refused_once == ["/api/v1/calls"]
     assert sorted(r.destination for r in sim.created) == sorted(phones)
     assert daemon.store.campaign("e2e") is not None
+
+
+def test_the_store_holds_and_releases_a_campaign(db_url: str) -> None:
+    """On SQLite and PostgreSQL: only an active campaign is held; its refused attempts are
+    brought forward; resume, a pause or an edited definition each end the hold."""
+    now = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+    contacts = [
+        ContactRecord(phone=p, name=None, timezone=None, variables={}) for p in nl_numbers(4)
+    ]
+
+    def sync(store: Store, definition_hash: str) -> int:
+        return store.sync_campaign(
+            name="e2e",
+            source="e2e.toml",
+            definition_hash=definition_hash,
+            api_key_name="default",
+            contacts=contacts,
+            now=now,
+        )
+
+    with Store(db_url) as store:
+        store.create_schema()
+        campaign_id = sync(store, "h1")
+        assert store.create_run(campaign_id, fire_time=now, now=now) is not None
+        refused = store.attempts(campaign_id=campaign_id)[:3]
+        for attempt in refused:
+            assert store.begin_dialing(attempt.id, owner="t", body={}, now=now)
+            store.release_unplaced(
+                attempt.id, due_at=now + timedelta(minutes=1), reason="refused:campaign", now=now
+            )
+        held_at = now + timedelta(seconds=5)
+        assert store.hold_campaign(
+            campaign_id,
+            reason="404: Not Found: Assistant not found",
+            phone=refused[0].phone,
+            line=2,
+            now=held_at,
+            attempt_ids=[a.id for a in refused],
+        )
+        assert not store.hold_campaign(campaign_id, reason="again", phone=None, line=None, now=now)
+        record = store.campaign("e2e")
+        assert record is not None and record.state is CampaignState.HELD
+        assert record.hold == CampaignHold(
+            reason="404: Not Found: Assistant not found",
+            phone=refused[0].phone,
+            line=2,
+            since=held_at,
+        )
+        assert store.due_attempts(now=now + timedelta(days=1), limit=10) == []  # no daemon dials
+        assert {store.attempt(a.id).due_at for a in refused} == {held_at}  # due at release
+        assert [a.attempt_no for a in store.attempts(campaign_id=campaign_id)] == [1, 1, 1, 1]
+
+        change = store.change_campaign_state("e2e", CampaignState.ACTIVE, now=now)
+        assert change is not None and change.previous is CampaignState.HELD
+        record = store.campaign("e2e")
+        assert record is not None and record.hold is None and record.state is CampaignState.ACTIVE
+        assert len(store.due_attempts(now=held_at, limit=10)) == 4
+
+        assert store.hold_campaign(campaign_id, reason="x", phone=None, line=None, now=now)
+        sync(store, "h1")  # the same definition: still held
+        assert store.campaign("e2e").state is CampaignState.HELD  # type: ignore[union-attr]
+        sync(store, "h2")  # an edited file: released
+        record = store.campaign("e2e")
+        assert record is not None and record.state is CampaignState.ACTIVE and record.hold is None
+
+        assert store.hold_campaign(campaign_id, reason="x", phone=None, line=None, now=now)
+        store.change_campaign_state("e2e", CampaignState.PAUSED, now=now)
+        record = store.campaign("e2e")
+        assert record is not None and record.state is CampaignState.PAUSED and record.hold is None
+        assert not store.hold_campaign(campaign_id, reason="x", phone=None, line=None, now=now)
+        kinds = [e.kind for e in store.events() if e.kind.startswith("campaign.")]
+        assert kinds == [
+            "campaign.created",
+            "campaign.held",
+            "campaign.active",
+            "campaign.held",
+            "campaign.updated",
+            "campaign.released",
+            "campaign.held",
+            "campaign.paused",
+        ]
