@@ -20,7 +20,14 @@ from dialer.engine.settings import Clock, EngineSettings
 from dialer.errors import AccountError, ProviderError
 from dialer.policy.rejections import Rejection, same_error, unanswered_allowed
 
-__all__ = ["AccountHold", "CampaignRefusal", "HoldDue", "Holds", "rejection_of"]
+__all__ = [
+    "AccountHold",
+    "CampaignRefusal",
+    "HoldDue",
+    "Holds",
+    "describe_rejection",
+    "rejection_of",
+]
 
 log = structlog.get_logger("dialer.engine")
 
