@@ -146,7 +146,8 @@ def run(
     except InputError as exc:
         raise _fail_input(exc) from None
     except DialerError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        # one line whatever the terminal's width: it is what a script or a person reads
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
 
 
@@ -307,7 +308,7 @@ def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = Non
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
-    """Place calls for a paused campaign again."""
+    """Place calls for a paused or held campaign again (a hold: once its cause is fixed)."""
     change = _change_state(campaign, CampaignState.ACTIVE, config)
     out.print(f"campaign {campaign!r} active (was {change.previous})")
 

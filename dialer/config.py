@@ -274,6 +274,7 @@ class DialerSettings(_Section):
         description="a list of do-not-call files (.csv with a phone column, or one number a line)",
     )
     max_calls_per_contact: CallCapSettings | None = None
+    hold_after_rejections: int = Field(3, gt=0, description="a whole number > 0")
 
     @field_validator("default_region")
     @classmethod

@@ -270,6 +270,32 @@ def _describe_body(response: httpx.Response) -> str:
     return f"{message} ({', '.join(extras)})" if extras else message
 
 
+def _error_fields(response: httpx.Response) -> dict[str, str | None]:
+    """The error body's code, named field and message, as keyword arguments of a
+    ProviderError (dialer.policy.rejections reads them); None where the body has none."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"code": None, "param": None, "said": _describe_error_body(response)}
+    if not isinstance(body, dict):
+        return {"code": None, "param": None, "said": _describe_error_body(response)}
+    error = body.get("error")
+    if isinstance(error, dict):
+        code, param, said = error.get("code"), error.get("param"), error.get("message")
+    else:
+        code, param = None, body.get("param")
+        said = ": ".join(str(part) for part in (error, body.get("message")) if part)
+    secret = response.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    said = str(said or code or "") or None
+    if said and secret:
+        said = said.replace(secret, "[redacted]")
+    return {
+        "code": str(code) if code else None,
+        "param": str(param) if param else None,
+        "said": said[:_BODY_EXCERPT] if said else None,
+    }
+
+
 def _retry_after(response: httpx.Response, *, now_wall: float) -> float:
     """Retry-After (see ``retry_after_seconds``), else X-RateLimit-Reset - now, else a second."""
     seconds = retry_after_seconds(response.headers.get("Retry-After"), now_wall=now_wall)
@@ -286,11 +312,11 @@ def _raise_for_status(route: _Route, response: httpx.Response, *, retry_after: f
     if status == 429:
         raise RateLimited(what, retry_after=retry_after)
     if status in (401, 403):
-        raise Unauthorized(what, status_code=status)
+        raise Unauthorized(what, status_code=status, **_error_fields(response))
     if status == 402:
-        raise InsufficientCredits(what, status_code=status)
+        raise InsufficientCredits(what, status_code=status, **_error_fields(response))
     if status == 404:
-        raise NotFound(what, status_code=status)
+        raise NotFound(what, status_code=status, **_error_fields(response))
     if status >= 500:
         if route is _Route.CREATE:
             raise AmbiguousCreate(
@@ -303,7 +329,7 @@ def _raise_for_status(route: _Route, response: httpx.Response, *, retry_after: f
         location = response.headers.get("Location", "?")
         raise InvalidRequest(f"{what} (redirect to {location}; check base_url)", status_code=status)
     # 400/409/422 by the docs; any other 4xx is as final.
-    raise InvalidRequest(what, status_code=status)
+    raise InvalidRequest(what, status_code=status, **_error_fields(response))
 
 
 def _unreadable(route: _Route, response: httpx.Response, problem: str) -> ServerError:

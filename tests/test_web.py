@@ -139,6 +139,29 @@ def test_holds_are_said_in_plain_words(world: Store) -> None:
     assert 'daemon-serving <span class="quiet">(serves this page)' in html
 
 
+def test_a_held_campaign_says_why_and_what_to_do(world: Store) -> None:
+    (campaign,) = world.campaigns()
+    assert world.hold_campaign(
+        campaign.id,
+        reason="422: Unknown field in assistant_override: frist_message (param=frist_message)",
+        phone="+31612345601",
+        line=2,
+        now=NOW,
+    )
+    c = client(world)
+    for route in ("/", f"/campaigns/{campaign.name}"):
+        html = c.get(route).text
+        assert (
+            "VoiceDock said: 422: Unknown field in assistant_override: frist_message "
+            "(param=frist_message) (first: line 2, +31612345601)" in html
+        ), route
+        assert "Fix the campaign file, or `dialer resume` it once fixed." in html
+    masked = TestClient(status_app(source(world), token=None, mask_phones=True))
+    for route in ("/", f"/campaigns/{campaign.name}"):
+        html = masked.get(route).text
+        assert "+31612345601" not in html and "(first: line 2, ••••)" in html, route
+
+
 def test_request_budget_use_includes_what_this_daemon_has_not_written(world: Store) -> None:
     app = status_app(
         source(world, unwritten_requests={"default": (7, 1)}), token=None, mask_phones=False

@@ -28,6 +28,7 @@ import structlog
 
 from dialer.attempts import AttemptState
 from dialer.campaign import Campaign
+from dialer.engine.holds import CampaignRefusal, rejection_of
 from dialer.engine.settings import YIELD_EVERY
 from dialer.engine.shared import Shared, contact_of
 from dialer.errors import (
@@ -44,6 +45,7 @@ from dialer.errors import (
 from dialer.policy.gate import Allow, Close, Defer
 from dialer.policy.pacing import Pace
 from dialer.policy.polling import next_poll_at
+from dialer.policy.rejections import Blame, Rejection, blame, hold_threshold
 from dialer.store import AttemptView, TransitionRefused
 from dialer.voicedock import CreatedCall
 
@@ -136,8 +138,8 @@ class Dispatcher:
                     continue  # its file is gone from the config: leave it planned, untouched
                 if campaign.api_key_name in held or campaign.api_key_name not in shared.clients:
                     continue
-                if shared.holds.campaign_held(campaign.name, now):
-                    continue
+                if not shared.holds.may_send(campaign.name, self._threshold(campaign)):
+                    continue  # not proven yet: its creates out are all it may risk
                 if (
                     campaign.max_concurrent_calls is not None
                     and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
@@ -185,6 +187,7 @@ class Dispatcher:
                     continue  # or another worker claimed it between our read and our write
                 live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
                 shared.dialing_now.add(attempt.id)
+                shared.holds.sending(campaign.name)
                 task = asyncio.create_task(
                     self._dial(attempt, body, dialed_at=now, grant=grant),
                     name=f"dial-{attempt.id}",
@@ -199,6 +202,9 @@ class Dispatcher:
         for grant in spare.values():
             self._give_back(grant)
         return started
+
+    def _threshold(self, campaign: Campaign) -> int:
+        return hold_threshold(self._shared.settings.hold_after_rejections, len(campaign.contacts))
 
     # ------------------------------------------------------------------ the pace
     def _paced(self, campaign: str, now: datetime) -> bool:
@@ -428,21 +434,16 @@ class Dispatcher:
                     dialed_at=dialed_at,
                 )
                 return
-            except NotFound as exc:
-                # The assistant or number the campaign names is unknown: the campaign's fault, not
-                # the contact's. Hold the campaign and say so; the contact keeps its turn.
-                shared.holds.hold_campaign(attempt.campaign_name, str(exc))
-                self._release(
-                    attempt,
-                    "campaign_config",
-                    delay=shared.settings.account_recheck,
-                    exc=exc,
-                    dialed_at=dialed_at,
-                )
-                return
-            except InvalidRequest as exc:
+            except (NotFound, InvalidRequest) as exc:
+                # Refused, and repeating it will not help: the contact's own fault (an invalid
+                # destination) fails it; what every contact would meet counts toward a hold
+                # (dialer.policy.rejections), the contact keeping its turn.
+                rejection = rejection_of(exc)
+                if blame(rejection) is Blame.CAMPAIGN:
+                    self._refused(attempt, exc, rejection, dialed_at)
+                    return
 
-                def failed(exc: InvalidRequest = exc) -> None:
+                def failed(exc: ProviderError = exc) -> None:
                     shared.store.mark_create_failed(
                         attempt.id,
                         error=str(exc),
@@ -463,6 +464,8 @@ class Dispatcher:
                 self._note_ambiguous(attempt, exc, dialed_at)
                 return
             shared.holds.clear_account(attempt.api_key_name)
+            if shared.holds.accepted(attempt.campaign_name):
+                shared.wake.set()  # its other due contacts may go out now, at full width
             if not await self._record_created(attempt, created, dialed_at):
                 return
             shared.count("created")
@@ -475,6 +478,7 @@ class Dispatcher:
             placed = True
         finally:
             shared.dialing_now.discard(attempt.id)
+            shared.holds.answered(attempt.campaign_name)
             if not placed:  # released, failed or ambiguous: the dispatcher may act again
                 shared.wake.set()
 
@@ -645,6 +649,70 @@ class Dispatcher:
             shared.count("released")
 
         shared.settle_dial(attempt, reason, release)
+
+    def _refused(
+        self,
+        attempt: AttemptView,
+        exc: ProviderError,
+        rejection: Rejection,
+        dialed_at: datetime,
+    ) -> None:
+        """A create refused for what every contact of the campaign would meet: the contact goes
+        back to planned (its attempt not used up), later than the others so that the next
+        refusals come from different contacts; after enough in a row, the campaign is held."""
+        shared = self._shared
+        self._release(
+            attempt,
+            "refused:campaign",
+            delay=shared.settings.account_recheck,
+            exc=exc,
+            dialed_at=dialed_at,
+        )
+        campaign = shared.campaigns.get(attempt.campaign_name)
+        threshold = (
+            self._threshold(campaign)
+            if campaign is not None
+            else shared.settings.hold_after_rejections
+        )
+        due = shared.holds.refused(
+            attempt.campaign_name,
+            CampaignRefusal(
+                attempt_id=attempt.id,
+                contact_id=attempt.contact_id,
+                phone=attempt.phone,
+                line=attempt.contact.source_line or None,
+                rejection=rejection,
+            ),
+            threshold,
+        )
+        if due is None:
+            return
+        try:
+            held = shared.store.hold_campaign(
+                attempt.campaign_id,
+                reason=due.reason,
+                phone=due.phone,
+                line=due.line,
+                now=shared.clock(),
+                attempt_ids=due.attempt_ids,
+            )
+        except StoreUnavailable as exc_store:
+            # the next refusal tries again (the streak starts afresh, from this one's
+            # contacts' next turn): nothing is lost but a few creates
+            shared.database.noticed(exc_store, by="dial")
+            return
+        if held:
+            shared.count("held")
+            log.error(
+                "dialer.campaign.held",
+                campaign=attempt.campaign_name,
+                error=due.reason,
+                first_phone=due.phone,
+                first_line=due.line,
+                refused=len(due.attempt_ids),
+                hint="fix the campaign file (the daemon reads it again), or `dialer resume "
+                f"{attempt.campaign_name}` once VoiceDock's side is fixed",
+            )
 
     def release_unsent(self) -> None:
         """At a stop: a create still waiting for the budget (a 429's pause) is not worth

@@ -308,13 +308,59 @@ CAMPAIGN_STATE_BY_NAME = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.state).where(
 )
 #: held to the commit on PostgreSQL: two state changes of one campaign take turns
 CAMPAIGN_STATE_BY_NAME_LOCKED = CAMPAIGN_STATE_BY_NAME.with_for_update()
+#: any change of state ends a hold: its reason goes with it
 SET_CAMPAIGN_STATE = (
     sa.update(CAMPAIGNS)
     .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
     .values(
         state=sa.bindparam("state"),
         updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+        held_at=None,
+        hold_reason=None,
+        hold_phone=None,
+        hold_line=None,
     )
+)
+#: an active campaign held, with why (a paused or cancelled one stays as a person left it)
+HOLD_CAMPAIGN = (
+    sa.update(CAMPAIGNS)
+    .where(
+        CAMPAIGNS.c.id == sa.bindparam("campaign_id"),
+        CAMPAIGNS.c.state == CampaignState.ACTIVE.value,
+    )
+    .values(
+        state=CampaignState.HELD.value,
+        updated_at=sa.bindparam("now", type_=CAMPAIGNS.c.updated_at.type),
+        held_at=sa.bindparam("now", type_=CAMPAIGNS.c.held_at.type),
+        hold_reason=sa.bindparam("reason"),
+        hold_phone=sa.bindparam("phone"),
+        hold_line=sa.bindparam("line"),
+    )
+)
+#: a held campaign whose file was edited: active again (the edit is the person's fix)
+RELEASE_HOLD = (
+    sa.update(CAMPAIGNS)
+    .where(
+        CAMPAIGNS.c.id == sa.bindparam("campaign_id"),
+        CAMPAIGNS.c.state == CampaignState.HELD.value,
+    )
+    .values(
+        state=CampaignState.ACTIVE.value,
+        held_at=None,
+        hold_reason=None,
+        hold_phone=None,
+        hold_line=None,
+    )
+)
+#: the attempts a hold sent back to planned, due at once when it is released
+BRING_FORWARD = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+        ATTEMPTS.c.state == AttemptState.PLANNED.value,
+        ATTEMPTS.c.due_at > sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
+    )
+    .values(due_at=sa.bindparam("now", type_=ATTEMPTS.c.due_at.type))
 )
 CONTACTS_OF_CAMPAIGN = (
     sa.select(CONTACTS)

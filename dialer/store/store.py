@@ -302,6 +302,47 @@ class Store:
                 )
             return StateChange(previous=previous, state=state, cancelled=cancelled)
 
+    def hold_campaign(
+        self,
+        campaign_id: int,
+        *,
+        reason: str,
+        phone: str | None,
+        line: int | None,
+        now: datetime,
+        attempt_ids: Sequence[int] = (),
+    ) -> bool:
+        """Hold an active campaign until a person releases it (`dialer resume`, an edited file):
+        no daemon dials it meanwhile (only active campaigns' attempts are due). ``attempt_ids``,
+        the attempts sent back to planned by the refusals that led to it, are due at once
+        when it is released. False when it was not active (already held, paused, cancelled)."""
+        with self._connection() as connection:
+            held = connection.execute(
+                sql.HOLD_CAMPAIGN,
+                {
+                    "campaign_id": campaign_id,
+                    "now": now,
+                    "reason": reason[:2000],
+                    "phone": phone,
+                    "line": line,
+                },
+            ).rowcount
+            if not held:
+                return False
+            if attempt_ids:
+                connection.execute(sql.BRING_FORWARD, {"ids": list(attempt_ids), "now": now})
+            append_event(
+                connection,
+                at=now,
+                kind="campaign.held",
+                campaign_id=campaign_id,
+                reason=reason[:500],
+                phone=phone,
+                line=line,
+                attempts=list(attempt_ids),
+            )
+            return True
+
     def contacts(self, campaign_id: int) -> list[StoredContact]:
         with self._connection() as connection:
             rows = connection.execute(sql.CONTACTS_OF_CAMPAIGN, {"campaign_id": campaign_id})

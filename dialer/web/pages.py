@@ -16,7 +16,7 @@ from typing import Any
 
 from dialer import phones
 from dialer.attempts import AttemptState
-from dialer.store import AttemptView, CampaignRecord, RunProgress, Search
+from dialer.store import AttemptView, CampaignRecord, CampaignState, RunProgress, Search
 from dialer.web.charts import Chart, columns, horizontal_bars
 from dialer.web.figures import FigureCounter, Figures
 from dialer.web.source import StatusSource
@@ -51,8 +51,8 @@ STOPPED_SHOWN_FOR = timedelta(hours=24)
 #: the order `dialer status` lists states in
 STATE_ORDER = list(AttemptState)
 _PHONE_CHARS = re.compile(r"[\d\s+().\-]+")
-#: a state the page says is "held" (dialer.store.CampaignState gains it with issue 16)
-HELD = "held"
+#: a state the page says is "held"
+HELD = CampaignState.HELD
 #: how long a page waits for a campaign's first count after a start before it says
 #: "counting…": within a page's 200 ms, and well above a small campaign's few milliseconds
 FIRST_COUNT_WAIT_S = 0.1
@@ -324,9 +324,7 @@ def summary(
 
 
 def _held_words(campaign: CampaignRecord) -> str:
-    # Issue 16 keeps the hold's reason on the campaign row; until then the state says it all.
-    reason = getattr(campaign, "hold_reason", None)
-    told = f" VoiceDock said: {reason}." if reason else ""
+    told = f" {campaign.hold_reason}." if campaign.hold_reason else ""
     return (
         "held: VoiceDock refused this campaign's calls in a way only a person can fix "
         f"(its assistant, number or settings).{told} Fix the campaign file, or `dialer "
