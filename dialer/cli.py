@@ -26,7 +26,13 @@ from sqlalchemy.engine import make_url
 
 from dialer import DISTRIBUTION, __version__
 from dialer.campaign import FIRST_YEAR, LAST_YEAR, load_campaign, validate_paths
-from dialer.campaign.catalog import check_keys, keys_in_use, load_all
+from dialer.campaign.catalog import (
+    campaign_paths,
+    check_files,
+    check_keys,
+    keys_in_use,
+    load_all,
+)
 from dialer.config import Config, load_config
 from dialer.errors import (
     CampaignError,
@@ -150,39 +156,64 @@ def run(
         raise typer.Exit(code=1) from None
 
 
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Warnings are errors (exit 2): e.g. an assistant key VoiceDock does not document.",
+    ),
+]
+
+
+def _print_warnings(warnings: Sequence[object], *, strict: bool) -> None:
+    word = "[red]error[/red]" if strict else "[yellow]warning[/yellow]"
+    for warning in warnings:
+        err.print(f"{word} {escape(str(warning))}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def validate(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Campaign files (default: the config's).")
     ] = None,
     config: ConfigOption = None,
+    strict: StrictOption = False,
 ) -> None:
-    """Check campaign files (and the config) without touching the database."""
+    """Check campaign files (and the config) without touching the database: `ok` for each
+    good file, every problem of the others (exit 2 if any)."""
     try:
+        cfg = None
         if files:
-            region = None
-            cfg = None
             if config is not None or Path("config.toml").exists():
                 cfg = load_config(_config_path(config))
-                region = cfg.dialer.default_region
-            problems = validate_paths(list(files), default_region=region)
-            if problems:
-                raise CampaignError(problems)
-            campaigns = [load_campaign(p, default_region=region) for p in files]
-            if cfg is not None:
-                check_keys(campaigns, cfg)
+            paths = list(files)
         else:
-            campaigns = load_all(load_config(_config_path(config)))
+            cfg = load_config(_config_path(config))
+            paths = campaign_paths(cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
-    for campaign in campaigns:
-        for warning in getattr(campaign, "warnings", ()):
-            err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
+    region = cfg.dialer.default_region if cfg is not None else None
+    failed = False
+    for check in check_files(paths, config=cfg, default_region=region):
+        campaign = check.campaign
+        if campaign is None:
+            for problem in check.problems:
+                err.print(
+                    f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True
+                )
+            failed = True
+            continue
+        _print_warnings(campaign.warnings, strict=strict)
+        if strict and campaign.warnings:
+            failed = True
+            continue
         out.print(
             f"[green]ok[/green] {campaign.source}: campaign {campaign.name!r}, "
             f"{len(campaign.contacts)} contacts, {campaign.mode}",
             highlight=False,
         )
+    if failed:
+        raise typer.Exit(code=2)
 
 
 def _missing_sqlite_file(url: str) -> Path | None:
@@ -434,6 +465,7 @@ def plan(
     overrides: Annotated[
         bool, typer.Option("--overrides", help="Also print every contact's rendered assistant.")
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Dry run: validate a campaign, render every contact's assistant, list who is skipped
     and why, and forecast when each contact is first called. With a database that has the
@@ -466,8 +498,9 @@ def plan(
             check_keys([campaign], cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
-    for warning in campaign.warnings:
-        err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
+    _print_warnings(campaign.warnings, strict=strict)
+    if strict and campaign.warnings:
+        raise typer.Exit(code=2)
     stored = None
     if with_config and _missing_sqlite_file(cfg.database_url) is None:
         with suppress(StoreError), Store(cfg.database_url) as store:
