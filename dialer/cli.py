@@ -211,6 +211,7 @@ def validate(
             f"[green]ok[/green] {campaign.source}: campaign {campaign.name!r}, "
             f"{len(campaign.contacts)} contacts, {campaign.mode}",
             highlight=False,
+            soft_wrap=True,  # a path broken across lines cannot be copied
         )
     if failed:
         raise typer.Exit(code=2)
@@ -257,8 +258,20 @@ def _open_store(config: Path | None) -> Iterator[Store]:
         raise typer.Exit(code=1) from None
 
 
+#: campaigns reach the database only through a daemon: a new user's first `status` needs this
+_HOW_TO_IMPORT = (
+    "`dialer run` imports every campaign file the config's [dialer] campaigns names when it "
+    "starts (`dialer run --until-idle` to import, dial what is due and exit); "
+    "`dialer plan FILE` shows what it would do without writing anything"
+)
+
+
 def _unknown_campaign(name: str) -> typer.Exit:
-    err.print(f"error: no campaign {name!r} in the database", highlight=False)
+    err.print(
+        f"error: no campaign {name!r} in the database: {_HOW_TO_IMPORT}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return typer.Exit(code=2)
 
 
@@ -292,7 +305,7 @@ def status(
         if not tables:
             if campaign:
                 raise _unknown_campaign(campaign)
-            err.print("no campaigns yet")
+            err.print(f"no campaigns yet: {_HOW_TO_IMPORT}", highlight=False, soft_wrap=True)
             return
         if not watch:
             for table in tables:
@@ -487,6 +500,8 @@ def plan(
     if not FIRST_YEAR <= now.year <= LAST_YEAR:
         err.print(f"error: --at: {at!r} is not between the years {FIRST_YEAR} and {LAST_YEAR}")
         raise typer.Exit(code=2)
+    # Every time below is shown in UTC or in a zone it names; --at 12:00+05:00 is 07:00 UTC.
+    now = now.astimezone(UTC)
     try:
         with_config = config is not None or Path("config.toml").exists()
         cfg = load_config(_config_path(config)) if with_config else Config.default(Path.cwd())
@@ -513,11 +528,14 @@ def plan(
             zone = ZoneInfo(row.zone) if row.zone else None
             sys.stdout.write(json.dumps(row.as_json(zone), ensure_ascii=False) + "\n")
         return
-    title = f"Plan — {campaign.name} (as of {now:%Y-%m-%d %H:%M} UTC"
+    title = f"Plan — {campaign.name} (as of {_utc(now)}"
     if start is None:
         title += ", no run to come"
     elif start > now:
-        title += f", first run at {start:%Y-%m-%d %H:%M} UTC"
+        # a cron fires in the campaign's zone: shown there, and in UTC like every other column
+        own = campaign.zone
+        there = f"{start.astimezone(own):%Y-%m-%d %H:%M} {own.key}, " if own else ""
+        title += f", first run at {there}{_utc(start)}"
     table = Table(title=title + ")")
     for column in ("line", "phone", "name", "zone", "first call (local)", "first call (UTC)"):
         table.add_column(column, justify="right" if column == "line" else "left")
@@ -536,20 +554,27 @@ def plan(
             row.name or "-",
             row.zone or "-",
             f"{local:%a %Y-%m-%d %H:%M}" if local else "-",
-            f"{row.first_call:%Y-%m-%d %H:%M}" if row.first_call else "-",
+            f"{row.first_call.astimezone(UTC):%Y-%m-%d %H:%M}" if row.first_call else "-",
         ]
         if stored is not None:
             cells.append(row.state + (f": {row.detail}" if row.detail else ""))
         table.add_row(*cells, row.skip or "")
     firsts = [r.first_call for r in rows if r.first_call is not None]
     table.caption = f"{len(firsts)}/{len(rows)} contacts will be called" + (
-        f", the last first call at {max(firsts):%Y-%m-%d %H:%M} UTC" if firsts else ""
+        f", the last first call at {_utc(max(firsts))}" if firsts else ""
     )
     out.print(table)
     if overrides:
         for row in rows:
             out.rule(f"line {row.line} · {row.phone} · {row.name or '-'}", align="left")
             out.print_json(data=row.override)
+
+
+def _utc(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+_SIMULATOR_KEY = "sim_test_key"
 
 
 @app.command()
@@ -562,11 +587,28 @@ def simulate(
         typer.Option(
             envvar="VOICEDOCK_API_KEY", show_envvar=True, help="The key the simulator accepts."
         ),
-    ] = "sim_test_key",
+    ] = _SIMULATOR_KEY,
 ) -> None:
     """Serve the built-in VoiceDock simulator on loopback (for trying the daemon)."""
     from dialer.simulator import SimulatorConfig, run_simulator
+    from dialer.voicedock import API_PREFIX
 
+    base_url = f"http://127.0.0.1:{port}{API_PREFIX}"
+    # The key is never shown: taken from $VOICEDOCK_API_KEY it may be a real one.
+    key = (
+        "the daemon needs the key this shell has in $VOICEDOCK_API_KEY"
+        if api_key != _SIMULATOR_KEY
+        else f"before `dialer run`: export VOICEDOCK_API_KEY={_SIMULATOR_KEY}"
+    )
+    out.print(
+        f"VoiceDock simulator on {base_url} (time x{time_scale:g}); Ctrl-C stops it.\n"
+        "Put this in the config's \\[voicedock] table:\n"
+        f'base_url = "{base_url}"\n'
+        f"and {key}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.stdout.flush()  # piped, the lines would otherwise wait for the server to stop
     run_simulator(
         SimulatorConfig(
             api_key=api_key, time_scale=time_scale, requests_per_minute=requests_per_minute
@@ -578,22 +620,34 @@ def simulate(
 
 @app.command()
 def demo(
-    contacts: Annotated[
+    campaign: Annotated[
         Path | None,
-        typer.Option(help="Campaign file to run (default: the built-in demo campaign)."),
+        typer.Option(
+            "--campaign", help="Campaign file to run (default: the built-in demo campaign)."
+        ),
     ] = None,
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo database in this folder.")
+    ] = None,
+    contacts: Annotated[
+        Path | None,
+        # the option's old name: it always took a campaign file, never a contacts file
+        typer.Option("--contacts", hidden=True),
     ] = None,
 ) -> None:
     """Run a real campaign end to end against the built-in simulator on loopback."""
     from dialer.demo import run_demo
 
+    if contacts is not None:
+        err.print("warning: --contacts is now --campaign (it takes a campaign file)")
+        if campaign is None:
+            campaign = contacts
+
     configure_logging(json_lines=False, level=logging.WARNING)
     # Piped output gets a width that fits the per-contact table instead of Rich's 80 columns.
     console = out if out.is_terminal else Console(width=140)
     try:
-        code = run_demo(console, campaign_path=contacts, keep=keep)
+        code = run_demo(console, campaign_path=campaign, keep=keep)
     except InputError as exc:
         raise _fail_input(exc) from None
     raise typer.Exit(code=code)
