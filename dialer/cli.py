@@ -268,7 +268,7 @@ _HOW_TO_IMPORT = (
 
 def _unknown_campaign(name: str) -> typer.Exit:
     err.print(
-        f"error: no campaign {name!r} in the database: {_HOW_TO_IMPORT}",
+        f"error: no campaign {name!r} in the database: {escape(_HOW_TO_IMPORT)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -305,7 +305,9 @@ def status(
         if not tables:
             if campaign:
                 raise _unknown_campaign(campaign)
-            err.print(f"no campaigns yet: {_HOW_TO_IMPORT}", highlight=False, soft_wrap=True)
+            err.print(
+                f"no campaigns yet: {escape(_HOW_TO_IMPORT)}", highlight=False, soft_wrap=True
+            )
             return
         if not watch:
             for table in tables:

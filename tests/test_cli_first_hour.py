@@ -289,7 +289,7 @@ def test_a_campaign_not_imported_yet_says_how_to_import_it(
     assert result.exit_code == 2
     said = " ".join(result.stderr.split())
     assert "no campaign 'e2e' in the database" in said
-    assert "`dialer run` imports every campaign file" in said
+    assert "`dialer run` imports every campaign file the config's [dialer] campaigns names" in said
     assert "dialer run --until-idle" in said
 
 
@@ -302,7 +302,10 @@ def test_status_of_an_empty_database_says_how_to_import(
         store.create_schema()
     result = runner.invoke(app, ["status", "--config", str(config.source)])
     assert result.exit_code == 0
-    assert "no campaigns yet: `dialer run` imports" in " ".join(result.stderr.split())
+    said = " ".join(result.stderr.split())
+    assert (
+        "no campaigns yet: `dialer run` imports every campaign file the config's [dialer]" in said
+    )
 
 
 # ------------------------------------------------------------------ plan's times and zones
