@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
@@ -652,6 +653,13 @@ DATABASE_URL_ENV = "DIALER_DATABASE_URL"
 LOG_LEVEL_ENV = "DIALER_LOG_LEVEL"
 
 
+#: a new user's first command, before any config exists
+_NO_CONFIG = (
+    "file not found: make one with `cp config.example.toml {path}` (every key is documented "
+    "there, with its default), or name yours with --config PATH or DIALER_CONFIG=PATH"
+)
+
+
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a config file; ConfigError with EVERY problem (file, line, dotted field).
 
@@ -660,6 +668,8 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     the variable is relative to the working directory, as a shell user means it."""
     source = TomlSource.read(path)
     if isinstance(source, Problem):
+        if source.message == "file not found":
+            source = replace(source, message=_NO_CONFIG.format(path=path))
         raise ConfigError([source])
     problems: list[Problem] = []
     try:

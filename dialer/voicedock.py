@@ -84,6 +84,8 @@ from dialer.ratelimit import (
 __all__ = ["MAX_PAGE_SIZE", "TERMINAL_STATUSES", "Call", "CreatedCall", "VoiceDockClient"]
 
 log = structlog.get_logger("dialer.voicedock")
+#: every documented path is under it: https://api.hmsovereign.com/api/v1 (voicedock-api.md §1)
+API_PREFIX = "/api/v1"
 
 # TERMINAL_STATUSES (dialer.attempts): the call statuses after which nothing changes (§5);
 # override per client if VoiceDock adds one.
@@ -375,6 +377,7 @@ class VoiceDockClient:
         if backoff_base_s < 0 or backoff_max_s < 0:
             raise ValueError("backoff_base_s and backoff_max_s must be >= 0")
         self.base_url = base_url.rstrip("/")
+        self._create_404_hinted = False
         self.requests_sent: Counter[tuple[str, str, int | str]] = Counter()
         """Requests by (method, path template, status code or "error"), for metrics."""
         self._budget = budget
@@ -444,15 +447,19 @@ class VoiceDockClient:
         re-sends are used up; Unauthorized, InsufficientCredits, NotFound, InvalidRequest.
         """
         route = _Route.CREATE
-        response = await self._request(
-            route,
-            "/calls/outbound",
-            retry_on=(RateLimited, TransportFailure),
-            body=dict(body),
-            timeouts=self._create_timeout,
-            before_send=before_send,
-            before_wait=before_wait,
-        )
+        try:
+            response = await self._request(
+                route,
+                "/calls/outbound",
+                retry_on=(RateLimited, TransportFailure),
+                body=dict(body),
+                timeouts=self._create_timeout,
+                before_send=before_send,
+                before_wait=before_wait,
+            )
+        except NotFound:
+            self._hint_create_not_found()
+            raise
         try:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -474,6 +481,25 @@ class VoiceDockClient:
             http_status=response.status_code,
             raw=data,
         )
+
+    def _hint_create_not_found(self) -> None:
+        """Once per client: what a 404 on the create usually means. A new user's first
+        mistake is a base_url without VoiceDock's /api/v1 prefix (every path is then unknown);
+        with the prefix, the assistant or the number the body names is."""
+        if self._create_404_hinted:
+            return
+        self._create_404_hinted = True
+        if self.base_url.endswith(API_PREFIX):
+            hint = (
+                f"[voicedock] base_url ends in {API_PREFIX}: check that the campaign's "
+                "assistant_id (and number_id) exist in this VoiceDock account"
+            )
+        else:
+            hint = (
+                f"[voicedock] base_url should end in {API_PREFIX} (it is {self.base_url}), "
+                f"e.g. https://api.hmsovereign.com{API_PREFIX}"
+            )
+        log.warning("dialer.api.create_not_found", hint=hint, base_url=self.base_url)
 
     async def get_call(self, call_id: str) -> Call:
         """``GET /calls/{id}``. Raises NotFound, AccountError, or after the retries

@@ -148,6 +148,11 @@ class _Checks:
         assert self.source is not None
         self.problems.append(self.source.problem(path, message, accepted=accepted))
 
+    def warn(self, path: KeyPath, message: str, accepted: str | None = None) -> None:
+        """Something that may be intended: shown, and an error only with ``--strict``."""
+        assert self.source is not None
+        self.warnings.append(self.source.problem(path, message, accepted=accepted))
+
     # -- typed getters: each returns None (and reports) when the value is unusable ---------
     def get_if_set(
         self,
