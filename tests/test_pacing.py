@@ -151,9 +151,10 @@ async def test_while_paced_the_dispatcher_sleeps_until_the_next_slot(tmp_path: P
         running = asyncio.create_task(a.run(stop))
         try:
             await eventually(lambda: len(sim.created) == 1)
-            first = a.loop_passes["dispatch"]
-            await asyncio.sleep(0.3)  # bounded look: 30 passes at the old 10 ms, here none
-            assert a.loop_passes["dispatch"] == first
+            first = a.loop_pass_counts["dispatch"]
+            await asyncio.sleep(0.3)  # bounded look: 30 passes at the old 10 ms
+            # at most the one pass the first accepted create wakes (the campaign is proven)
+            assert a.loop_pass_counts["dispatch"] - first <= 1
         finally:
             stop.set()
             await running

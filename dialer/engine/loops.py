@@ -87,6 +87,8 @@ class Engine:
         self._last_finish_runs: datetime | None = None
         #: loop name -> time.monotonic() of its last pass (the health endpoint reads it)
         self._loop_passes: dict[str, float] = {}
+        #: how many passes each loop made (how often it woke: a busy loop shows here)
+        self.loop_pass_counts: Counter[str] = Counter()
         #: whether run() is running its loops
         self.running = False
         #: when (by our clock) this daemon last wrote its heartbeat
@@ -153,6 +155,7 @@ class Engine:
 
     def _passing(self, loop: str) -> None:
         self._loop_passes[loop] = time.monotonic()
+        self.loop_pass_counts[loop] += 1
 
     @property
     def database_outage(self) -> Outage | None:
