@@ -36,9 +36,12 @@ BODY = {"destination": "+31612345601", "assistant_id": "7d1e5b2a-4c3f-4e8a-9b6d-
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
-    return CliRunner()
+    yield CliRunner()
+    # a command run in-process points structlog at CliRunner's stderr, closed afterwards: the
+    # next test's log lines would fail on it
+    structlog.reset_defaults()
 
 
 def _env(**extra: str) -> dict[str, str]:
