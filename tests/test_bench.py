@@ -110,7 +110,7 @@ def test_the_scale_run_counts_every_key_and_daemon() -> None:
     assert [k.creates for k in row.per_key] == [150, 150]
     assert [r.created for r in row.runs] == [300]
     assert row.window_min > 0 and row.created_per_min > 0
-    assert 0 < row.bound_per_min <= 2 * LIMIT_PER_MINUTE
+    assert 0 < row.bound_per_min() <= 2 * LIMIT_PER_MINUTE
     table = scale_table([row])
     assert [column.header for column in table.columns] == list(SCALE_COLUMNS)
     assert table.row_count == 1
