@@ -92,7 +92,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--scale-contacts",
         type=int,
         default=None,
-        help=f"contacts of each key's campaign (default {scale.contacts_per_key}; 100 --quick)",
+        help=f"contacts of each key's campaign (default {scale.contacts_per_key} with --scale, "
+        "200 in a whole run, 100 --quick)",
     )
     parser.add_argument("--scale-time-scale", type=float, default=scale.time_scale)
     parser.add_argument(
@@ -144,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             keys=tuple(args.scale_keys or ((1, 2) if args.quick else ScaleParams().keys)),
             # make bench: only three daemons (the Done-when's rows); --scale: one too
             daemons=tuple(args.scale_daemons or (ScaleParams().daemons if args.scale else (3,))),
-            contacts_per_key=args.scale_contacts or (100 if args.quick else 300),
+            # a whole run keeps to ~15 min: 200 contacts a key (~2 simulated minutes each)
+            contacts_per_key=args.scale_contacts
+            or (100 if args.quick else 300 if args.scale else 200),
             time_scale=args.scale_time_scale,
         )
         million_contacts = args.million_contacts

@@ -619,8 +619,11 @@ def scale_details(rows: Sequence[ScaleRow]) -> list[str]:
     daemon: the calls it created and its CPU."""
     lines = []
     for row in rows:
+        start = min((k.create_times[0] for k in row.per_key if k.create_times), default=0.0)
         keys = "; ".join(
-            f"{key_name(i)} {k.creates} created, per minute {list(k.per_minute)}, "
+            f"{key_name(i)} {k.creates} created from "
+            f"+{((k.create_times or (start,))[0] - start) * row.params.time_scale:.0f} s (sim), "
+            f"per minute {list(k.per_minute)}, "
             f"{len(k.follow_up_times)} follow-ups, peak {k.peak_window}"
             for i, k in enumerate(row.per_key)
         )
