@@ -416,35 +416,19 @@ class Store:
     ) -> int:
         """Plan a first attempt for every live contact of the run's campaign that has none:
         ``once``, none in any run; otherwise none in this run."""
-        rows: list[tuple[int, str, int]] = [
-            (cid, phone, 1)
-            for cid, phone in connection.execute(
-                sql.CONTACTS_NEVER_PLANNED if once else sql.CONTACTS_TO_PLAN,
-                {"campaign_id": campaign_id, "run_id": run_id},
-            ).all()
-        ]
+        params = {
+            "run_id": run_id,
+            "campaign_id": campaign_id,
+            "state": AttemptState.PLANNED.value,
+            "due_at": max(fire_time, now),
+            "now": now,
+        }
+        planned: int = connection.execute(
+            sql.PLAN_NEVER_PLANNED if once else sql.PLAN_EVERY_RUN, params
+        ).rowcount
         if once:
-            again = connection.execute(
-                sql.CONTACTS_PLANNED_AGAIN, {"campaign_id": campaign_id, "run_id": run_id}
-            )
-            rows.extend((cid, phone, number) for cid, phone, number in again.all())
-        batch = [
-            {
-                "run_id": run_id,
-                "campaign_id": campaign_id,
-                "contact_id": cid,
-                "phone": phone,
-                "attempt_no": number,
-                "state": AttemptState.PLANNED.value,
-                "due_at": max(fire_time, now),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for cid, phone, number in rows
-        ]
-        for start in range(0, len(batch), 5000):
-            connection.execute(sql.INSERT_ATTEMPT, batch[start : start + 5000])
-        return len(batch)
+            planned += connection.execute(sql.PLAN_AGAIN, params).rowcount
+        return planned
 
     def runs(self, campaign_id: int) -> list[RunRecord]:
         with self._connection() as connection:
