@@ -60,10 +60,12 @@ class World:
         keys: Mapping[str, str] | None = None,
         backoff_s: float = 0,
         tick: float = 0.01,
+        campaigns: Sequence[Campaign] | None = None,
     ) -> Engine:
         """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
         ``backoff_s``: the client's back-off before re-sending after a failure (real time);
-        ``tick``: the longest its loops sleep (real time), when a test runs them."""
+        ``tick``: the longest its loops sleep (real time), when a test runs them;
+        ``campaigns``: what it dials (default: the world's one campaign)."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -79,7 +81,7 @@ class World:
         engine = Engine(
             store=self.store,
             clients=clients,
-            campaigns=[self.campaign],
+            campaigns=campaigns or [self.campaign],
             settings=engine_settings(
                 self.config,
                 poll=PollPlan(),

@@ -7,13 +7,16 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from sqlmodel import select
 
 from dialer.attempts import AttemptState
+from dialer.campaign import load_campaign
 from dialer.daemon import Daemon
 from dialer.simulator import Simulator, SimulatorConfig
 from dialer.store import Store
 from dialer.store.tables import AttemptRow
+from tests.clock import FakeClock
 from tests.e2e import (
     KEY,
     all_final,
@@ -25,6 +28,8 @@ from tests.e2e import (
     write_campaign,
     write_config,
 )
+from tests.engine_world import T0, world
+from tests.engine_world import simulator as world_simulator
 
 SCALE = 200.0
 
@@ -182,3 +187,36 @@ async def test_out_of_credits_pauses_dispatch_and_resumes_by_itself(
         assert set(latest_states(store, "e2e").values()) == {AttemptState.ENDED}
         released = [e for e in store.events(kind="attempt.not_placed")]
         assert released and all("account:InsufficientCredits" in str(e.data) for e in released)
+
+
+async def test_a_campaign_at_its_cap_does_not_keep_the_others_from_dialling(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The oldest due attempts, more than a page of them, belong to a campaign at its own
+    max_concurrent_calls: the next campaign's due attempts are dialled in the same pass."""
+    clock = FakeClock(T0)
+    sim = world_simulator(clock)
+    phones = nl_numbers(34)
+    # 10 lines in all (the world's config), 1 for the first campaign: with 9 free lines the
+    # pages of the old all-campaign read held 22 attempts, fewer than the first one's 29 due
+    async with world(
+        tmp_path,
+        httpx.ASGITransport(app=sim.app),
+        clock,
+        phones=phones[:30],
+        extra="max_concurrent_calls = 1",
+        db_url=db_url,
+    ) as w:
+        second = load_campaign(write_campaign(tmp_path, phones[30:], name="second"))
+        engine = await w.engine("a", campaigns=[w.campaign, second])
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1  # the first campaign is at its cap from now
+        clock.advance(timedelta(minutes=1))
+        assert engine.fire("second", clock()) is not None
+        started = await engine.dispatch_once()
+        live = Counter(
+            a.campaign_name
+            for a in w.store.attempts(states=[AttemptState.DIALING, AttemptState.IN_FLIGHT])
+        )
+        assert started >= 1
+        assert live == {"e2e": 1, "second": started}

@@ -81,6 +81,8 @@ class Dispatcher:
         self._unsent: set[asyncio.Task[None]] = set()
         #: the last pass found every line taken: only an ending call (or a tick) changes that
         self.full = False
+        #: which campaign's page is read first in the next pass (see _turn_order)
+        self._first_turn = 0
 
     async def dispatch_once(self) -> int:
         """Start every dial that is due and fits the caps; returns how many POSTs were started."""
@@ -107,10 +109,11 @@ class Dispatcher:
         self.full = capacity <= 0
         if self.full:
             return 0
+        due = store.next_due_at()
+        if due is None or due > now:
+            return 0  # one read, not one per campaign, when nothing is due
         started = 0
         live_by_name = {name: live.get(cid, 0) for name, cid in shared.campaign_ids.items()}
-        # Pages a little larger than the free lines: some due attempts are deferred or closed
-        # rather than dialled, and those leave the due set, so the next page holds new ones.
         # a call given up on while it was still ringing or talking may still be (see
         # phone_live), until its late results stop being looked for
         busy_since = now - settings.late_result_horizon
@@ -119,89 +122,132 @@ class Dispatcher:
         #: attempt of the campaign takes it, and what is left is given back after the pass
         #: (a pass the database interrupts loses it: the pace is then a slot slower, never faster)
         spare: dict[str, PaceGrant] = {}
-        while started < capacity:
-            page = (capacity - started) * 2 + 4
-            batch = store.due_attempts(now=now, limit=page)
-            moved = False
-            for attempt in batch:
+        # Campaign by campaign, a page each in turn: the oldest due attempts of a campaign that
+        # cannot dial (its cap, its pace, its key's budget counted in its lines) must not fill
+        # every page so that the others' are never reached. The first turn moves on each pass,
+        # so free lines fewer than the campaigns' wants do not always go to the same one.
+        turn = self._turn_order()
+        while started < capacity and turn:
+            again: list[Campaign] = []
+            for campaign in turn:
                 if started >= capacity:
                     break
-                examined += 1
-                if examined % YIELD_EVERY == 0:
-                    # A run firing outside its window defers every contact in one pass, a
-                    # write each: the heartbeat, the polls and the sends must not stall behind
-                    # it (a daemon silent past worker_ttl is taken for dead).
-                    await asyncio.sleep(0)
-                    now = shared.clock()
-                campaign = shared.campaigns.get(attempt.campaign_name)
-                if campaign is None:
-                    continue  # its file is gone from the config: leave it planned, untouched
-                if campaign.api_key_name in held or campaign.api_key_name not in shared.clients:
-                    continue
-                if not shared.holds.may_send(campaign.name, self._threshold(campaign)):
-                    continue  # not proven yet: its creates out are all it may risk
-                if (
-                    campaign.max_concurrent_calls is not None
-                    and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
-                ):
-                    continue
-                if campaign.name not in spare and self._paced(campaign.name, now):
-                    continue  # before the gate: its checks would only be done again
-                permit = self._check_policy(campaign, attempt, now)
-                if permit is None:
-                    moved = True  # deferred or closed: it left the due set
-                    continue
-                grant = spare.pop(campaign.name, None)
-                if grant is None and campaign.calls_per_minute is not None:
-                    grant = self._take_slot(campaign.name, Pace(campaign.calls_per_minute), now)
-                    if grant is None:
-                        continue  # its pace holds it: no write, it stays due
-                body = campaign.call_body(
-                    contact_of(attempt, campaign),
-                    metadata={
-                        "dialer_attempt_id": attempt.id,
-                        "dialer_campaign": campaign.name,
-                        "dialer_run_id": attempt.run_id,
-                    },
+                room = capacity - started
+                if campaign.max_concurrent_calls is not None:
+                    room = min(
+                        room, campaign.max_concurrent_calls - live_by_name.get(campaign.name, 0)
+                    )
+                if room <= 0 or not self._may_dial(campaign, held, spare, now):
+                    continue  # before any read: nothing of it can go out now
+                # Pages a little larger than the free lines: some due attempts are deferred or
+                # closed rather than dialled, and those leave the due set, so the next page
+                # holds new ones.
+                page = room * 2 + 4
+                batch = store.due_attempts_of(
+                    shared.campaign_ids[campaign.name], now=now, limit=page
                 )
-                moved = True  # dialled now, or by the worker that claimed it first
-                if not store.begin_dialing(
-                    attempt.id,
-                    owner=settings.worker_id,
-                    body=body,
-                    now=now,
-                    evidence=self._evidence(campaign, attempt, now, body, permit),
-                    key_name=attempt.api_key_name,
-                    busy_since=busy_since,
-                ):
-                    if grant is not None:
-                        spare[campaign.name] = grant
-                    if store.phone_live(attempt.phone, busy_since=busy_since):
-                        # One call at a time to a person: another campaign's (or run's) call
-                        # to this number is under way; look again once it has likely ended.
-                        # (Refused: another worker claimed this very attempt meanwhile.)
-                        with contextlib.suppress(TransitionRefused):
-                            self._defer(
-                                attempt, now + settings.poll.expected_talk, "phone_busy", now
-                            )
-                    continue  # or another worker claimed it between our read and our write
-                live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
-                shared.dialing_now.add(attempt.id)
-                shared.holds.sending(campaign.name)
-                task = asyncio.create_task(
-                    self._dial(attempt, body, dialed_at=now, grant=grant),
-                    name=f"dial-{attempt.id}",
-                )
-                self.dial_tasks.add(task)
-                self._unsent.add(task)
-                task.add_done_callback(self.dial_tasks.discard)
-                task.add_done_callback(self._unsent.discard)
-                started += 1
-            if len(batch) < page or not moved:
-                break  # nothing more is due, or what is due waits on holds and caps
+                moved = False
+                stopped = False
+                for attempt in batch:
+                    if started >= capacity or (
+                        campaign.max_concurrent_calls is not None
+                        and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
+                    ):
+                        stopped = True
+                        break
+                    examined += 1
+                    if examined % YIELD_EVERY == 0:
+                        # A run firing outside its window defers every contact in one pass, a
+                        # write each: the heartbeat, the polls and the sends must not stall
+                        # behind it (a daemon silent past worker_ttl is taken for dead).
+                        await asyncio.sleep(0)
+                        now = shared.clock()
+                    if not self._may_dial(campaign, held, spare, now):
+                        stopped = True
+                        break
+                    permit = self._check_policy(campaign, attempt, now)
+                    if permit is None:
+                        moved = True  # deferred or closed: it left the due set
+                        continue
+                    grant = spare.pop(campaign.name, None)
+                    if grant is None and campaign.calls_per_minute is not None:
+                        grant = self._take_slot(campaign.name, Pace(campaign.calls_per_minute), now)
+                        if grant is None:
+                            stopped = True  # its pace holds it: no write, it stays due
+                            break
+                    body = campaign.call_body(
+                        contact_of(attempt, campaign),
+                        metadata={
+                            "dialer_attempt_id": attempt.id,
+                            "dialer_campaign": campaign.name,
+                            "dialer_run_id": attempt.run_id,
+                        },
+                    )
+                    moved = True  # dialled now, or by the worker that claimed it first
+                    if not store.begin_dialing(
+                        attempt.id,
+                        owner=settings.worker_id,
+                        body=body,
+                        now=now,
+                        evidence=self._evidence(campaign, attempt, now, body, permit),
+                        key_name=attempt.api_key_name,
+                        busy_since=busy_since,
+                    ):
+                        if grant is not None:
+                            spare[campaign.name] = grant
+                        if store.phone_live(attempt.phone, busy_since=busy_since):
+                            # One call at a time to a person: another campaign's (or run's)
+                            # call to this number is under way; look again once it has
+                            # likely ended. (Refused: another worker claimed this very
+                            # attempt meanwhile.)
+                            with contextlib.suppress(TransitionRefused):
+                                self._defer(
+                                    attempt, now + settings.poll.expected_talk, "phone_busy", now
+                                )
+                        continue  # or another worker claimed it between our read and our write
+                    live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
+                    shared.dialing_now.add(attempt.id)
+                    shared.holds.sending(campaign.name)
+                    task = asyncio.create_task(
+                        self._dial(attempt, body, dialed_at=now, grant=grant),
+                        name=f"dial-{attempt.id}",
+                    )
+                    self.dial_tasks.add(task)
+                    self._unsent.add(task)
+                    task.add_done_callback(self.dial_tasks.discard)
+                    task.add_done_callback(self._unsent.discard)
+                    started += 1
+                # another page of it in the next turn, unless nothing more of it is due, or
+                # what is due waits on its holds and caps
+                if not stopped and moved and len(batch) == page:
+                    again.append(campaign)
+            turn = again
         for grant in spare.values():
             self._give_back(grant)
         return started
+
+    def _turn_order(self) -> list[Campaign]:
+        """The campaigns this daemon may dial for, the first of them one further each pass."""
+        shared = self._shared
+        order = [c for name, c in shared.campaigns.items() if name in shared.campaign_ids]
+        if not order:
+            return order
+        first = self._first_turn % len(order)
+        self._first_turn = first + 1
+        return order[first:] + order[:first]
+
+    def _may_dial(
+        self, campaign: Campaign, held: set[str], spare: Mapping[str, PaceGrant], now: datetime
+    ) -> bool:
+        """Whether a due attempt of the campaign could go out now, as far as the campaign's
+        key, its holds and its pace tell (its cap and the free lines are counted apart)."""
+        shared = self._shared
+        if campaign.api_key_name in held or campaign.api_key_name not in shared.clients:
+            return False
+        if not shared.holds.may_send(campaign.name, self._threshold(campaign)):
+            return False  # not proven yet: its creates out are all it may risk
+        # before the gate: its checks would only be done again
+        return campaign.name in spare or not self._paced(campaign.name, now)
 
     def _threshold(self, campaign: Campaign) -> int:
         return hold_threshold(self._shared.settings.hold_after_rejections, len(campaign.contacts))

@@ -102,6 +102,17 @@ DUE_VIEWS = (
     .order_by(ATTEMPTS.c.due_at, ATTEMPTS.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
 )
+#: the same, of one campaign: a range of ix_attempts_campaign_due, so that one campaign's
+#: backlog is never read through to reach another's (the dispatcher takes campaigns in turn)
+DUE_VIEWS_OF_CAMPAIGN = (
+    ATTEMPT_VIEWS.where(
+        *_PLANNED_AND_ACTIVE,
+        ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"),
+        ATTEMPTS.c.due_at <= sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
+    )
+    .order_by(ATTEMPTS.c.due_at, ATTEMPTS.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
 NEXT_DUE_AT = (
     sa.select(sa.func.min(ATTEMPTS.c.due_at, type_=ATTEMPTS.c.due_at.type))
     .join_from(ATTEMPTS, CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)

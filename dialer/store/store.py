@@ -496,6 +496,15 @@ class Store:
         with self._connection() as connection:
             return self._views(connection, sql.DUE_VIEWS, {"now": now, "limit": limit})
 
+    def due_attempts_of(self, campaign_id: int, *, now: datetime, limit: int) -> list[AttemptView]:
+        """The campaign's planned attempts whose time has come, oldest first, if it is active."""
+        with self._connection() as connection:
+            return self._views(
+                connection,
+                sql.DUE_VIEWS_OF_CAMPAIGN,
+                {"campaign_id": campaign_id, "now": now, "limit": limit},
+            )
+
     def next_due_at(self) -> datetime | None:
         with self._connection() as connection:
             return connection.execute(sql.NEXT_DUE_AT).scalar()
