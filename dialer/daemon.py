@@ -68,6 +68,7 @@ def engine_settings(
             minimum=min(d.poll_interval, PollPlan().minimum),
             expected_talk=d.expected_call_length,
             list_interval=d.list_interval,
+            list_interval_min=d.list_interval_min,
             list_threshold=d.list_threshold,
         ),
         stuck_after=d.stuck_after,
@@ -92,11 +93,14 @@ def engine_settings(
 
 def with_webhooks(plan: PollPlan, fallback_interval: timedelta) -> PollPlan:
     """Webhooks report ends; polls only catch the ones that never arrive, so they thin out:
-    a list every ``fallback_interval`` (a lost webhook holds its line that long at most)."""
+    a list every ``fallback_interval`` (a lost webhook holds its line that long at most),
+    never sooner: the spare budget buys nothing when the ends come by themselves."""
+    interval = max(plan.list_interval, fallback_interval)
     return dataclasses.replace(
         plan,
         expected_talk=plan.expected_talk * 2,
-        list_interval=max(plan.list_interval, fallback_interval),
+        list_interval=interval,
+        list_interval_min=interval,
     )
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "WINDOW_S",
     "Priority",
     "RequestBudget",
+    "budget_rate",
     "retry_after_seconds",
     "seconds_until_reset",
 ]
@@ -159,6 +160,16 @@ def retry_after_seconds(value: str | None, *, now_wall: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def budget_rate(requests_per_minute: int, margin: float) -> int:
+    """Requests a minute a budget grants: the limit less its margin, at least one.
+
+    >>> budget_rate(100, 0.29)
+    71
+    """
+    # round() first: 100 * (1 - 0.29) is 70.99999999999999, which must not floor to 70
+    return max(1, math.floor(round(requests_per_minute * (1 - margin), 9)))
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     # httpx.Headers is case-insensitive; a plain dict (tests, webhooks) may not be.
     value = headers.get(name)
@@ -195,8 +206,7 @@ class RequestBudget:
             raise ValueError(f"requests_per_minute must be >= 1, not {requests_per_minute}")
         if not 0 <= margin < 1:
             raise ValueError(f"margin must be in [0, 1), not {margin}")
-        # round() first: 100 * (1 - 0.29) is 70.99999999999999, which must not floor to 70
-        self._rate = max(1, math.floor(round(requests_per_minute * (1 - margin), 9)))
+        self._rate = budget_rate(requests_per_minute, margin)
         self._reserve = requests_per_minute - self._rate if reserve is None else reserve
         self._margin = margin
         self._margin_reserve = reserve is None

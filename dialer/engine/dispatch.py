@@ -79,6 +79,7 @@ class Dispatcher:
             or shared.database.beat_overdue(now)
         ):
             self.full = False  # not counted: look again on the next tick
+            shared.lines_wanted = False
             return 0
         live = store.live_counts()
         capacity = settings.max_concurrent_calls - sum(live.values())
@@ -167,6 +168,8 @@ class Dispatcher:
                 started += 1
             if len(batch) < page or not moved:
                 break  # nothing more is due, or what is due waits on holds and caps
+        # every free line taken: more are likely due (while full, the last answer stands)
+        shared.lines_wanted = started >= capacity
         return started
 
     def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:

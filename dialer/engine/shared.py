@@ -109,6 +109,9 @@ class Shared:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: attempts whose POST this daemon sent (or is about to) and has no answer for yet
     dialing_now: set[int] = field(default_factory=set)
+    #: the dispatcher's last pass filled every free line: contacts wait for one, so an end
+    #: seen sooner is a dial sooner (the follower lists more often while the budget allows)
+    lines_wanted: bool = False
     #: an attempt became final since finish_runs last looked (or it never looked)
     runs_dirty: bool = True
     #: the engine is stopping: a write the database refuses now is left to the next start
