@@ -33,8 +33,12 @@ from typing import Literal
 
 from rich.table import Table
 
-Variant = Literal["naive", "dialer", "dialer+webhooks"]
-VARIANTS: tuple[Variant, ...] = ("naive", "dialer", "dialer+webhooks")
+Variant = Literal["naive", "dialer", "dialer+webhooks", "dialer-bound"]
+VARIANTS: tuple[Variant, ...] = ("naive", "dialer", "dialer+webhooks", "dialer-bound")
+#: "dialer-bound" runs the polling variant with this many times the concurrency: more lines
+#: than the key's 100 requests a minute can fill (4 x 50 lines of ~100 s calls would want
+#: ~120 creates a minute), so the budget binds and every list request costs a create's slot
+BOUND_CONCURRENCY = 4
 #: the secret the simulator signs its webhooks with, and the dialer checks them with
 WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 - a throwaway secret of the benchmark
 KEY = "sim_bench_key"
@@ -402,6 +406,8 @@ def _free_port() -> int:
 
 def run_variant(variant: Variant, params: BenchParams) -> VariantRow:
     """One variant against a fresh simulator, each in its own process."""
+    if variant == "dialer-bound":
+        params = replace(params, concurrency=params.concurrency * BOUND_CONCURRENCY)
     ctx = _spawn()
     webhook_port = _free_port() if variant == "dialer+webhooks" else None
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant.replace('+', '-')}-") as tmp:
@@ -487,7 +493,8 @@ def variant_table(rows: Sequence[VariantRow]) -> Table:
         table.add_column(name, justify="left" if name == "variant" else "right")
     for row in rows:
         table.add_row(
-            row.variant,
+            row.variant
+            + (f" (concurrency {row.params.concurrency})" if row.params != first else ""),
             str(row.params.contacts),
             str(row.run.completed),
             f"{row.requests_per_call:.3f}",

@@ -17,6 +17,7 @@ from bench import (
     run_variant,
     variant_table,
 )
+from bench.floor import floor_line, measure
 from bench.pages import pages_table, run_pages
 
 QUICK = BenchParams(contacts=200, concurrency=20)
@@ -46,6 +47,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--import-rows", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--no-import", action="store_true", help="skip the import measurement")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip bench.floor (the CPU a call cannot lack)"
+    )
     parser.add_argument(
         "--import-only", action="store_true", help="only the import measurement (no variants)"
     )
@@ -84,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(variant_table(rows))
         for line in details(rows):
             console.print(line, highlight=False)
+        if not args.no_floor:
+            with console.status("measuring the floor (bench.floor)…"):
+                floor = measure(params.contacts)
+            console.print(floor_line(floor, rows), highlight=False)
     if not args.no_import:
         import_rows = args.import_rows or (QUICK_IMPORT_ROWS if args.quick else 1_000_000)
         with console.status(f"importing {import_rows:,} contacts…"):
