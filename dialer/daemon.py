@@ -127,10 +127,13 @@ async def open_daemon(
     api_key: str | None = None,
     webhook_secret: str | None = None,
     web_token: str | None = None,
+    budget_time_scale: float = 1.0,
 ) -> AsyncIterator[Daemon]:
     """Open the store, one client per API key in use and the engine; import campaigns; start
     the schedules. ``api_key`` stands in for the default key's environment variable (demo,
-    tests); the other keys always come from theirs."""
+    tests); the other keys always come from theirs. ``budget_time_scale``: the keys' limits
+    count minutes of a simulator that many times faster (the bench; SQLite's in-process
+    budget only)."""
     store = Store(config.database_url, lock_wait_s=DAEMON_LOCK_WAIT_S)
     try:
         store.open_schema()
@@ -147,7 +150,7 @@ async def open_daemon(
                     if key_name == DEFAULT_KEY and api_key is not None
                     else config.api_key(key_name)
                 )
-                budget = _budget(limits, store)
+                budget = _budget(limits, store, budget_time_scale)
                 log.info(
                     "dialer.daemon.key",
                     key=key_name,
@@ -312,11 +315,17 @@ async def _metrics_endpoint(config: Config, engine: Engine) -> AsyncIterator[Dia
         yield metrics
 
 
-def _budget(key: KeyLimits, store: Store) -> RequestBudget:
+def _budget(key: KeyLimits, store: Store, time_scale: float = 1.0) -> RequestBudget:
     """On PostgreSQL several daemons may share the key: its budget lives in the database."""
     rpm, margin = key.requests_per_minute, key.budget_margin
     if store.dialect == "postgresql":
+        if time_scale != 1.0:
+            raise ValueError("a time-scaled budget is the in-process one (SQLite) only")
         return SharedBudget(rpm, margin=margin, slots=store, key_name=key.name)
+    if time_scale != 1.0:
+        # X-RateLimit-Reset comes in whole (real) seconds, a simulated minute at x60: holding
+        # until it would stall a budget that keeps its own window exact in simulated time
+        return RequestBudget(rpm, margin=margin, time_scale=time_scale, reserve=0)
     return RequestBudget(rpm, margin=margin)
 
 

@@ -189,7 +189,9 @@ class RequestBudget:
     monotonic seconds, ``wall_clock`` unix seconds (for ``X-RateLimit-Reset``), ``sleep`` the
     coroutine the dispatcher waits with; tests pass a fake trio of them. ``reserve`` is the
     ``X-RateLimit-Remaining`` at or below which traffic holds until the reset; by default the
-    margin in requests, so another user of the key keeps that share.
+    margin in requests, so another user of the key keeps that share. ``time_scale``: the
+    key's minute lasts ``60 / time_scale`` seconds of ``clock`` (the time-scaled simulator of
+    the bench, whose limit counts simulated minutes); 1 everywhere else.
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class RequestBudget:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         reserve: int | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, not {requests_per_minute}")
@@ -212,6 +215,9 @@ class RequestBudget:
         self._margin_reserve = reserve is None
         if self._reserve < 0:
             raise ValueError(f"reserve must be >= 0, not {self._reserve}")
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, not {time_scale}")
+        self._window = WINDOW_S / time_scale
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -237,6 +243,11 @@ class RequestBudget:
         return self._rate
 
     @property
+    def window_s(self) -> float:
+        """The length of the key's minute by ``clock`` (60 s unless time-scaled)."""
+        return self._window
+
+    @property
     def paused_until(self) -> float | None:
         """``clock()`` time until which all traffic is held, or ``None`` if it is not."""
         if self._paused_until is None or self._paused_until <= self._clock():
@@ -258,7 +269,7 @@ class RequestBudget:
         if self._server_remaining is not None:
             return self._server_remaining
         now = self._clock()
-        return max(0, self._rate - sum(1 for t in self._granted if t + WINDOW_S > now))
+        return max(0, self._rate - sum(1 for t in self._granted if t + self._window > now))
 
     def waiting(self, priority: Priority | None = None) -> int:
         """How many acquirers wait (of one priority, or all)."""
@@ -340,13 +351,13 @@ class RequestBudget:
 
     def _delay(self, now: float) -> float:
         """Seconds until a slot may be granted at ``now`` (0 when one may be now)."""
-        while self._granted and self._granted[0] + WINDOW_S <= now:
+        while self._granted and self._granted[0] + self._window <= now:
             self._granted.popleft()
         delay = 0.0
         if self._paused_until is not None:
             delay = self._paused_until - now
         if len(self._granted) >= self._rate:
-            delay = max(delay, self._granted[0] + WINDOW_S - now)
+            delay = max(delay, self._granted[0] + self._window - now)
         return max(delay, 0.0)
 
     def _shared_wait(self) -> float:

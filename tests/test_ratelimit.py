@@ -86,6 +86,21 @@ async def test_no_window_of_a_minute_ever_holds_more_than_the_rate() -> None:
     assert budget.waiting() == 0
 
 
+async def test_a_time_scaled_budget_counts_the_simulators_minutes() -> None:
+    # the bench's simulator at x60: its minute is one second, and so is the budget's
+    fake = FakeClock(START)
+    budget = budget_on(fake, 10, time_scale=60.0)
+    assert budget.window_s == 1.0
+    granted: list[float] = []
+
+    async def one() -> None:
+        await budget.acquire(Priority.CREATE)
+        granted.append(fake.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(25)))
+    assert granted == [0.0] * 10 + [1.0] * 10 + [2.0] * 5
+
+
 async def test_the_window_slides_rather_than_resetting_on_the_minute() -> None:
     fake = FakeClock(START)
     budget = budget_on(fake, 2)

@@ -145,7 +145,8 @@ class Follower:
         shared = self._shared
         budget = shared.clients[key_name].budget
         load = KeyLoad(
-            rate_per_minute=budget.rate_per_minute,
+            # per minute of our clock (the bench's budget counts the simulator's minutes)
+            rate_per_minute=round(budget.rate_per_minute * 60.0 / budget.window_s),
             in_flight=in_flight,
             creates_waiting=budget.waiting(Priority.CREATE),
             line_wanted=shared.lines_wanted,
