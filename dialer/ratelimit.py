@@ -191,7 +191,11 @@ class RequestBudget:
     ``X-RateLimit-Remaining`` at or below which traffic holds until the reset; by default the
     margin in requests, so another user of the key keeps that share. ``time_scale``: the
     key's minute lasts ``60 / time_scale`` seconds of ``clock`` (the time-scaled simulator of
-    the bench, whose limit counts simulated minutes); 1 everywhere else.
+    the bench, whose limit counts simulated minutes); 1 everywhere else. ``burst``: at most
+    this many slots in any ``burst`` x (minute / rate), so no window holds more than its
+    share of the rate plus ``burst``; None: the whole rate at once. A window short enough
+    that the requests' own latency is a share of it (time-scaled) needs it: a full window's
+    burst arriving late meets the next window's at the server.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class RequestBudget:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         reserve: int | None = None,
         time_scale: float = 1.0,
+        burst: int | None = None,
     ) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, not {requests_per_minute}")
@@ -218,6 +223,9 @@ class RequestBudget:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be > 0, not {time_scale}")
         self._window = WINDOW_S / time_scale
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be >= 1, not {burst}")
+        self._spaced_burst = burst
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -358,6 +366,10 @@ class RequestBudget:
             delay = self._paused_until - now
         if len(self._granted) >= self._rate:
             delay = max(delay, self._granted[0] + self._window - now)
+        burst = self._spaced_burst
+        if burst is not None and len(self._granted) >= burst:
+            spaced = self._granted[-burst] + burst * self._window / self._rate
+            delay = max(delay, spaced - now)
         return max(delay, 0.0)
 
     def _shared_wait(self) -> float:

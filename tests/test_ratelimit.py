@@ -101,6 +101,19 @@ async def test_a_time_scaled_budget_counts_the_simulators_minutes() -> None:
     assert granted == [0.0] * 10 + [1.0] * 10 + [2.0] * 5
 
 
+async def test_a_burst_limit_spaces_the_slots_beyond_it() -> None:
+    fake = FakeClock(START)
+    budget = budget_on(fake, 60, burst=3)  # a slot a second, three back to back
+    granted: list[float] = []
+
+    async def one() -> None:
+        await budget.acquire(Priority.CREATE)
+        granted.append(fake.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(7)))
+    assert granted == [0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 6.0]
+
+
 async def test_the_window_slides_rather_than_resetting_on_the_minute() -> None:
     fake = FakeClock(START)
     budget = budget_on(fake, 2)
