@@ -223,6 +223,7 @@ class RequestBudget:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be > 0, not {time_scale}")
         self._window = WINDOW_S / time_scale
+        self._time_scale = time_scale
         if burst is not None and burst < 1:
             raise ValueError(f"burst must be >= 1, not {burst}")
         self._spaced_burst = burst
@@ -287,8 +288,10 @@ class RequestBudget:
 
     # ------------------------------------------------------------------ steering
     def pause_for(self, seconds: float) -> None:
-        """Hold every request of the key for ``seconds`` (a 429's ``Retry-After``)."""
-        self._hold(seconds, reason="retry_after")
+        """Hold every request of the key for ``seconds`` (a 429's ``Retry-After``; a
+        time-scaled budget reads them as the simulator's: whole real seconds are simulated
+        minutes, and the simulator means the seconds left of its minute)."""
+        self._hold(seconds / self._time_scale, reason="retry_after")
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Hold traffic until ``X-RateLimit-Reset`` once ``X-RateLimit-Remaining`` is at or
@@ -300,6 +303,10 @@ class RequestBudget:
         if remaining is None:
             return
         self._server_remaining = remaining
+        if self._time_scale != 1.0:
+            # A reset in whole real seconds is a simulated minute: held to it, a time-scaled
+            # budget would stall; its own window is exact, and a 429 still pauses it.
+            return
         reserve = self._reserve
         limit_text = _header(headers, "X-RateLimit-Limit")
         limit = None if limit_text is None else _header_count(limit_text)

@@ -124,18 +124,17 @@ def list_spare(plan: PollPlan, load: KeyLoad) -> float:
 
 
 def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
-    """How long the key's next list waits: ``list_interval`` while creates wait for the budget
-    (every slot is a create's) or the spare affords no more, else as often as the spare pays
-    for (``pages`` requests a list), but at most every ``list_interval_min``.
+    """How long the key's next list waits: ``list_interval`` when the spare affords no more
+    (the creates queued and due take the budget), else as often as the spare pays for
+    (``pages`` requests a list), but at most every ``list_interval_min``.
 
     Interval I, spare S requests a minute, P pages: I = max(list_interval_min, 60 s x P / S),
     at most ``list_interval``. Lists then take P x 60 s / I <= S requests a minute, unless I is
-    ``list_interval`` itself (the slowest look there is, taken whatever the spare).
+    ``list_interval`` itself (the slowest look there is, taken whatever the spare). A create
+    queued for a moment (the budget spaces its slots) is demand, not a sign that it binds.
     """
     slowest = plan.list_interval
     fastest = min(plan.list_interval_min, slowest)
-    if load.creates_waiting > 0:
-        return slowest
     spare = list_spare(plan, load)
     if spare <= 0:
         return slowest
