@@ -49,6 +49,8 @@ class Follower:
         self._shared = shared
         #: while listing (enough calls in flight), API key -> when its next list is due
         self._next_list: dict[str, datetime] = {}
+        #: call id -> VoiceDock's own creation time of a followed call, once a list showed it
+        self._created: dict[str, datetime] = {}
         #: API key -> requests its last list took (a list of several pages costs that many)
         self._pages: dict[str, int] = {}
         #: API key -> its calls in flight that its last list did not show (or failed to)
@@ -100,6 +102,9 @@ class Follower:
             return observed
         by_key = self._followed_by_key()
         in_flight = sum(len(calls) for calls in by_key.values())
+        if len(self._created) > in_flight:
+            followed = {call_id for calls in by_key.values() for call_id in calls}
+            self._created = {k: v for k, v in self._created.items() if k in followed}
         intervals = {key: self._list_interval(key, len(calls)) for key, calls in by_key.items()}
         if in_flight and (
             in_flight >= plan.list_threshold
@@ -198,7 +203,6 @@ class Follower:
                 # listed at once when its VoiceDock answers again (see _resume_held)
                 self._held[key_name].update(c.attempt_id for c in followed.values())
                 continue
-            oldest = min(c.dialing_at or now for c in followed.values())
             client = shared.clients[key_name]
             sent = _lists_sent(client)
             listed: set[str] = set()
@@ -206,7 +210,7 @@ class Follower:
             stuck = now - shared.settings.stuck_after
             try:
                 calls = await client.list_calls(
-                    start_date=oldest - shared.settings.reconcile_margin,
+                    start_date=self._list_start(followed.values(), now),
                     only=followed.keys(),
                     unchanged={
                         c.call_id: c.call_status
@@ -235,6 +239,9 @@ class Follower:
                 missing.update(c.attempt_id for c in followed.values())
                 continue
             self._pages[key_name] = max(1, _lists_sent(client) - sent)
+            for call in calls:
+                if call.created_at is not None:
+                    self._created[call.id] = call.created_at
             if self._misses:
                 for call_id in listed:
                     self._misses.pop(followed[call_id].attempt_id, None)
@@ -247,6 +254,19 @@ class Follower:
             # fall back to a GET for each, on its own schedule.
             missing.update(c.attempt_id for c in followed.values() if c.call_id not in listed)
         return seen
+
+    def _list_start(self, followed: Iterable[FollowedCall], now: datetime) -> datetime:
+        """Where a key's list starts: at the oldest followed call's creation by VoiceDock's
+        own clock once a list showed it (less a second: the time may be rounded), else at
+        its dial by ours less ``reconcile_margin`` (the clocks may differ). Calls created
+        before are not listed: the margin alone, every list, was ~a third of its items."""
+        margin = self._shared.settings.reconcile_margin
+        return min(
+            self._created[c.call_id] - _ROUNDING
+            if c.call_id in self._created
+            else (c.dialing_at or now) - margin
+            for c in followed
+        )
 
     @property
     def _missing_from_list(self) -> set[int]:
@@ -506,6 +526,10 @@ async def _together(looks: Iterable[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: how much earlier than a call's listed creation time its key's list starts
+_ROUNDING = timedelta(seconds=1)
 
 
 def _lists_sent(client: VoiceDockClient) -> int:
