@@ -80,6 +80,9 @@ class BenchParams:
     naive_poll_s: float = 10.0
     #: the dialer's list polling interval (simulated seconds); None: PollPlan's default (20 s)
     list_interval_s: float | None = None
+    #: the fastest the dialer lists when its budget has room (simulated seconds); None:
+    #: PollPlan's default (2 s)
+    list_interval_min_s: float | None = None
     seed: int = 6
     #: give up on a variant after this many real seconds (a bench must never hang)
     timeout_real_s: float = 900.0
@@ -326,6 +329,8 @@ async def _run_dialer(
     plan = PollPlan()
     if params.list_interval_s is not None:
         plan = replace(plan, list_interval=timedelta(seconds=params.list_interval_s))
+    if params.list_interval_min_s is not None:
+        plan = replace(plan, list_interval_min=timedelta(seconds=params.list_interval_min_s))
     # Every duration of the engine is scaled like the simulator's clock, so each one means
     # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
     if webhook_port is not None:

@@ -44,6 +44,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds (simulated) between the dialer's list polls (default: PollPlan's 20)",
     )
+    parser.add_argument(
+        "--list-interval-min",
+        type=float,
+        default=None,
+        help="seconds (simulated): the fastest the dialer lists when its budget has room (2)",
+    )
     parser.add_argument("--import-rows", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--no-import", action="store_true", help="skip the import measurement")
@@ -76,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_scale=args.time_scale,
         naive_poll_s=args.naive_poll,
         list_interval_s=args.list_interval,
+        list_interval_min_s=args.list_interval_min,
     )
     console = Console(width=max(150, Console().width))
     rows = []
