@@ -156,6 +156,7 @@ class Follower:
             creates_waiting=budget.waiting(Priority.CREATE),
             line_wanted=shared.lines_wanted,
             pages=self._pages.get(key_name, 1),
+            daemons=shared.daemons,
         )
         return list_interval(shared.settings.poll, load)
 

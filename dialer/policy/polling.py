@@ -96,7 +96,8 @@ class KeyLoad:
     ``budget_margin``). ``in_flight``: calls of the key being followed. ``creates_waiting``:
     creates queued for the key's budget now (it binds). ``line_wanted``: every line is taken
     and contacts wait for one, so an end seen sooner is a dial sooner. ``pages``: requests the
-    key's last list took.
+    key's last list took. ``daemons``: how many daemons share the key (each lists every call
+    in flight, so each takes its share of the spare).
     """
 
     rate_per_minute: int
@@ -104,6 +105,7 @@ class KeyLoad:
     creates_waiting: int = 0
     line_wanted: bool = False
     pages: int = 1
+    daemons: int = 1
 
 
 def creates_per_minute(plan: PollPlan, load: KeyLoad) -> float:
@@ -118,9 +120,11 @@ def creates_per_minute(plan: PollPlan, load: KeyLoad) -> float:
 
 
 def list_spare(plan: PollPlan, load: KeyLoad) -> float:
-    """Requests a minute lists may take without taking a create's slot: ``list_share`` of
-    what the creates leave of the rate (0 when they need it all)."""
-    return max(0.0, plan.list_share * (load.rate_per_minute - creates_per_minute(plan, load)))
+    """Requests a minute this daemon's lists may take without taking a create's slot: its
+    share (of ``daemons``) of ``list_share`` of what the creates leave of the rate (0 when
+    they need it all)."""
+    left = load.rate_per_minute - creates_per_minute(plan, load)
+    return max(0.0, plan.list_share * left / max(load.daemons, 1))
 
 
 def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:

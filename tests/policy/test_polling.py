@@ -132,6 +132,8 @@ def _load(**kw: object) -> KeyLoad:
         (_load(in_flight=120, line_wanted=True, pages=4), 20.0),
         # a key limited to 20 a minute (shared with other systems): 10 spare, every 6 s
         (_load(rate_per_minute=20, in_flight=1), 6.0),
+        # three daemons share the bench's key: each lists on a third of the spare, 5.6 s
+        (_load(line_wanted=True, daemons=3), 3 * 60 * 98 / (0.5 * (95 * 98 - 50 * 60))),
     ],
 )
 def test_the_list_interval_follows_the_spare_budget(load: KeyLoad, interval_s: float) -> None:
@@ -151,6 +153,7 @@ loads = st.builds(
     creates_waiting=st.integers(min_value=0, max_value=500),
     line_wanted=st.booleans(),
     pages=st.integers(min_value=1, max_value=20),
+    daemons=st.integers(min_value=1, max_value=10),
 )
 
 
@@ -162,7 +165,8 @@ def test_lists_never_plan_more_requests_than_the_spare(load: KeyLoad) -> None:
         # below the slowest look, lists are paid for by the spare, never a create's slot
         per_minute = load.pages * 60 / interval.total_seconds()
         assert per_minute <= list_spare(PLAN, load) * (1 + 1e-9)
-        assert per_minute + creates_per_minute(PLAN, load) <= load.rate_per_minute * (1 + 1e-9)
+        all_daemons = per_minute * load.daemons
+        assert all_daemons + creates_per_minute(PLAN, load) <= load.rate_per_minute * (1 + 1e-9)
 
 
 @given(load=loads, more=st.integers(min_value=0, max_value=10_000))
@@ -174,6 +178,8 @@ def test_more_spare_budget_never_lists_less_often(load: KeyLoad, more: int) -> N
 @given(load=loads, more=st.integers(min_value=0, max_value=500))
 def test_more_demand_for_creates_never_lists_more_often(load: KeyLoad, more: int) -> None:
     busier = replace(load, in_flight=load.in_flight + more)
+    shared = replace(load, daemons=load.daemons + more)
+    assert list_interval(PLAN, shared) >= list_interval(PLAN, load)
     queued = replace(load, creates_waiting=load.creates_waiting + more)
     assert list_interval(PLAN, busier) >= list_interval(PLAN, load)
     assert list_interval(PLAN, queued) >= list_interval(PLAN, load)
