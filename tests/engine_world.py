@@ -59,9 +59,11 @@ class World:
         *,
         keys: Mapping[str, str] | None = None,
         backoff_s: float = 0,
+        poll: PollPlan | None = None,
     ) -> Engine:
         """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
-        ``backoff_s``: the client's back-off before re-sending after a failure (real time)."""
+        ``backoff_s``: the client's back-off before re-sending after a failure (real time);
+        ``poll``: its poll plan (default: PollPlan())."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -80,7 +82,7 @@ class World:
             campaigns=[self.campaign],
             settings=engine_settings(
                 self.config,
-                poll=PollPlan(),
+                poll=poll or PollPlan(),
                 worker_id=worker,
                 create_timeout=CREATE_TIMEOUT,
                 reconcile_settle=SETTLE,
