@@ -101,6 +101,22 @@ async def test_a_time_scaled_budget_counts_the_simulators_minutes() -> None:
     assert granted == [0.0] * 10 + [1.0] * 10 + [2.0] * 5
 
 
+def test_a_time_scaled_budget_reads_the_simulators_seconds_as_simulated_ones() -> None:
+    fake = FakeClock(START)
+    budget = budget_on(fake, 100, time_scale=60.0, margin=0.05)
+    # X-RateLimit-Reset comes in whole real seconds, a simulated minute: no hold on it
+    budget.observe(
+        {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(fake.unix()) + 1),
+        }
+    )
+    assert budget.paused_until is None
+    budget.pause_for(60.0)  # a 429's Retry-After: 60 of the simulator's seconds
+    assert budget.paused_until == fake.monotonic() + 1.0
+
+
 async def test_a_burst_limit_spaces_the_slots_beyond_it() -> None:
     fake = FakeClock(START)
     budget = budget_on(fake, 60, burst=3)  # a slot a second, three back to back
