@@ -1,5 +1,6 @@
-"""``python -m bench`` (``make bench``): the variant table, the 1,000,000-row import, then the
-status page's answer times on a 1,000,000-contact campaign (bench/pages.py)."""
+"""``python -m bench`` (``make bench``): the variant table, the 1,000,000-row import, the
+status page's answer times on a 1,000,000-contact campaign (bench/pages.py), then several keys
+on one and three daemons and a daemon holding a 1,000,000-contact campaign (bench/scale.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from bench import (
 )
 from bench.floor import floor_line, measure
 from bench.pages import pages_table, run_pages
+from bench.scale import (
+    ScaleParams,
+    million_table,
+    run_million,
+    run_scale,
+    scale_details,
+    scale_table,
+)
 
 QUICK = BenchParams(contacts=200, concurrency=20)
 QUICK_IMPORT_ROWS = 100_000
@@ -70,6 +79,40 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pages-db", default=None, help="a database URL for the page times (default: SQLite)"
     )
+    scale = ScaleParams()
+    parser.add_argument(
+        "--scale", action="store_true", help="only the keys and daemons run (bench/scale.py)"
+    )
+    parser.add_argument("--no-scale", action="store_true", help="skip the keys and daemons run")
+    parser.add_argument(
+        "--scale-keys",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"API keys per run (default {' '.join(map(str, scale.keys))}; 1 2 --quick)",
+    )
+    parser.add_argument(
+        "--scale-daemons",
+        type=int,
+        nargs="+",
+        default=None,
+        help="daemons per run (default 3 1 with --scale, 3 in a whole run)",
+    )
+    parser.add_argument(
+        "--scale-contacts",
+        type=int,
+        default=None,
+        help=f"contacts of each key's campaign (default {scale.contacts_per_key} with --scale, "
+        "200 in a whole run, 100 --quick)",
+    )
+    parser.add_argument("--scale-time-scale", type=float, default=scale.time_scale)
+    parser.add_argument(
+        "--million-contacts",
+        type=int,
+        default=None,
+        help="the campaign of the daemon whose RSS is measured (default 1,000,000; 100,000 "
+        "--quick; 0: skip it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -88,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     if args.pages_only:
         args.import_only, args.no_import = True, True
+    if args.scale:
+        args.import_only, args.no_import, args.no_pages = True, True, True
     for variant in [] if args.import_only else args.variants:
         with console.status(f"running {variant} on {params.contacts} contacts…"):
             rows.append(run_variant(variant, params))
@@ -110,6 +155,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = run_pages(contacts, db_url=args.pages_db)
         database = "PostgreSQL" if args.pages_db else "SQLite"
         console.print(pages_table(times, contacts, database))
+    if args.scale or not (args.no_scale or args.pages_only or args.import_only):
+        scale = ScaleParams(
+            keys=tuple(args.scale_keys or ((1, 2) if args.quick else ScaleParams().keys)),
+            # make bench: only three daemons (the Done-when's rows); --scale: one too
+            daemons=tuple(args.scale_daemons or (ScaleParams().daemons if args.scale else (3,))),
+            # a whole run keeps to ~15 min: 200 contacts a key (~2 simulated minutes each)
+            contacts_per_key=args.scale_contacts
+            or (100 if args.quick else 300 if args.scale else 200),
+            time_scale=args.scale_time_scale,
+        )
+        million_contacts = args.million_contacts
+        if million_contacts is None:
+            million_contacts = 100_000 if args.quick else 1_000_000
+        scale_rows = []
+        for daemons in scale.daemons:
+            for keys in scale.keys:
+                with console.status(f"{keys} keys on {daemons} daemons…"):
+                    scale_rows.append(run_scale(keys, daemons, scale))
+                # each run as it ends: the whole table comes after the last
+                console.print(scale_details(scale_rows[-1:])[0], highlight=False)
+        if scale_rows:
+            console.print(scale_table(scale_rows))
+        if million_contacts:
+            with console.status(f"a daemon on {million_contacts:,} contacts…"):
+                million = run_million(million_contacts)
+            console.print(million_table(million))
     return 0
 
 

@@ -26,7 +26,13 @@ from sqlalchemy.engine import make_url
 
 from dialer import DISTRIBUTION, __version__
 from dialer.campaign import FIRST_YEAR, LAST_YEAR, load_campaign, validate_paths
-from dialer.campaign.catalog import check_keys, keys_in_use, load_all
+from dialer.campaign.catalog import (
+    campaign_paths,
+    check_files,
+    check_keys,
+    keys_in_use,
+    load_all,
+)
 from dialer.config import Config, load_config
 from dialer.errors import (
     CampaignError,
@@ -146,8 +152,24 @@ def run(
     except InputError as exc:
         raise _fail_input(exc) from None
     except DialerError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        # one line whatever the terminal's width: it is what a script or a person reads
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
+
+
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Warnings are errors (exit 2): e.g. an assistant key VoiceDock does not document.",
+    ),
+]
+
+
+def _print_warnings(warnings: Sequence[object], *, strict: bool) -> None:
+    word = "[red]error[/red]" if strict else "[yellow]warning[/yellow]"
+    for warning in warnings:
+        err.print(f"{word} {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -156,33 +178,44 @@ def validate(
         list[Path] | None, typer.Argument(help="Campaign files (default: the config's).")
     ] = None,
     config: ConfigOption = None,
+    strict: StrictOption = False,
 ) -> None:
-    """Check campaign files (and the config) without touching the database."""
+    """Check campaign files (and the config) without touching the database: `ok` for each
+    good file, every problem of the others (exit 2 if any)."""
     try:
+        cfg = None
         if files:
-            region = None
-            cfg = None
             if config is not None or Path("config.toml").exists():
                 cfg = load_config(_config_path(config))
-                region = cfg.dialer.default_region
-            problems = validate_paths(list(files), default_region=region)
-            if problems:
-                raise CampaignError(problems)
-            campaigns = [load_campaign(p, default_region=region) for p in files]
-            if cfg is not None:
-                check_keys(campaigns, cfg)
+            paths = list(files)
         else:
-            campaigns = load_all(load_config(_config_path(config)))
+            cfg = load_config(_config_path(config))
+            paths = campaign_paths(cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
-    for campaign in campaigns:
-        for warning in getattr(campaign, "warnings", ()):
-            err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
+    region = cfg.dialer.default_region if cfg is not None else None
+    failed = False
+    for check in check_files(paths, config=cfg, default_region=region):
+        campaign = check.campaign
+        if campaign is None:
+            for problem in check.problems:
+                err.print(
+                    f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True
+                )
+            failed = True
+            continue
+        _print_warnings(campaign.warnings, strict=strict)
+        if strict and campaign.warnings:
+            failed = True
+            continue
         out.print(
             f"[green]ok[/green] {campaign.source}: campaign {campaign.name!r}, "
             f"{len(campaign.contacts)} contacts, {campaign.mode}",
             highlight=False,
+            soft_wrap=True,  # a path broken across lines cannot be copied
         )
+    if failed:
+        raise typer.Exit(code=2)
 
 
 def _missing_sqlite_file(url: str) -> Path | None:
@@ -226,8 +259,20 @@ def _open_store(config: Path | None) -> Iterator[Store]:
         raise typer.Exit(code=1) from None
 
 
+#: campaigns reach the database only through a daemon: a new user's first `status` needs this
+_HOW_TO_IMPORT = (
+    "`dialer run` imports every campaign file the config's [dialer] campaigns names when it "
+    "starts (`dialer run --until-idle` to import, dial what is due and exit); "
+    "`dialer plan FILE` shows what it would do without writing anything"
+)
+
+
 def _unknown_campaign(name: str) -> typer.Exit:
-    err.print(f"error: no campaign {name!r} in the database", highlight=False)
+    err.print(
+        f"error: no campaign {name!r} in the database: {escape(_HOW_TO_IMPORT)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return typer.Exit(code=2)
 
 
@@ -261,7 +306,9 @@ def status(
         if not tables:
             if campaign:
                 raise _unknown_campaign(campaign)
-            err.print("no campaigns yet")
+            err.print(
+                f"no campaigns yet: {escape(_HOW_TO_IMPORT)}", highlight=False, soft_wrap=True
+            )
             return
         if not watch:
             for table in tables:
@@ -307,7 +354,7 @@ def pause(campaign: Annotated[str, typer.Argument()], config: ConfigOption = Non
 
 @app.command()
 def resume(campaign: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
-    """Place calls for a paused campaign again."""
+    """Place calls for a paused or held campaign again (a hold: once its cause is fixed)."""
     change = _change_state(campaign, CampaignState.ACTIVE, config)
     out.print(f"campaign {campaign!r} active (was {change.previous})")
 
@@ -434,6 +481,7 @@ def plan(
     overrides: Annotated[
         bool, typer.Option("--overrides", help="Also print every contact's rendered assistant.")
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Dry run: validate a campaign, render every contact's assistant, list who is skipped
     and why, and forecast when each contact is first called. With a database that has the
@@ -455,6 +503,8 @@ def plan(
     if not FIRST_YEAR <= now.year <= LAST_YEAR:
         err.print(f"error: --at: {at!r} is not between the years {FIRST_YEAR} and {LAST_YEAR}")
         raise typer.Exit(code=2)
+    # Every time below is shown in UTC or in a zone it names; --at 12:00+05:00 is 07:00 UTC.
+    now = now.astimezone(UTC)
     try:
         with_config = config is not None or Path("config.toml").exists()
         cfg = load_config(_config_path(config)) if with_config else Config.default(Path.cwd())
@@ -466,8 +516,9 @@ def plan(
             check_keys([campaign], cfg)
     except InputError as exc:
         raise _fail_input(exc) from None
-    for warning in campaign.warnings:
-        err.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False)
+    _print_warnings(campaign.warnings, strict=strict)
+    if strict and campaign.warnings:
+        raise typer.Exit(code=2)
     stored = None
     if with_config and _missing_sqlite_file(cfg.database_url) is None:
         with suppress(StoreError), Store(cfg.database_url) as store:
@@ -480,11 +531,14 @@ def plan(
             zone = ZoneInfo(row.zone) if row.zone else None
             sys.stdout.write(json.dumps(row.as_json(zone), ensure_ascii=False) + "\n")
         return
-    title = f"Plan — {campaign.name} (as of {now:%Y-%m-%d %H:%M} UTC"
+    title = f"Plan — {campaign.name} (as of {_utc(now)}"
     if start is None:
         title += ", no run to come"
     elif start > now:
-        title += f", first run at {start:%Y-%m-%d %H:%M} UTC"
+        # a cron fires in the campaign's zone: shown there, and in UTC like every other column
+        own = campaign.zone
+        there = f"{start.astimezone(own):%Y-%m-%d %H:%M} {own.key}, " if own else ""
+        title += f", first run at {there}{_utc(start)}"
     table = Table(title=title + ")")
     for column in ("line", "phone", "name", "zone", "first call (local)", "first call (UTC)"):
         table.add_column(column, justify="right" if column == "line" else "left")
@@ -503,20 +557,27 @@ def plan(
             row.name or "-",
             row.zone or "-",
             f"{local:%a %Y-%m-%d %H:%M}" if local else "-",
-            f"{row.first_call:%Y-%m-%d %H:%M}" if row.first_call else "-",
+            f"{row.first_call.astimezone(UTC):%Y-%m-%d %H:%M}" if row.first_call else "-",
         ]
         if stored is not None:
             cells.append(row.state + (f": {row.detail}" if row.detail else ""))
         table.add_row(*cells, row.skip or "")
     firsts = [r.first_call for r in rows if r.first_call is not None]
     table.caption = f"{len(firsts)}/{len(rows)} contacts will be called" + (
-        f", the last first call at {max(firsts):%Y-%m-%d %H:%M} UTC" if firsts else ""
+        f", the last first call at {_utc(max(firsts))}" if firsts else ""
     )
     out.print(table)
     if overrides:
         for row in rows:
             out.rule(f"line {row.line} · {row.phone} · {row.name or '-'}", align="left")
             out.print_json(data=row.override)
+
+
+def _utc(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+_SIMULATOR_KEY = "sim_test_key"
 
 
 @app.command()
@@ -529,11 +590,28 @@ def simulate(
         typer.Option(
             envvar="VOICEDOCK_API_KEY", show_envvar=True, help="The key the simulator accepts."
         ),
-    ] = "sim_test_key",
+    ] = _SIMULATOR_KEY,
 ) -> None:
     """Serve the built-in VoiceDock simulator on loopback (for trying the daemon)."""
     from dialer.simulator import SimulatorConfig, run_simulator
+    from dialer.voicedock import API_PREFIX
 
+    base_url = f"http://127.0.0.1:{port}{API_PREFIX}"
+    # The key is never shown: taken from $VOICEDOCK_API_KEY it may be a real one.
+    key = (
+        "the daemon needs the key this shell has in $VOICEDOCK_API_KEY"
+        if api_key != _SIMULATOR_KEY
+        else f"before `dialer run`: export VOICEDOCK_API_KEY={_SIMULATOR_KEY}"
+    )
+    out.print(
+        f"VoiceDock simulator on {base_url} (time x{time_scale:g}); Ctrl-C stops it.\n"
+        "Put this in the config's \\[voicedock] table:\n"
+        f'base_url = "{base_url}"\n'
+        f"and {key}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.stdout.flush()  # piped, the lines would otherwise wait for the server to stop
     run_simulator(
         SimulatorConfig(
             api_key=api_key, time_scale=time_scale, requests_per_minute=requests_per_minute
@@ -545,22 +623,34 @@ def simulate(
 
 @app.command()
 def demo(
-    contacts: Annotated[
+    campaign: Annotated[
         Path | None,
-        typer.Option(help="Campaign file to run (default: the built-in demo campaign)."),
+        typer.Option(
+            "--campaign", help="Campaign file to run (default: the built-in demo campaign)."
+        ),
     ] = None,
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo database in this folder.")
+    ] = None,
+    contacts: Annotated[
+        Path | None,
+        # the option's old name: it always took a campaign file, never a contacts file
+        typer.Option("--contacts", hidden=True),
     ] = None,
 ) -> None:
     """Run a real campaign end to end against the built-in simulator on loopback."""
     from dialer.demo import run_demo
 
+    if contacts is not None:
+        err.print("warning: --contacts is now --campaign (it takes a campaign file)")
+        if campaign is None:
+            campaign = contacts
+
     configure_logging(json_lines=False, level=logging.WARNING)
     # Piped output gets a width that fits the per-contact table instead of Rich's 80 columns.
     console = out if out.is_terminal else Console(width=140)
     try:
-        code = run_demo(console, campaign_path=contacts, keep=keep)
+        code = run_demo(console, campaign_path=campaign, keep=keep)
     except InputError as exc:
         raise _fail_input(exc) from None
     raise typer.Exit(code=code)

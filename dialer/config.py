@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
@@ -275,6 +276,7 @@ class DialerSettings(_Section):
         description="a list of do-not-call files (.csv with a phone column, or one number a line)",
     )
     max_calls_per_contact: CallCapSettings | None = None
+    hold_after_rejections: int = Field(3, gt=0, description="a whole number > 0")
 
     @field_validator("default_region")
     @classmethod
@@ -652,6 +654,13 @@ DATABASE_URL_ENV = "DIALER_DATABASE_URL"
 LOG_LEVEL_ENV = "DIALER_LOG_LEVEL"
 
 
+#: a new user's first command, before any config exists
+_NO_CONFIG = (
+    "file not found: make one with `cp config.example.toml {path}` (every key is documented "
+    "there, with its default), or name yours with --config PATH or DIALER_CONFIG=PATH"
+)
+
+
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a config file; ConfigError with EVERY problem (file, line, dotted field).
 
@@ -660,6 +669,8 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     the variable is relative to the working directory, as a shell user means it."""
     source = TomlSource.read(path)
     if isinstance(source, Problem):
+        if source.message == "file not found":
+            source = replace(source, message=_NO_CONFIG.format(path=path))
         raise ConfigError([source])
     problems: list[Problem] = []
     try:

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 from dialer.campaign import Campaign
 from dialer.config import DEFAULT_KEY, Config, KeyLimits
 from dialer.engine import Clock, Engine, EngineSettings, utc_now
-from dialer.errors import ConfigError, Problem
+from dialer.errors import ConfigError, Problem, ProviderError, Unauthorized
 from dialer.metrics import DialerMetrics, operations_app
 from dialer.policy.polling import PollPlan
 from dialer.ratelimit import MAX_BURST, RequestBudget, SharedBudget
@@ -80,6 +80,7 @@ def engine_settings(
         suppression_files=config.suppression_files_read(),
         default_region=config.dialer.default_region,
         frequency_cap=config.frequency_cap(),
+        hold_after_rejections=d.hold_after_rejections,
     )
     if config.webhooks is not None:
         values["report_grace"] = config.webhooks.report_grace
@@ -175,6 +176,10 @@ async def open_daemon(
                 settings=settings or engine_settings(config),
                 clock=clock,
             )
+            # counted from here: the key checks' requests are the daemon's too
+            counts = RequestCounts(store, clients, clock=clock, worker_id=engine.settings.worker_id)
+            for key_name, client in clients.items():
+                await _check_key(config, key_name, client)
             log.info(
                 "dialer.daemon.started",
                 worker=engine.settings.worker_id,  # as attempts.owner and the workers table
@@ -183,7 +188,6 @@ async def open_daemon(
             )
             # The listeners first: a port already taken is a config error before any
             # campaign is imported or any run fired, not a traceback after.
-            counts = RequestCounts(store, clients, clock=clock, worker_id=engine.settings.worker_id)
             async with (
                 _webhook_receiver(config, engine, webhook_secret),
                 _metrics_endpoint(config, engine) as metrics,
@@ -212,6 +216,42 @@ async def open_daemon(
                     scheduler.shutdown(wait=False)
     finally:
         store.close()
+
+
+async def _check_key(config: Config, key_name: str, client: VoiceDockClient) -> None:
+    """One cheap authenticated request (``GET /calls?limit=1``, through the key's budget):
+    a key VoiceDock refuses is a ConfigError naming its environment variable (never the key)
+    before anything is imported, not a hold at the first call. Any other failure is the
+    loops' to ride out (VoiceDock unreachable: probed until it answers; 402: held)."""
+    limits = config.voicedock.key(key_name)
+    try:
+        await client.probe()
+    except Unauthorized as exc:
+        field = (
+            "voicedock.api_key_env"
+            if key_name == DEFAULT_KEY
+            else f"voicedock.keys.{key_name}.api_key_env"
+        )
+        raise ConfigError(
+            [
+                Problem(
+                    file=config.source_file,
+                    field=field,
+                    message=f"VoiceDock refused the API key in ${limits.api_key_env} "
+                    f"({exc.status_code}: {exc.said or 'unauthorized'}): put a valid key "
+                    f"of this organization in {limits.api_key_env}",
+                )
+            ]
+        ) from None
+    except ProviderError as exc:
+        log.warning(
+            "dialer.daemon.key_unchecked",
+            key=key_name,
+            error=str(exc),
+            hint="the daemon starts and tries again as it dials",
+        )
+    else:
+        log.info("dialer.daemon.key_checked", key=key_name)
 
 
 def _listen_error(config: Config, section: str, listen: str) -> ConfigError:

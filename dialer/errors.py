@@ -16,6 +16,7 @@
     │   └── AmbiguousCreate        a POST /calls/outbound that may or may not have placed a call
     ├── CreateWithdrawn            a create withdrawn before it was sent (nothing went out)
     ├── WebhookRejected            a webhook that failed verification; .status to answer with
+    ├── NeedsAPerson               `run --until-idle`: all that is left waits for a person
     └── StoreError                 the database
         ├── StoreUnavailable       for now, not for good: hold, back off, try again
         │   ├── DatabaseUnreachable  no connection, or it was lost (refused, dropped, ended)
@@ -79,10 +80,23 @@ class CampaignError(InputError):
 class ProviderError(DialerError):
     """A VoiceDock request did not succeed."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        said: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        #: the error body's code and the field it names, when it had them
+        self.code = code
+        self.param = param
+        #: what VoiceDock said, its message alone (``message`` adds the request and status)
+        self.said = said
 
 
 class RateLimited(ProviderError):
@@ -129,6 +143,11 @@ class AmbiguousCreate(ProviderError):
 class CreateWithdrawn(DialerError):
     """The caller withdrew a create after its budget slot came and before it was sent:
     nothing went out. Not a ProviderError, so no retry and no ambiguity applies."""
+
+
+class NeedsAPerson(DialerError):
+    """Everything left to dial is held by something only a person can fix (a held campaign,
+    an API key VoiceDock refuses): `dialer run --until-idle` stops waiting and says what."""
 
 
 class WebhookRejected(DialerError):

@@ -4,7 +4,9 @@
   running and the heartbeat is fresh. Only the heartbeat loop is judged by how recently it
   passed: it never waits on VoiceDock, while the other loops may rightly wait out a 429's pause
   for many minutes (their last passes are reported, not judged). That the endpoint answers at
-  all shows the event loop turns.
+  all shows the event loop turns. While the daemon rides out a database outage its heartbeat
+  cannot be written: its age is reported but not judged, since a restart would meet the same
+  database (and lose the outage's back-off); ``/readyz`` says the database is unreachable.
 - **ready** (``/readyz``): the database answers, its schema is this code's revision, and the
   clock is not held for skew. Account holds (401/402 of a key) and VoiceDock's reachability are
   reported in the body without making the daemon unready: a restart fixes none of them.
@@ -46,14 +48,17 @@ def liveness(
     now_monotonic: float,
     tick_s: float,
     worker_ttl: timedelta,
+    database_outage: str | None = None,
 ) -> Verdict:
     """Healthy when the loops run, the heartbeat loop passed lately and the heartbeat is fresh.
 
     ``loop_passes`` are ``time.monotonic()`` stamps; ``now`` and ``last_heartbeat`` the
-    engine's clock (the heartbeat row's time, which the other daemons judge)."""
+    engine's clock (the heartbeat row's time, which the other daemons judge);
+    ``database_outage`` what the engine says of the outage it rides out, if any."""
     ages = {name: round(now_monotonic - at, 3) for name, at in sorted(loop_passes.items())}
     heartbeat_age = None if last_heartbeat is None else (now - last_heartbeat).total_seconds()
     problems: list[str] = []
+    riding_out: list[str] = []
     if not running:
         status = "stopped" if loop_passes else "starting"
         problems.append("the engine's loops are not running")
@@ -66,10 +71,14 @@ def liveness(
         if heartbeat_loop is None or heartbeat_loop > stall:
             problems.append(f"the heartbeat loop has not passed for more than {stall:g} s")
         if heartbeat_age is not None and heartbeat_age > worker_ttl.total_seconds():
-            problems.append(
+            stale = (
                 f"the heartbeat is {heartbeat_age:.0f} s old: other daemons take this one for "
                 f"dead after {worker_ttl.total_seconds():g} s"
             )
+            if database_outage is None:
+                problems.append(stale)
+            else:
+                riding_out.append(f"{stale}; riding out: {database_outage}")
         status = "unhealthy" if problems else "ok"
     return Verdict(
         ok=status == "ok",
@@ -78,6 +87,7 @@ def liveness(
             "loops_last_pass_s": ages,
             "heartbeat_age_s": None if heartbeat_age is None else round(heartbeat_age, 3),
             "problems": problems,
+            "riding_out": riding_out,
         },
     )
 

@@ -161,6 +161,7 @@ def health(engine: Engine) -> Verdict:
         now_monotonic=time.monotonic(),
         tick_s=engine.settings.tick,
         worker_ttl=engine.settings.worker_ttl,
+        database_outage=None if engine.database_outage is None else str(engine.database_outage),
     )
 
 

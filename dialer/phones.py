@@ -149,6 +149,13 @@ def _checked(raw: str, region: str | None) -> tuple[str, PhoneNumber, int, bool]
         except NumberParseException as exc:
             reason = _PARSE_REASONS.get(exc.error_type, "cannot be read as a phone number")
             raise ValueError(f"{raw!r} {reason}") from None
+    if number.extension:
+        # VoiceDock dials a destination, not an extension: dropping it would call the
+        # switchboard, and nobody there asked for this call
+        raise ValueError(
+            f"{raw!r} has an extension ({number.extension}), which a call cannot dial: "
+            "give the contact's direct number"
+        )
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
         reason = _POSSIBLE_REASONS.get(possible, "is not a possible number")

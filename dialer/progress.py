@@ -155,7 +155,17 @@ def status_tables(store: Store, *, only: str | None = None) -> list[Group]:
         )
         record = store.campaign(status.name)
         assert record is not None
-        tables.append(Group(table, summary, key_line(store, record)))
+        lines: list[Table | Text] = [table, summary, key_line(store, record)]
+        if record.hold is not None:
+            lines.append(
+                Text(
+                    f"held since {record.hold.since:%Y-%m-%d %H:%M} UTC: "
+                    f"{record.hold.describe()}\nnothing more is dialled until the campaign file "
+                    f"is fixed (a running daemon reads it again) or `dialer resume "
+                    f"{record.name}` runs"
+                )
+            )
+        tables.append(Group(*lines))
     return tables
 
 

@@ -136,6 +136,12 @@ class SimulatorConfig(BaseModel):
     webhook_url: str | None = None
     webhook_secret: str = "whsec_simulator"  # noqa: S105 - the simulator's own test secret
     webhook_drop: float = 0.0  # probability a webhook is never sent
+    #: the assistants the account has: a create naming another assistant_id is answered 404
+    #: (empty: every id is known)
+    assistant_ids: tuple[str, ...] = ()
+    #: the assistant_override keys accepted: a create with another key is answered 422
+    #: (None: any key; VoiceDock's own checking of the override is UNCONFIRMED)
+    override_fields: tuple[str, ...] | None = None
     webhook_duplicate: float = 0.0  # probability a webhook is sent twice
 
 
@@ -233,6 +239,7 @@ class Simulator:
         self._order: list[SimCall] = []
         self._windows: dict[str, _KeyWindow] = defaultdict(_KeyWindow)
         self._forced_seen: dict[str, int] = defaultdict(int)
+        self._revoked: set[str] = set()
         self._advanced = 0.0
         #: every answer comes this many simulated seconds late (0: at once)
         self._answer_delay_s = 0.0
@@ -299,7 +306,11 @@ class Simulator:
 
     @property
     def api_keys(self) -> set[str]:
-        return {self.config.api_key, *self.config.extra_api_keys}
+        return {self.config.api_key, *self.config.extra_api_keys} - self._revoked
+
+    def revoke(self, key: str) -> None:
+        """From now on ``key`` is answered 401 (revoked in the dashboard while a daemon runs)."""
+        self._revoked.add(key)
 
     # ------------------------------------------------------------------ records
     def created_by_destination(self) -> dict[str, list[CreatedRecord]]:
@@ -351,8 +362,18 @@ class Simulator:
         return {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(max(0, limit - len(window.sent))),
-            "X-RateLimit-Reset": str(math.ceil(reset_wall.timestamp())),
+            "X-RateLimit-Reset": self._reset_header(reset_wall.timestamp()),
         }
+
+    def _reset_header(self, reset: float) -> str:
+        """VoiceDock's unix time in whole seconds; with the limit scaled, in whole SIMULATED
+        seconds: a client that holds until the reset would otherwise wait up to a real second
+        too long, ``time_scale`` simulated seconds, and lose a sixth of a minute's budget at x10
+        (the bench's budget-bound runs measured 82 creates a minute instead of ~97)."""
+        if not self.config.scale_rate_limit or self.config.time_scale == 1:
+            return str(math.ceil(reset))
+        scale = self.config.time_scale
+        return f"{math.ceil(reset * scale) / scale:.3f}"
 
     def _expire(self, window: _KeyWindow, now: float) -> None:
         while window.sent and window.sent[0] <= now - self._window_s():
@@ -474,6 +495,9 @@ class Simulator:
                     param="assistant_id",
                 ),
             )
+        refusal = self._refuse_body(request, key, body)
+        if refusal is not None:
+            return refusal
         if self._credits is not None and self._credits <= 0:
             return self._respond(
                 request,
@@ -509,6 +533,32 @@ class Simulator:
             self.request_log.append(RequestRecord("POST", request.url.path, 0, self.now(), key))
             return _Dropped()
         return self._respond(request, key, 201, answer)
+
+    def _refuse_body(self, request: Request, key: str, body: dict[str, Any]) -> Response | None:
+        """What every create of a badly set-up campaign gets: 404 for an assistant the account
+        does not have (flat body, as the API reference's 404s), 422 for an override key the
+        assistant does not take (nested body naming the field)."""
+        known = self.config.assistant_ids
+        if known and "assistant_id" in body and body["assistant_id"] not in known:
+            return self._respond(
+                request, key, 404, {"error": "Not Found", "message": "Assistant not found"}
+            )
+        fields = self.config.override_fields
+        override = body.get("assistant_override")
+        if fields is not None and isinstance(override, dict):
+            for name in sorted(override):
+                if name not in fields:
+                    return self._respond(
+                        request,
+                        key,
+                        422,
+                        _nested(
+                            "invalid_request",
+                            f"Unknown field in assistant_override: {name}",
+                            param=f"assistant_override.{name}",
+                        ),
+                    )
+        return None
 
     async def _get(self, request: Request) -> Response:
         key, refusal = self._gate(request)

@@ -84,6 +84,8 @@ from dialer.ratelimit import (
 __all__ = ["MAX_PAGE_SIZE", "TERMINAL_STATUSES", "Call", "CreatedCall", "VoiceDockClient"]
 
 log = structlog.get_logger("dialer.voicedock")
+#: every documented path is under it: https://api.hmsovereign.com/api/v1 (voicedock-api.md §1)
+API_PREFIX = "/api/v1"
 
 # TERMINAL_STATUSES (dialer.attempts): the call statuses after which nothing changes (§5);
 # override per client if VoiceDock adds one.
@@ -292,6 +294,32 @@ def _describe_body(response: httpx.Response) -> str:
     return f"{message} ({', '.join(extras)})" if extras else message
 
 
+def _error_fields(response: httpx.Response) -> dict[str, str | None]:
+    """The error body's code, named field and message, as keyword arguments of a
+    ProviderError (dialer.policy.rejections reads them); None where the body has none."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"code": None, "param": None, "said": _describe_error_body(response)}
+    if not isinstance(body, dict):
+        return {"code": None, "param": None, "said": _describe_error_body(response)}
+    error = body.get("error")
+    if isinstance(error, dict):
+        code, param, said = error.get("code"), error.get("param"), error.get("message")
+    else:
+        code, param = None, body.get("param")
+        said = ": ".join(str(part) for part in (error, body.get("message")) if part)
+    secret = response.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    said = str(said or code or "") or None
+    if said and secret:
+        said = said.replace(secret, "[redacted]")
+    return {
+        "code": str(code) if code else None,
+        "param": str(param) if param else None,
+        "said": said[:_BODY_EXCERPT] if said else None,
+    }
+
+
 def _retry_after(response: httpx.Response, *, now_wall: float) -> float:
     """Retry-After (see ``retry_after_seconds``), else X-RateLimit-Reset - now, else a second."""
     seconds = retry_after_seconds(response.headers.get("Retry-After"), now_wall=now_wall)
@@ -308,11 +336,11 @@ def _raise_for_status(route: _Route, response: httpx.Response, *, retry_after: f
     if status == 429:
         raise RateLimited(what, retry_after=retry_after)
     if status in (401, 403):
-        raise Unauthorized(what, status_code=status)
+        raise Unauthorized(what, status_code=status, **_error_fields(response))
     if status == 402:
-        raise InsufficientCredits(what, status_code=status)
+        raise InsufficientCredits(what, status_code=status, **_error_fields(response))
     if status == 404:
-        raise NotFound(what, status_code=status)
+        raise NotFound(what, status_code=status, **_error_fields(response))
     if status >= 500:
         if route is _Route.CREATE:
             raise AmbiguousCreate(
@@ -325,7 +353,7 @@ def _raise_for_status(route: _Route, response: httpx.Response, *, retry_after: f
         location = response.headers.get("Location", "?")
         raise InvalidRequest(f"{what} (redirect to {location}; check base_url)", status_code=status)
     # 400/409/422 by the docs; any other 4xx is as final.
-    raise InvalidRequest(what, status_code=status)
+    raise InvalidRequest(what, status_code=status, **_error_fields(response))
 
 
 def _unreadable(route: _Route, response: httpx.Response, problem: str) -> ServerError:
@@ -371,6 +399,7 @@ class VoiceDockClient:
         if backoff_base_s < 0 or backoff_max_s < 0:
             raise ValueError("backoff_base_s and backoff_max_s must be >= 0")
         self.base_url = base_url.rstrip("/")
+        self._create_404_hinted = False
         self.requests_sent: Counter[tuple[str, str, int | str]] = Counter()
         """Requests by (method, path template, status code or "error"), for metrics."""
         self._budget = budget
@@ -440,15 +469,19 @@ class VoiceDockClient:
         re-sends are used up; Unauthorized, InsufficientCredits, NotFound, InvalidRequest.
         """
         route = _Route.CREATE
-        response = await self._request(
-            route,
-            "/calls/outbound",
-            retry_on=(RateLimited, TransportFailure),
-            body=dict(body),
-            timeouts=self._create_timeout,
-            before_send=before_send,
-            before_wait=before_wait,
-        )
+        try:
+            response = await self._request(
+                route,
+                "/calls/outbound",
+                retry_on=(RateLimited, TransportFailure),
+                body=dict(body),
+                timeouts=self._create_timeout,
+                before_send=before_send,
+                before_wait=before_wait,
+            )
+        except NotFound:
+            self._hint_create_not_found()
+            raise
         try:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -470,6 +503,25 @@ class VoiceDockClient:
             http_status=response.status_code,
             raw=data,
         )
+
+    def _hint_create_not_found(self) -> None:
+        """Once per client: what a 404 on the create usually means. A new user's first
+        mistake is a base_url without VoiceDock's /api/v1 prefix (every path is then unknown);
+        with the prefix, the assistant or the number the body names is."""
+        if self._create_404_hinted:
+            return
+        self._create_404_hinted = True
+        if self.base_url.endswith(API_PREFIX):
+            hint = (
+                f"[voicedock] base_url ends in {API_PREFIX}: check that the campaign's "
+                "assistant_id (and number_id) exist in this VoiceDock account"
+            )
+        else:
+            hint = (
+                f"[voicedock] base_url should end in {API_PREFIX} (it is {self.base_url}), "
+                f"e.g. https://api.hmsovereign.com{API_PREFIX}"
+            )
+        log.warning("dialer.api.create_not_found", hint=hint, base_url=self.base_url)
 
     async def get_call(self, call_id: str) -> Call:
         """``GET /calls/{id}``. Raises NotFound, AccountError, or after the retries

@@ -136,13 +136,17 @@ async def run_daemon(
     watch: Callable[[Daemon], None] | None = None,
     bound_s: float = 90.0,
     transport: httpx.AsyncBaseTransport | None = None,
+    opened: Callable[[Daemon], None] | None = None,
 ) -> Daemon:
-    """Run one daemon until idle (or until ``stop_when`` holds), with a hard time bound."""
+    """Run one daemon until idle (or until ``stop_when`` holds), with a hard time bound;
+    ``opened`` is told of the daemon once it has started, before its loops run."""
     transport = transport or httpx.ASGITransport(app=sim.app)
     async with open_daemon(
         config, campaigns, transport=transport, settings=settings, api_key=KEY
     ) as daemon:
         stop = asyncio.Event()
+        if opened is not None:
+            opened(daemon)
 
         def tick() -> None:
             if watch is not None:

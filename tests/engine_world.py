@@ -60,10 +60,12 @@ class World:
         keys: Mapping[str, str] | None = None,
         backoff_s: float = 0,
         poll: PollPlan | None = None,
+        tick: float = 0.01,
     ) -> Engine:
         """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
         ``backoff_s``: the client's back-off before re-sending after a failure (real time);
-        ``poll``: its poll plan (default: PollPlan())."""
+        ``poll``: its poll plan (default: PollPlan()); ``tick``: the longest its loops sleep
+        (real time), when a test runs them."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -88,7 +90,7 @@ class World:
                 reconcile_settle=SETTLE,
                 send_recheck_after=RECHECK,
                 worker_ttl=timedelta(seconds=30),
-                tick=0.01,
+                tick=tick,
             ),
             clock=self.clock,
         )

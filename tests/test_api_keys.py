@@ -112,11 +112,21 @@ def test_a_campaign_naming_an_unknown_key_is_refused_with_file_line_and_field(
 async def test_a_refused_key_holds_only_its_own_campaigns(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The north key is wrong (401): its contacts must wait, not fail; south runs to the end.
+    # The north key is revoked once the daemon has started (a key wrong from the start stops
+    # `dialer run` at once, see test_holds): its contacts must wait, not fail; south runs to
+    # the end.
     monkeypatch.setenv("NORTH_KEY", "sim_revoked_key")
     config = _two_key_config(tmp_path, sqlite_url)
     campaigns = [load(tmp_path / "south.toml"), load(tmp_path / "north.toml")]
-    sim = Simulator(SimulatorConfig(api_key=KEY, time_scale=SCALE, scale_rate_limit=True, seed=18))
+    sim = Simulator(
+        SimulatorConfig(
+            api_key=KEY,
+            extra_api_keys=("sim_revoked_key",),
+            time_scale=SCALE,
+            scale_rate_limit=True,
+            seed=18,
+        )
+    )
 
     def south_done(daemon: Daemon) -> bool:
         return all_final(daemon.store, "south")
@@ -128,6 +138,7 @@ async def test_a_refused_key_holds_only_its_own_campaigns(
         fast_settings(config, SCALE, max_concurrent_calls=200),
         stop_when=south_done,
         bound_s=120,
+        opened=lambda _: sim.revoke("sim_revoked_key"),
     )
     problem = daemon.engine.account_problem
     with Store(config.database_url) as store:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bench import (
     COLUMNS,
+    LIMIT_PER_MINUTE,
     VARIANTS,
     BenchParams,
     details,
@@ -21,6 +22,15 @@ from bench import (
 )
 from bench.floor import measure as measure_floor
 from bench.pages import pages_table, run_pages
+from bench.scale import (
+    SCALE_COLUMNS,
+    ScaleParams,
+    million_table,
+    run_million,
+    run_scale,
+    scale_details,
+    scale_table,
+)
 
 # Fast clock: 20 calls of ~100 simulated seconds, 10 at a time, take a few real seconds.
 PARAMS = BenchParams(contacts=20, concurrency=10, time_scale=200.0, timeout_real_s=120.0)
@@ -89,3 +99,27 @@ def test_the_page_times_cover_every_page_of_both_campaigns() -> None:
     assert all(len(t.small_ms) == len(t.large_ms) == 1 for t in times)
     table = pages_table(times, 3_000, "SQLite")
     assert table.row_count == len(times) == 10
+
+
+def test_the_scale_run_counts_every_key_and_daemon() -> None:
+    """bench/scale.py at a small size: two keys on one daemon (SQLite), every call created on
+    its own key, a table row with every column. (At x30 a loaded machine bunches requests
+    into the 2 s windows: the limit is the bench's business, not this test's.)"""
+    params = ScaleParams(contacts_per_key=150, time_scale=30.0, database="sqlite")
+    row = run_scale(2, 1, params)
+    assert [k.creates for k in row.per_key] == [150, 150]
+    assert [r.created for r in row.runs] == [300]
+    assert row.window_min > 0 and row.created_per_min > 0
+    assert 0 < row.bound_per_min() <= 2 * LIMIT_PER_MINUTE
+    table = scale_table([row])
+    assert [column.header for column in table.columns] == list(SCALE_COLUMNS)
+    assert table.row_count == 1
+    assert len(scale_details([row])) == 1
+
+
+def test_the_million_measurement_plans_and_dials() -> None:
+    """The RSS measurement's plumbing on a small campaign: imported, planned, dialled."""
+    run = run_million(2_000, dial=20)
+    assert run.contacts == 2_000 and run.created >= 20
+    assert run.peak_rss_mb > 0 and run.vm_hwm_mb > 0
+    assert million_table(run).row_count == 1

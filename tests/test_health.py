@@ -69,6 +69,21 @@ def test_unhealthy(changes: dict[str, Any], status: str, problem: str) -> None:
     assert any(problem in text for text in body["problems"]), body["problems"]
 
 
+def test_a_stale_heartbeat_during_a_database_outage_is_reported_not_judged() -> None:
+    # a restart would meet the same database: /healthz must not have the supervisor kill a
+    # daemon that rides the outage out (its loops still pass; only the beat cannot be written)
+    outage = "database unreachable since 2027-03-01 08:59:00 UTC (7 failed tries; last: refused)"
+    ok, body = live(last_heartbeat=T0 - timedelta(seconds=45), database_outage=outage)
+    assert ok and body["status"] == "ok" and body["problems"] == []
+    assert body["riding_out"] == [
+        f"the heartbeat is 45 s old: other daemons take this one for dead after 30 s; "
+        f"riding out: {outage}"
+    ]
+    # loops that stopped passing are still a stall, outage or not
+    ok, body = live(now_monotonic=111.0, database_outage=outage)
+    assert not ok and "heartbeat loop has not passed" in body["problems"][0]
+
+
 def test_readiness_table() -> None:
     def ready(**changes: Any) -> tuple[bool, dict[str, Any]]:
         facts: dict[str, Any] = dict(

@@ -230,8 +230,10 @@ async def run_world(folder: Path) -> World:
             engine.sync_campaigns()
             assert engine.fire("policy", T0) is not None
             while fake.now < END:
-                await engine.dispatch_once()
-                await engine.drain()  # the POSTs get their answers at this same instant
+                # the POSTs get their answers at this same instant; a campaign's first accepted
+                # create lets its other due contacts go at once (the daemon's dispatcher is woken)
+                while await engine.dispatch_once():
+                    await engine.drain()
                 await engine.follow_once()
                 rounds += 1
                 upcoming = [fake.now + STRIDE, store.next_due_at(), store.next_poll_at()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
@@ -88,6 +90,24 @@ async def test_rate_limit_headers_429_and_recovery() -> None:
         assert answers[3].json()["error"]["code"] == "rate_limit_exceeded"
         NOW[0] += 61
         assert (await http.get("/calls")).status_code == 200
+
+
+@pytest.mark.parametrize(("time_scale", "reset"), [(1.0, "1702479661"), (10.0, "1702479606.1")])
+async def test_the_reset_is_a_whole_second_of_simulated_time(time_scale: float, reset: str) -> None:
+    """VoiceDock's X-RateLimit-Reset is a unix time in whole seconds. With the limit scaled it
+    is in whole simulated seconds: a real second, rounded up, would hold a client ten
+    simulated seconds too long at x10."""
+    NOW[0] = 0.0
+    wall0 = datetime.fromtimestamp(1702479600.0, UTC)
+    sim = Simulator(
+        SimulatorConfig(api_key=KEY, time_scale=time_scale, scale_rate_limit=True),
+        clock=lambda: NOW[0],
+        wall_clock=lambda: wall0 + timedelta(seconds=NOW[0]),
+    )
+    async with client(sim) as http:
+        NOW[0] = 0.03  # the window's oldest request: it leaves it 60 / time_scale s later
+        answer = await http.get("/calls")
+    assert answer.headers["X-RateLimit-Reset"].rstrip("0") == reset
 
 
 async def test_list_pages_newest_first_with_filters() -> None:

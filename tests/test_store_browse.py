@@ -63,6 +63,13 @@ def test_progress_of_a_campaign_never_fired(store: Store) -> None:
     )
     assert store.run_progress(cid) is None
     assert store.campaign_next_due_at(cid) is None
+    assert store.attempts_at_most(cid) == 0
+
+
+def test_attempts_at_most_never_counts_fewer(store: Store, campaign: int) -> None:
+    attempts = len(every_attempt(store, campaign))
+    assert attempts > 1
+    assert store.attempts_at_most(campaign) == attempts  # alone in the database: exact
 
 
 def test_pages_of_groups_walk_every_matching_attempt_newest_first(

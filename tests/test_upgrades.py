@@ -246,6 +246,27 @@ SEEDS: dict[str, Rows] = {
             )
         ],
     },
+    "0009": {
+        # a campaign held by VoiceDock's refusals: its reason and first contact kept
+        "campaigns": [
+            {
+                "id": 3,
+                "name": "surveys",
+                "source": "/etc/dialer/campaigns/surveys.toml",
+                "definition_hash": "4b5a",
+                "api_key_name": "default",
+                "state": "held",
+                "repeat": "once",
+                "done_when": ["completed"],
+                "created_at": T + timedelta(days=3),
+                "updated_at": T + timedelta(days=3, minutes=2),
+                "held_at": T + timedelta(days=3, minutes=2),
+                "hold_reason": "422: Unknown field in assistant_override: frist_message",
+                "hold_phone": "+31612345609",
+                "hold_line": 7,
+            }
+        ],
+    },
 }
 
 
@@ -371,6 +392,13 @@ def _the_dialer_uses_them(url: str, start: str) -> None:
             daily = store.campaign("daily")
             assert daily is not None and daily.repeat == "every_run"
             assert [c.key for c in store.contacts(daily.id)] == ["id:A7", "id:B8"]
+        if REVISIONS.index(start) >= REVISIONS.index("0009"):
+            held = store.campaign("surveys")
+            assert held is not None and held.hold is not None
+            assert held.hold_reason == (
+                "VoiceDock said: 422: Unknown field in assistant_override: frist_message "
+                "(first: line 7, +31612345609)"
+            )
         ended = store.attempt(1)
         assert (ended.state, ended.outcome, ended.contact.name) == (
             AttemptState.ENDED,

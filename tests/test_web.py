@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from dialer.attempts import AttemptState
 from dialer.store import ContactRecord, Store
-from dialer.web import DaemonFacts, KeyHold, StatusSource, status_app
+from dialer.web import DaemonFacts, KeyHold, StatusSource, pages, status_app
 from dialer.web.figures import FigureCounter
 from dialer.web.security import COOKIE, session_value
 from tests.status_world import T0, campaign_in_every_state, contacts
@@ -137,6 +137,29 @@ def test_holds_are_said_in_plain_words(world: Store) -> None:
     assert "7.2 s behind the database" in html
     assert "Daemon daemon-that-stopped has not been heard from since 5 min ago" in html
     assert 'daemon-serving <span class="quiet">(serves this page)' in html
+
+
+def test_a_held_campaign_says_why_and_what_to_do(world: Store) -> None:
+    (campaign,) = world.campaigns()
+    assert world.hold_campaign(
+        campaign.id,
+        reason="422: Unknown field in assistant_override: frist_message (param=frist_message)",
+        phone="+31612345601",
+        line=2,
+        now=NOW,
+    )
+    c = client(world)
+    for route in ("/", f"/campaigns/{campaign.name}"):
+        html = c.get(route).text
+        assert (
+            "VoiceDock said: 422: Unknown field in assistant_override: frist_message "
+            "(param=frist_message) (first: line 2, +31612345601)" in html
+        ), route
+        assert "Fix the campaign file, or `dialer resume` it once fixed." in html
+    masked = TestClient(status_app(source(world), token=None, mask_phones=True))
+    for route in ("/", f"/campaigns/{campaign.name}"):
+        html = masked.get(route).text
+        assert "+31612345601" not in html and "(first: line 2, ••••)" in html, route
 
 
 def test_request_budget_use_includes_what_this_daemon_has_not_written(world: Store) -> None:
@@ -332,3 +355,40 @@ def test_a_big_campaign_s_figures_are_recounted_in_the_background(world: Store) 
     assert counter.of(campaign.id).counts == world.state_counts(campaign.id) != first.counts
     small = FigureCounter(world, max_age_s=5, big=10**6, clock=lambda: now[0])
     assert small.of(campaign.id) is not small.of(campaign.id)  # counted for every page
+
+
+def test_a_first_count_slower_than_a_page_says_counting_and_the_next_view_has_it(
+    world: Store,
+) -> None:
+    """After a start no count exists yet: a page waits ``wait_s`` for one, then answers
+    "counting…" rather than keep the person waiting for a million-attempt count."""
+    (campaign,) = world.campaigns()
+    queued: list[tuple[Callable[[], None], str]] = []
+    # a campaign that cannot be big (id span within ``big``) is counted there and then
+    small = FigureCounter(world, max_age_s=5, spawn=lambda *w: queued.append(w))
+    assert small.glance(campaign.id, wait_s=0.0) is not None and not queued
+    counter = FigureCounter(world, max_age_s=5, big=1, spawn=lambda *w: queued.append(w))
+    assert counter.glance(campaign.id, wait_s=0.0) is None
+    overview = pages.overview(source(world), counter)
+    assert [c.counting for c in overview.campaigns] == [True]
+    assert overview.campaigns[0].counts == () and overview.campaigns[0].settled == 0
+    page = pages.campaign_page(
+        source(world),
+        counter,
+        campaign,
+        pages.Filters(),
+        before=None,
+        floor=None,
+        mask_phones=False,
+    )
+    assert page.summary.counting and page.note is not None and "Counting" in page.note
+    assert len(queued) == 1  # one first count, however many pages asked meanwhile
+    work, _ = queued.pop()
+    work()
+    figures = counter.glance(campaign.id, wait_s=0.0)
+    assert figures is not None and figures.counts == world.state_counts(campaign.id)
+    after = pages.overview(source(world), counter).campaigns[0]
+    assert not after.counting and after.counts
+    # what must be complete (the needs-a-person list and its CSV) counts there and then
+    fresh = FigureCounter(world, max_age_s=5, big=1, spawn=lambda *w: None)
+    assert fresh.of(campaign.id).counts == world.state_counts(campaign.id)

@@ -11,31 +11,21 @@ campaign name used by two files, and a campaign ``key`` the config does not defi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from dialer.campaign.loader import load_campaign
+from dialer.campaign.loader import _name_line, load_campaign
 from dialer.campaign.records import Campaign
 from dialer.config import DEFAULT_KEY, Config
 from dialer.errors import CampaignError, Problem
 from dialer.tomlsource import TomlSource
 
-__all__ = ["check_keys", "keys_in_use", "load_all"]
+__all__ = ["FileCheck", "campaign_paths", "check_files", "check_keys", "keys_in_use", "load_all"]
 
 
 def load_all(config: Config) -> list[Campaign]:
     """Every campaign the config names; every problem of every file reported in one error."""
-    paths = config.campaign_paths()
-    if not paths:
-        # a daemon with nothing to dial would start and sit there, silently
-        raise CampaignError(
-            [
-                Problem(
-                    file=config.source_file,
-                    field="dialer.campaigns",
-                    message=f"no campaign file matches {config.dialer.campaigns}",
-                    accepted="existing files or globs, relative to the config file",
-                )
-            ]
-        )
+    paths = campaign_paths(config)
     problems: list[Problem] = []
     campaigns: list[Campaign] = []
     for path in paths:
@@ -61,6 +51,65 @@ def load_all(config: Config) -> list[Campaign]:
         )
     check_keys(campaigns, config)
     return campaigns
+
+
+def campaign_paths(config: Config) -> list[Path]:
+    """The files the config's ``[dialer] campaigns`` match; CampaignError when none does."""
+    paths = config.campaign_paths()
+    if not paths:
+        # a daemon with nothing to dial would start and sit there, silently
+        raise CampaignError(
+            [
+                Problem(
+                    file=config.source_file,
+                    field="dialer.campaigns",
+                    message=f"no campaign file matches {config.dialer.campaigns}",
+                    accepted="existing files or globs, relative to the config file",
+                )
+            ]
+        )
+    return paths
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileCheck:
+    """One campaign file checked: its campaign, or None and its problems."""
+
+    path: Path
+    campaign: Campaign | None
+    problems: tuple[Problem, ...] = ()
+
+
+def check_files(
+    paths: Sequence[Path], *, config: Config | None, default_region: str | None
+) -> list[FileCheck]:
+    """Each file checked on its own, then against the others (a campaign name used twice is
+    the later file's problem) and against the config's API keys when there is a config; a
+    file's problems never hide that another file is fine (``dialer validate a.toml b.toml``)."""
+    checks: list[FileCheck] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            campaign = load_campaign(path, default_region=default_region)
+        except CampaignError as exc:
+            checks.append(FileCheck(path=path, campaign=None, problems=tuple(exc.problems)))
+            continue
+        first = seen.setdefault(campaign.name, path)
+        if first != path:
+            used = Problem(
+                file=path,
+                field="name",
+                line=_name_line(path),
+                message=f"campaign name {campaign.name!r} is already used by {first}",
+                accepted="a name unique across all campaign files",
+            )
+            checks.append(FileCheck(path=path, campaign=None, problems=(used,)))
+        elif config is not None and campaign.api_key_name not in config.voicedock.key_names:
+            problem = _unknown_key(campaign, config)
+            checks.append(FileCheck(path=path, campaign=None, problems=(problem,)))
+        else:
+            checks.append(FileCheck(path=path, campaign=campaign))
+    return checks
 
 
 def check_keys(campaigns: Sequence[Campaign], config: Config) -> None:

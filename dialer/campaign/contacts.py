@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dialer import phones
-from dialer.campaign.compact import _BOM, _CsvContacts, _CsvLayout, _Kept, _LineFeed, _resolve
+from dialer.campaign.compact import (
+    _BOM,
+    _CsvContacts,
+    _CsvLayout,
+    _Kept,
+    _LineFeed,
+    _resolve,
+    _SeenKeys,
+)
 from dialer.campaign.records import _NO_TIMING, Contact, UnknownTimezone
 from dialer.campaign.values import (
     DATETIME,
@@ -369,7 +377,7 @@ class _ContactReader:
         inline: list[Contact] = []
         kept = _Kept()
         #: the digests of the reminder keys seen (see key_digest)
-        seen: set[int] = set()
+        seen = _SeenKeys(self.csv_layout.data.count(b"\n") if self.csv_layout else 0)
         # (index in the warnings, key digest, key, contact) of each duplicate: its warning
         # names the line of the first contact with the key, looked up once at the end
         duplicates: list[tuple[int, int, str, _RawContact]] = []
@@ -408,13 +416,13 @@ class _ContactReader:
             key = number if contact_id is None and timing.appointment_at is None else None
             if key is None:
                 key = key_digest(phone, contact_id, timing.appointment_at)
-            if key in seen:
+            if not seen.add(key):
                 self.warn_duplicate(item, key, phone, contact_id, timing, duplicates)
                 continue
-            seen.add(key)
             kept.add(number, key, item.line, item.span, zone)
             if item.span is None:
                 inline.append(_inline_contact(item, phone, zone_name, timing, variables))
+        seen.close()  # its memory back at once (an error on the way leaves it to the collector)
         if duplicates:
             self.word_duplicates(duplicates, kept)
         if no_calendar.first is not None:

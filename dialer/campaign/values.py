@@ -8,6 +8,7 @@ that report an unusable value at its key path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -147,6 +148,11 @@ class _Checks:
         assert self.source is not None
         self.problems.append(self.source.problem(path, message, accepted=accepted))
 
+    def warn(self, path: KeyPath, message: str, accepted: str | None = None) -> None:
+        """Something that may be intended: shown, and an error only with ``--strict``."""
+        assert self.source is not None
+        self.warnings.append(self.source.problem(path, message, accepted=accepted))
+
     # -- typed getters: each returns None (and reports) when the value is unusable ---------
     def get_if_set(
         self,
@@ -245,6 +251,9 @@ class _Checks:
             return None
         if not value > 0:
             self.bad(path, f"{value} must be more than zero", accepted)
+            return None
+        if not math.isfinite(value):
+            self.bad(path, f"{value} must be a finite number", accepted)
             return None
         return float(value)
 

@@ -2,8 +2,10 @@
 
 due attempt ── gate (DNC, deadline, zone, window, cap) ──► defer / skip / expire
     │ allowed
+    ├─► Store.take_pace_slot     (calls_per_minute: the campaign's slot, shared by all daemons)
     ├─► Store.begin_dialing      (committed BEFORE the POST)
-    ├─► POST /calls/outbound     (through the one request budget)
+    ├─► POST /calls/outbound     (through the one request budget; the pace slot re-stamped
+    │                             with the instant it goes out)
     └─► in_flight | failed | planned (nothing placed) | dialing (ambiguous: reconcile)
 
 With the database away, nothing is dialled: no claim commits, and a create queued before the
@@ -18,14 +20,15 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from aiolimiter import AsyncLimiter
 
 from dialer.attempts import AttemptState
 from dialer.campaign import Campaign
+from dialer.engine.holds import CampaignRefusal, rejection_of
 from dialer.engine.settings import YIELD_EVERY
 from dialer.engine.shared import Shared, contact_of
 from dialer.errors import (
@@ -40,7 +43,9 @@ from dialer.errors import (
     TransportFailure,
 )
 from dialer.policy.gate import Allow, Close, Defer
+from dialer.policy.pacing import Pace
 from dialer.policy.polling import next_poll_at
+from dialer.policy.rejections import Blame, Rejection, blame, hold_threshold
 from dialer.store import AttemptView, TransitionRefused
 from dialer.voicedock import CreatedCall
 
@@ -49,12 +54,28 @@ __all__ = ["Dispatcher"]
 log = structlog.get_logger("dialer.engine")
 
 
+@dataclass
+class PaceGrant:
+    """A create slot of a paced campaign, granted to this daemon at ``at``: the pace row then
+    holds ``tat``, which only this grant's own re-stamp or give-back may move (a compare-and-set
+    on that value), so the slot's owner can tell whether another grant came since."""
+
+    campaign: str
+    pace: Pace
+    at: datetime
+    tat: datetime
+
+
 class Dispatcher:
     """Starts the dials that are due and fit the caps; owns the dial tasks until answered."""
 
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
-        self._pacers: dict[str, AsyncLimiter] = {}
+        #: campaign -> the instant its pace frees the next slot, as the shared row last told us
+        self._paced_until: dict[str, datetime] = {}
+        #: the earliest of those that held back a due attempt in the last pass: the dispatcher
+        #: has nothing to do for those attempts before then (see next_pass_at)
+        self.paced_until: datetime | None = None
         self.dial_tasks: set[asyncio.Task[None]] = set()
         #: dial tasks whose POST has not gone out yet (waiting for the budget)
         self._unsent: set[asyncio.Task[None]] = set()
@@ -69,6 +90,7 @@ class Dispatcher:
         # is not dialled from now on, nor sent after a wait for the budget (_lapsed).
         await shared.suppression.refresh()
         now = shared.clock()
+        self.paced_until = None
         # an API key refused (401/402), or whose VoiceDock does not answer or is not
         # reconciled since it came back
         held = shared.holds.held_keys(now) | shared.reachability.held_keys()
@@ -94,6 +116,10 @@ class Dispatcher:
         # phone_live), until its late results stop being looked for
         busy_since = now - settings.late_result_horizon
         examined = 0
+        #: slots granted in this pass whose attempt another daemon claimed first: the next
+        #: attempt of the campaign takes it, and what is left is given back after the pass
+        #: (a pass the database interrupts loses it: the pace is then a slot slower, never faster)
+        spare: dict[str, PaceGrant] = {}
         while started < capacity:
             page = (capacity - started) * 2 + 4
             batch = store.due_attempts(now=now, limit=page)
@@ -113,20 +139,24 @@ class Dispatcher:
                     continue  # its file is gone from the config: leave it planned, untouched
                 if campaign.api_key_name in held or campaign.api_key_name not in shared.clients:
                     continue
-                if shared.holds.campaign_held(campaign.name, now):
-                    continue
+                if not shared.holds.may_send(campaign.name, self._threshold(campaign)):
+                    continue  # not proven yet: its creates out are all it may risk
                 if (
                     campaign.max_concurrent_calls is not None
                     and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
                 ):
                     continue
+                if campaign.name not in spare and self._paced(campaign.name, now):
+                    continue  # before the gate: its checks would only be done again
                 permit = self._check_policy(campaign, attempt, now)
                 if permit is None:
                     moved = True  # deferred or closed: it left the due set
                     continue
-                pacer = self._pacer(campaign)
-                if pacer is not None and not pacer.has_capacity():
-                    continue
+                grant = spare.pop(campaign.name, None)
+                if grant is None and campaign.calls_per_minute is not None:
+                    grant = self._take_slot(campaign.name, Pace(campaign.calls_per_minute), now)
+                    if grant is None:
+                        continue  # its pace holds it: no write, it stays due
                 body = campaign.call_body(
                     contact_of(attempt, campaign),
                     metadata={
@@ -145,6 +175,8 @@ class Dispatcher:
                     key_name=attempt.api_key_name,
                     busy_since=busy_since,
                 ):
+                    if grant is not None:
+                        spare[campaign.name] = grant
                     if store.phone_live(attempt.phone, busy_since=busy_since):
                         # One call at a time to a person: another campaign's (or run's) call
                         # to this number is under way; look again once it has likely ended.
@@ -154,12 +186,12 @@ class Dispatcher:
                                 attempt, now + settings.poll.expected_talk, "phone_busy", now
                             )
                     continue  # or another worker claimed it between our read and our write
-                if pacer is not None:
-                    await pacer.acquire()
                 live_by_name[campaign.name] = live_by_name.get(campaign.name, 0) + 1
                 shared.dialing_now.add(attempt.id)
+                shared.holds.sending(campaign.name)
                 task = asyncio.create_task(
-                    self._dial(attempt, body, dialed_at=now), name=f"dial-{attempt.id}"
+                    self._dial(attempt, body, dialed_at=now, grant=grant),
+                    name=f"dial-{attempt.id}",
                 )
                 self.dial_tasks.add(task)
                 self._unsent.add(task)
@@ -168,17 +200,78 @@ class Dispatcher:
                 started += 1
             if len(batch) < page or not moved:
                 break  # nothing more is due, or what is due waits on holds and caps
+        for grant in spare.values():
+            self._give_back(grant)
         # every free line taken: more are likely due (while full, the last answer stands)
         shared.lines_wanted = started >= capacity
         return started
 
-    def _pacer(self, campaign: Campaign) -> AsyncLimiter | None:
-        if campaign.calls_per_minute is None:
+    def _threshold(self, campaign: Campaign) -> int:
+        return hold_threshold(self._shared.settings.hold_after_rejections, len(campaign.contacts))
+
+    # ------------------------------------------------------------------ the pace
+    def _paced(self, campaign: str, now: datetime) -> bool:
+        """Whether the campaign's pace is known to hold its next create until later than now
+        (then the attempt waits, and the pass notes when to look again)."""
+        until = self._paced_until.get(campaign)
+        if until is None or until <= now:
+            return False
+        self.paced_until = until if self.paced_until is None else min(self.paced_until, until)
+        return True
+
+    def _take_slot(self, campaign: str, pace: Pace, now: datetime) -> PaceGrant | None:
+        """The campaign's next create slot from its shared pace row, or None while the pace
+        holds it (until when is noted)."""
+        slot = self._shared.store.take_pace_slot(campaign, now=now, pace=pace)
+        # granted or not, nothing more of this campaign before the row's next slot
+        self._paced_until[campaign] = slot.tat if slot.granted else now + slot.wait
+        if not slot.granted:
+            self._paced(campaign, now)
             return None
-        pacer = self._pacers.get(campaign.name)
-        if pacer is None:
-            pacer = self._pacers[campaign.name] = AsyncLimiter(campaign.calls_per_minute, 60)
-        return pacer
+        return PaceGrant(campaign=campaign, pace=pace, at=now, tat=slot.tat)
+
+    def _give_back(self, grant: PaceGrant) -> None:
+        """A slot this pass took and did not use: the row goes back to the grant's instant, so
+        the next create may start at once, unless another grant came since (then it stays)."""
+        if self._shared.store.move_pace_slot(grant.campaign, expected=grant.tat, to=grant.at):
+            self._paced_until.pop(grant.campaign, None)
+
+    def _keep_slot(self, attempt: AttemptView, grant: PaceGrant, dialed_at: datetime) -> bool:
+        """Asked just before the create goes out: the slot is re-stamped with this instant, so
+        the next create of the campaign starts a whole interval after this one really did,
+        however long this one waited for the request budget. If another grant came meanwhile
+        (this create waited longer than the interval), sending now could put two creates
+        closer than the pace allows: the attempt goes back to planned, to be paced again."""
+        shared = self._shared
+        now = shared.clock()
+        due = now + grant.pace.interval
+        if due <= grant.tat:
+            return True  # sent at the instant it was granted: the row is right as it is
+        try:
+            if shared.store.move_pace_slot(grant.campaign, expected=grant.tat, to=due):
+                grant.tat = due  # a re-send (after a 429) re-stamps from here
+                self._paced_until[grant.campaign] = due
+                return True
+            shared.store.release_unplaced(
+                attempt.id, due_at=now, reason="withdrawn:pace", now=now, dialed_at=dialed_at
+            )
+        except TransitionRefused:
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return False
+        except StoreUnavailable as exc:
+            # the row stays `dialing`, for reconciliation to release (as in _may_still_send)
+            shared.database.noticed(exc, by="dial")
+            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
+            return False
+        log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="pace")
+        return False
+
+    def next_pass_at(self, due: datetime | None, now: datetime) -> datetime | None:
+        """When the dispatcher has something to do: the next attempt's due time, but while
+        the due attempts wait for their campaign's pace, the next slot (not a busy loop)."""
+        if self.paced_until is not None and (due is None or due <= now):
+            return self.paced_until
+        return due
 
     def _evidence(
         self,
@@ -257,7 +350,12 @@ class Dispatcher:
         )
 
     async def _dial(
-        self, attempt: AttemptView, body: Mapping[str, Any], *, dialed_at: datetime
+        self,
+        attempt: AttemptView,
+        body: Mapping[str, Any],
+        *,
+        dialed_at: datetime,
+        grant: PaceGrant | None = None,
     ) -> None:
         """Send the create of an attempt this daemon moved to `dialing` at ``dialed_at``.
 
@@ -275,6 +373,8 @@ class Dispatcher:
             if sending is None:
                 return False
             dialed_at = sending
+            if grant is not None and not self._keep_slot(attempt, grant, dialed_at):
+                return False
             self._unsent.discard(this)
             return True
 
@@ -337,21 +437,16 @@ class Dispatcher:
                     dialed_at=dialed_at,
                 )
                 return
-            except NotFound as exc:
-                # The assistant or number the campaign names is unknown: the campaign's fault, not
-                # the contact's. Hold the campaign and say so; the contact keeps its turn.
-                shared.holds.hold_campaign(attempt.campaign_name, str(exc))
-                self._release(
-                    attempt,
-                    "campaign_config",
-                    delay=shared.settings.account_recheck,
-                    exc=exc,
-                    dialed_at=dialed_at,
-                )
-                return
-            except InvalidRequest as exc:
+            except (NotFound, InvalidRequest) as exc:
+                # Refused, and repeating it will not help: the contact's own fault (an invalid
+                # destination) fails it; what every contact would meet counts toward a hold
+                # (dialer.policy.rejections), the contact keeping its turn.
+                rejection = rejection_of(exc)
+                if blame(rejection) is Blame.CAMPAIGN:
+                    self._refused(attempt, exc, rejection, dialed_at)
+                    return
 
-                def failed(exc: InvalidRequest = exc) -> None:
+                def failed(exc: ProviderError = exc) -> None:
                     shared.store.mark_create_failed(
                         attempt.id,
                         error=str(exc),
@@ -372,6 +467,8 @@ class Dispatcher:
                 self._note_ambiguous(attempt, exc, dialed_at)
                 return
             shared.holds.clear_account(attempt.api_key_name)
+            if shared.holds.accepted(attempt.campaign_name):
+                shared.wake.set()  # its other due contacts may go out now, at full width
             if not await self._record_created(attempt, created, dialed_at):
                 return
             shared.count("created")
@@ -384,6 +481,7 @@ class Dispatcher:
             placed = True
         finally:
             shared.dialing_now.discard(attempt.id)
+            shared.holds.answered(attempt.campaign_name)
             if not placed:  # released, failed or ambiguous: the dispatcher may act again
                 shared.wake.set()
 
@@ -554,6 +652,70 @@ class Dispatcher:
             shared.count("released")
 
         shared.settle_dial(attempt, reason, release)
+
+    def _refused(
+        self,
+        attempt: AttemptView,
+        exc: ProviderError,
+        rejection: Rejection,
+        dialed_at: datetime,
+    ) -> None:
+        """A create refused for what every contact of the campaign would meet: the contact goes
+        back to planned (its attempt not used up), later than the others so that the next
+        refusals come from different contacts; after enough in a row, the campaign is held."""
+        shared = self._shared
+        self._release(
+            attempt,
+            "refused:campaign",
+            delay=shared.settings.account_recheck,
+            exc=exc,
+            dialed_at=dialed_at,
+        )
+        campaign = shared.campaigns.get(attempt.campaign_name)
+        threshold = (
+            self._threshold(campaign)
+            if campaign is not None
+            else shared.settings.hold_after_rejections
+        )
+        due = shared.holds.refused(
+            attempt.campaign_name,
+            CampaignRefusal(
+                attempt_id=attempt.id,
+                contact_id=attempt.contact_id,
+                phone=attempt.phone,
+                line=attempt.contact.source_line or None,
+                rejection=rejection,
+            ),
+            threshold,
+        )
+        if due is None:
+            return
+        try:
+            held = shared.store.hold_campaign(
+                attempt.campaign_id,
+                reason=due.reason,
+                phone=due.phone,
+                line=due.line,
+                now=shared.clock(),
+                attempt_ids=due.attempt_ids,
+            )
+        except StoreUnavailable as exc_store:
+            # the next refusal tries again (the streak starts afresh, from this one's
+            # contacts' next turn): nothing is lost but a few creates
+            shared.database.noticed(exc_store, by="dial")
+            return
+        if held:
+            shared.count("held")
+            log.error(
+                "dialer.campaign.held",
+                campaign=attempt.campaign_name,
+                error=due.reason,
+                first_phone=due.phone,
+                first_line=due.line,
+                refused=len(due.attempt_ids),
+                hint="fix the campaign file (the daemon reads it again), or `dialer resume "
+                f"{attempt.campaign_name}` once VoiceDock's side is fixed",
+            )
 
     def release_unsent(self) -> None:
         """At a stop: a create still waiting for the budget (a 429's pause) is not worth

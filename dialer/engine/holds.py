@@ -1,19 +1,33 @@
 """What holds dialling without blaming any contact: an API key VoiceDock refuses (401/402), a
-campaign whose assistant or number VoiceDock does not know (404), and a clock too far from the
-shared database's. The dispatcher and the reconciler ask; the actors that meet the cause say so.
+campaign whose creates VoiceDock refuses for what every contact of it would meet (its
+assistant, number or override: dialer.policy.rejections), and a clock too far from the shared
+database's. The dispatcher and the reconciler ask; the actors that meet the cause say so.
+
+A campaign's refusals are counted here, per daemon (a streak of the same refusal for different
+contacts); the hold they lead to is the campaign's state in the database (``held``), so every
+daemon stops dialling it, and only a person releases it (`dialer resume`, an edited file).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
 from dialer.engine.settings import Clock, EngineSettings
-from dialer.errors import AccountError
+from dialer.errors import AccountError, ProviderError
+from dialer.policy.rejections import Rejection, same_error, unanswered_allowed
 
-__all__ = ["AccountHold", "Holds"]
+__all__ = [
+    "AccountHold",
+    "CampaignRefusal",
+    "HoldDue",
+    "Holds",
+    "describe_rejection",
+    "rejection_of",
+]
 
 log = structlog.get_logger("dialer.engine")
 
@@ -33,6 +47,55 @@ class AccountHold:
     problem: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class CampaignRefusal:
+    """A create of the campaign refused for a reason every contact would meet."""
+
+    attempt_id: int
+    contact_id: int
+    phone: str
+    line: int | None
+    rejection: Rejection
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldDue:
+    """Enough refusals in a row: hold the campaign, saying what VoiceDock said first."""
+
+    reason: str
+    phone: str
+    line: int | None
+    #: the attempts the refusals sent back to planned
+    attempt_ids: tuple[int, ...]
+
+
+@dataclass
+class _Streak:
+    """The same campaign-level refusal, in a row, for these contacts."""
+
+    first: CampaignRefusal
+    contacts: set[int] = field(default_factory=set)
+    attempt_ids: list[int] = field(default_factory=list)
+
+
+def rejection_of(exc: ProviderError) -> Rejection:
+    """A refused create as dialer.policy.rejections reads it."""
+    return Rejection(
+        status=exc.status_code, code=exc.code, param=exc.param, message=exc.said or exc.message
+    )
+
+
+def describe_rejection(rejection: Rejection) -> str:
+    """``422: Unknown field … (code=…, param=…)``: what a hold says VoiceDock said."""
+    extras = [
+        f"{name}={value}"
+        for name, value in (("code", rejection.code), ("param", rejection.param))
+        if value
+    ]
+    said = rejection.message or "no message"
+    return f"{rejection.status}: {said}" + (f" ({', '.join(extras)})" if extras else "")
+
+
 class Holds:
     """The holds of one daemon, each until a time or until cleared."""
 
@@ -41,7 +104,12 @@ class Holds:
         self._clock = clock
         #: API key name -> its hold: a 401/402 stops that key's creates only
         self._accounts: dict[str, AccountHold] = {}
-        self._campaigns: dict[str, datetime] = {}
+        #: campaign name -> its refusals in a row (since its last accepted create)
+        self._streaks: dict[str, _Streak] = {}
+        #: campaigns a create of which was accepted since their last refusal: full width
+        self._proven: set[str] = set()
+        #: campaign name -> its creates sent (or about to be) and not answered yet
+        self._unanswered: Counter[str] = Counter()
         #: how far our clock is from the shared database's, when that is too far
         self.clock_skew: timedelta | None = None
 
@@ -94,13 +162,64 @@ class Holds:
         )
 
     # ------------------------------------------------------------------ campaigns
-    def hold_campaign(self, name: str, error: str) -> None:
-        self._campaigns[name] = self._clock() + self._settings.account_recheck
-        log.error("dialer.campaign.held", campaign=name, error=error)
+    def may_send(self, campaign: str, threshold: int) -> bool:
+        """Whether another create of ``campaign`` may go out now: a campaign not proven yet
+        sends no more at once than it has refusals left before its hold."""
+        streak = self._streaks.get(campaign)
+        allowed = unanswered_allowed(
+            threshold, len(streak.contacts) if streak else 0, campaign in self._proven
+        )
+        return allowed is None or self._unanswered[campaign] < allowed
 
-    def campaign_held(self, name: str, now: datetime) -> bool:
-        until = self._campaigns.get(name)
-        return until is not None and now < until
+    def sending(self, campaign: str) -> None:
+        self._unanswered[campaign] += 1
+
+    def answered(self, campaign: str) -> None:
+        self._unanswered[campaign] -= 1
+        if self._unanswered[campaign] <= 0:
+            del self._unanswered[campaign]
+
+    def accepted(self, campaign: str) -> bool:
+        """A create of the campaign was accepted: whatever was refused before was not for all.
+        True when this proves the campaign (it may dial at full width from now on)."""
+        self._streaks.pop(campaign, None)
+        if campaign in self._proven:
+            return False
+        self._proven.add(campaign)
+        return True
+
+    def refused(self, campaign: str, refusal: CampaignRefusal, threshold: int) -> HoldDue | None:
+        """A create refused for what every contact would meet; the hold when it is due (the
+        same refusal for ``threshold`` different contacts in a row)."""
+        self._proven.discard(campaign)
+        streak = self._streaks.get(campaign)
+        if streak is None or not same_error(streak.first.rejection, refusal.rejection):
+            streak = self._streaks[campaign] = _Streak(first=refusal)
+        streak.contacts.add(refusal.contact_id)
+        streak.attempt_ids.append(refusal.attempt_id)
+        log.warning(
+            "dialer.campaign.refused",
+            campaign=campaign,
+            attempt_id=refusal.attempt_id,
+            error=describe_rejection(refusal.rejection),
+            in_a_row=len(streak.contacts),
+            hold_at=threshold,
+        )
+        if len(streak.contacts) < threshold:
+            return None
+        del self._streaks[campaign]
+        first = streak.first
+        return HoldDue(
+            reason=describe_rejection(first.rejection),
+            phone=first.phone,
+            line=first.line,
+            attempt_ids=tuple(streak.attempt_ids),
+        )
+
+    def forget_campaign(self, campaign: str) -> None:
+        """Its file was edited (or its hold written): count its refusals afresh."""
+        self._streaks.pop(campaign, None)
+        self._proven.discard(campaign)
 
     # ------------------------------------------------------------------ the clock
     def judge_clock(self, database_now: datetime | None) -> None:

@@ -36,13 +36,14 @@ from dialer.engine.shared import Shared, Suppression
 from dialer.engine.watch import CampaignWatch
 from dialer.errors import (
     AccountError,
+    NeedsAPerson,
     ProviderError,
     StoreError,
     StoreUnavailable,
     TransportFailure,
 )
 from dialer.policy.fires import missed_fire
-from dialer.store import AttemptView, ContactRecord, Store
+from dialer.store import AttemptView, CampaignState, ContactRecord, Store
 from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
 
@@ -87,6 +88,8 @@ class Engine:
         self._last_finish_runs: datetime | None = None
         #: loop name -> time.monotonic() of its last pass (the health endpoint reads it)
         self._loop_passes: dict[str, float] = {}
+        #: how many passes each loop made (how often it woke: a busy loop shows here)
+        self.loop_pass_counts: Counter[str] = Counter()
         #: whether run() is running its loops
         self.running = False
         #: when (by our clock) this daemon last wrote its heartbeat
@@ -95,6 +98,9 @@ class Engine:
         self._pending_fires: list[tuple[str, datetime]] = []
         #: keys back from an outage that a reconciliation pass has already been run for
         self._reconciled_returns: set[str] = set()
+        #: with until_idle: what only a person can fix, which everything left waits on
+        self.needs_person: str | None = None
+        self._last_hold_reminder: datetime | None = None
         #: the earliest pending schedule fire, supplied by whoever runs the schedules
         self.upcoming_fire: Callable[[], datetime | None] = lambda: None
 
@@ -150,6 +156,7 @@ class Engine:
 
     def _passing(self, loop: str) -> None:
         self._loop_passes[loop] = time.monotonic()
+        self.loop_pass_counts[loop] += 1
 
     @property
     def database_outage(self) -> Outage | None:
@@ -362,6 +369,73 @@ class Engine:
         self._shared.holds.judge_clock(self._shared.store.database_now())
 
     # ------------------------------------------------------------------ the daemon
+    def needs_a_person(self) -> str | None:
+        """What only a person can fix, when everything this daemon has left to do waits on it
+        (a held campaign, an API key VoiceDock refuses); None while anything else is under
+        way or due within the idle horizon, or nothing is held."""
+        shared = self._shared
+        if self._follower.listing or self._pending_fires or self._dispatcher.dial_tasks:
+            return None
+        if shared.store.count_attempts(states=[AttemptState.DIALING, AttemptState.IN_FLIGHT]):
+            return None
+        horizon = shared.clock() + shared.settings.idle_horizon
+        fire = self.upcoming_fire()
+        if fire is not None and fire <= horizon:
+            return None
+        refused_keys = {hold.key: hold for hold in shared.holds.key_holds()}
+        reasons: list[str] = []
+        for record in shared.store.campaigns():
+            if record.name not in shared.campaigns or record.state not in (
+                CampaignState.ACTIVE,
+                CampaignState.HELD,
+            ):
+                continue
+            due = shared.store.campaign_next_due_at(record.id)
+            if due is None:
+                continue
+            if record.state is CampaignState.HELD:
+                reasons.append(
+                    f"campaign {record.name!r} is held: {record.hold_reason}; fix the "
+                    f"campaign file, or run `dialer resume {record.name}`"
+                )
+            elif record.api_key_name in refused_keys:
+                hold = refused_keys[record.api_key_name]
+                reasons.append(
+                    f"campaign {record.name!r} waits for API key {hold.key!r}, which VoiceDock "
+                    f"refuses: {hold.problem}"
+                )
+            elif due <= horizon:
+                return None  # something a daemon can do itself
+        return "; ".join(reasons) or None
+
+    def _remind_holds(self, now: datetime) -> None:
+        """Say again, every ``hold_log_every``, what holds dialling until a person acts: a
+        long-running daemon's log shows it wherever one looks, not only at the moment it began."""
+        shared = self._shared
+        every = shared.settings.hold_log_every
+        if self._last_hold_reminder is not None and now - self._last_hold_reminder < every:
+            return
+        self._last_hold_reminder = now
+        for record in shared.store.campaigns():
+            if record.state is CampaignState.HELD and record.name in shared.campaigns:
+                log.error(
+                    "dialer.campaign.held",
+                    campaign=record.name,
+                    reason=record.hold_reason,
+                    since=record.hold.since.isoformat() if record.hold else None,
+                    hint="fix the campaign file (the daemon reads it again), or `dialer resume "
+                    f"{record.name}`",
+                    reminder=True,
+                )
+        for hold in shared.holds.key_holds():
+            log.error(
+                "dialer.account.blocked",
+                key=hold.key,
+                error=hold.problem,
+                since=hold.since.isoformat(),
+                reminder=True,
+            )
+
     def is_idle(self) -> bool:
         """Nothing in flight and nothing due within the idle horizon."""
         shared = self._shared
@@ -423,6 +497,8 @@ class Engine:
             await asyncio.gather(*loops, stopped, return_exceptions=True)
             self._dispatcher.release_unsent()
             await self.drain(self._shared.settings.shutdown_grace.total_seconds())
+        if self.needs_person is not None:
+            raise NeedsAPerson(self.needs_person)
 
     async def _turn(self, stop: asyncio.Event) -> bool:
         """Whether the loop may run its pass: at once, unless the database is away; then at
@@ -445,7 +521,10 @@ class Engine:
                     # its webhook) wakes that one, which may not serve the campaign that is due.
                     seconds = shared.settings.tick * FULL_RECOUNT_TICKS
                 else:
-                    seconds = self._until(shared.store.next_due_at())
+                    # while due attempts wait for their campaign's pace, until its next slot
+                    seconds = self._until(
+                        self._dispatcher.next_pass_at(shared.store.next_due_at(), shared.clock())
+                    )
             except StoreUnavailable as exc:
                 shared.database.failed(exc, loop="dispatch")
                 continue
@@ -518,8 +597,13 @@ class Engine:
             shared.store.finish_runs(now=now)
             shared.runs_dirty = False
             self._last_finish_runs = now
+        self._remind_holds(now)
         if on_tick is not None:
             on_tick()
+        if until_idle and (reason := self.needs_a_person()) is not None:
+            log.error("dialer.daemon.needs_a_person", reason=reason)
+            self.needs_person = reason
+            return True
         return until_idle and self.is_idle()
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:

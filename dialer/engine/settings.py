@@ -67,6 +67,11 @@ class EngineSettings:
     #: fields of a listed call object that may hold the number we dialled (UNCONFIRMED upstream)
     destination_fields: tuple[str, ...] = ("caller_phone", "customer.number", "destination")
     account_recheck: timedelta = timedelta(minutes=1)
+    #: the same campaign-level refusal of a create for this many different contacts in a row
+    #: holds the campaign (dialer.policy.rejections)
+    hold_after_rejections: int = 3
+    #: while something only a person can fix holds dialling, it is logged again this often
+    hold_log_every: timedelta = timedelta(minutes=5)
     outcome_rules: tuple[OutcomeRule, ...] = DEFAULT_OUTCOME_RULES
     suppressed: frozenset[str] = frozenset()
     #: the files ``suppressed`` was read from (with their stamps then), read again when they

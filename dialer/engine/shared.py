@@ -194,6 +194,7 @@ class Shared:
         """Its edited file's version of a campaign, from the next decision on."""
         self.campaigns[campaign.name] = campaign
         self.suppression.replace(campaign)
+        self.holds.forget_campaign(campaign.name)
         for with_cap in (True, False):
             self._dial_rules.pop((campaign.name, with_cap), None)
 

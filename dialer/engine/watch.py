@@ -104,7 +104,8 @@ class CampaignWatch:
             stored = self._shared.store.campaign(campaign.name)
         except StoreError:
             return False  # the database will be there at a later look
-        return stored is not None and stored.state is CampaignState.ACTIVE
+        # a held campaign waits for this very edit (the person's fix), which releases it
+        return stored is not None and stored.state in (CampaignState.ACTIVE, CampaignState.HELD)
 
     async def _reload(self, campaign: Campaign, now: datetime) -> bool:
         shared = self._shared

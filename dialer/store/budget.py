@@ -7,6 +7,11 @@ W / interval + burst requests, whichever daemon sent them. The row's theoretical
 PostgreSQL-backed limiter, and this is ten lines. ``dialer.ratelimit.SharedBudget`` takes its
 slots here, through ``Store.take_request_slot`` and ``Store.hold_request_slots``.
 
+A campaign's pace (``calls_per_minute``) is a row of the same table, named ``pace:<campaign>``
+(dialer.policy.pacing has its maths and bounds): ``take_pace_slot`` grants a create its slot
+under the row lock, and ``move_pace_slot`` moves the row only if no other grant came since, so
+a dial can re-stamp its slot with the instant its create really goes out (or give it back).
+
 What the budget was used for is kept too, for the status page: each daemon adds its requests
 per key and minute (``add_request_counts``) once a minute, never a write per request.
 """
@@ -18,6 +23,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from dialer.policy.pacing import Pace, Slot, pace_key, take_slot
 from dialer.store import statements as sql
 
 
@@ -60,6 +66,36 @@ def hold_request_slots(
         connection.execute(sql.INSERT_BUDGET, {"key_name": key_name, "tat": held})
     elif tat < held:
         connection.execute(sql.SET_BUDGET_TAT, {"budget_key": key_name, "tat": held})
+
+
+def take_pace_slot(connection: sa.Connection, campaign: str, *, now: datetime, pace: Pace) -> Slot:
+    """Ask for the next create slot of ``campaign`` at ``now``: granted (the row moved to the
+    answer's ``tat``) or refused with how long to wait (the row untouched)."""
+    name = pace_key(campaign)
+    tat = _tat(connection, name)
+    slot = take_slot(tat, now=now, pace=pace)
+    if not slot.granted:
+        return slot
+    if tat is None:
+        insert = sql.insert_budget_unless_there(connection.dialect.name)
+        if connection.execute(insert, {"key_name": name, "tat": slot.tat}).first() is None:
+            # another daemon created the row (and took its first slot) between our read and
+            # our insert: refused, ask again shortly
+            return Slot(granted=False, tat=now, wait=timedelta(milliseconds=1))
+        return slot
+    connection.execute(sql.SET_BUDGET_TAT, {"budget_key": name, "tat": slot.tat})
+    return slot
+
+
+def move_pace_slot(
+    connection: sa.Connection, campaign: str, *, expected: datetime, to: datetime
+) -> bool:
+    """Move ``campaign``'s pace row from ``expected`` (what our own grant left there) to
+    ``to``; False, and nothing moved, when another grant moved it meanwhile."""
+    moved = connection.execute(
+        sql.MOVE_BUDGET_TAT, {"budget_key": pace_key(campaign), "expected": expected, "tat": to}
+    )
+    return bool(moved.rowcount)
 
 
 def add_request_counts(

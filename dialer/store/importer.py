@@ -86,6 +86,16 @@ def sync_campaign(
             campaign_id=campaign_id,
             definition_hash=definition_hash,
         )
+        # An edited file is what a person does to fix a held campaign: dialled again, and
+        # held again after a few refusals if the edit did not fix it.
+        if connection.execute(sql.RELEASE_HOLD, {"campaign_id": campaign_id}).rowcount:
+            append_event(
+                connection,
+                at=now,
+                kind="campaign.released",
+                campaign_id=campaign_id,
+                by="definition_changed",
+            )
     gone = _write_contacts(connection, campaign_id, contacts)
     return Synced(campaign_id=campaign_id, changed=True, gone=gone)
 

@@ -21,11 +21,34 @@ from dialer.policy.reminders import KeyState, key_state, reminder_identity, remi
 
 class CampaignState(StrEnum):
     """Whether a campaign is dialled: only an active one is; cancelling is final (what was
-    never dialled is cancelled, calls already placed are followed to their end)."""
+    never dialled is cancelled, calls already placed are followed to their end). A held one
+    waits for a person: VoiceDock refused its creates in a way every contact would meet (its
+    assistant, number or override); `dialer resume` or an edited campaign file releases it."""
 
     ACTIVE = "active"
     PAUSED = "paused"
     CANCELLED = "cancelled"
+    HELD = "held"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignHold:
+    """Why a campaign is held: what VoiceDock said, and the first contact that got it."""
+
+    #: VoiceDock's status and message, e.g. "422: Unknown field in assistant_override: …"
+    reason: str
+    #: the first contact refused so (its number and its line in the campaign file)
+    phone: str | None
+    line: int | None
+    since: datetime
+
+    def describe(self) -> str:
+        """One line: what VoiceDock said, to whom first, since when."""
+        first = ""
+        if self.phone is not None:
+            where = f"line {self.line}, " if self.line else ""
+            first = f" (first: {where}{self.phone})"
+        return f"VoiceDock said: {self.reason}{first}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,9 +142,25 @@ class CampaignRecord:
     repeat: str = "once"
     #: the outcomes that meet the goal: a key whose last outcome is one of them is done
     done_when: frozenset[str] = frozenset({"completed"})
+    #: why it is held (state HELD), else None
+    hold: CampaignHold | None = None
+
+    @property
+    def hold_reason(self) -> str | None:
+        """What the status page and `dialer status` say of a hold."""
+        return None if self.hold is None else self.hold.describe()
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> CampaignRecord:
+        columns = row._mapping
+        hold = None
+        if columns.get("held_at") is not None:
+            hold = CampaignHold(
+                reason=columns["hold_reason"] or "",
+                phone=columns["hold_phone"],
+                line=columns["hold_line"],
+                since=columns["held_at"],
+            )
         return cls(
             id=row.id,
             name=row.name,
@@ -133,6 +172,7 @@ class CampaignRecord:
             updated_at=row.updated_at,
             repeat=row.repeat,
             done_when=frozenset(row.done_when),
+            hold=hold,
         )
 
 

@@ -321,13 +321,59 @@ CAMPAIGN_STATE_BY_NAME = sa.select(CAMPAIGNS.c.id, CAMPAIGNS.c.state).where(
 )
 #: held to the commit on PostgreSQL: two state changes of one campaign take turns
 CAMPAIGN_STATE_BY_NAME_LOCKED = CAMPAIGN_STATE_BY_NAME.with_for_update()
+#: any change of state ends a hold: its reason goes with it
 SET_CAMPAIGN_STATE = (
     sa.update(CAMPAIGNS)
     .where(CAMPAIGNS.c.id == sa.bindparam("campaign_id"))
     .values(
         state=sa.bindparam("state"),
         updated_at=sa.bindparam("updated_at", type_=CAMPAIGNS.c.updated_at.type),
+        held_at=None,
+        hold_reason=None,
+        hold_phone=None,
+        hold_line=None,
     )
+)
+#: an active campaign held, with why (a paused or cancelled one stays as a person left it)
+HOLD_CAMPAIGN = (
+    sa.update(CAMPAIGNS)
+    .where(
+        CAMPAIGNS.c.id == sa.bindparam("campaign_id"),
+        CAMPAIGNS.c.state == CampaignState.ACTIVE.value,
+    )
+    .values(
+        state=CampaignState.HELD.value,
+        updated_at=sa.bindparam("now", type_=CAMPAIGNS.c.updated_at.type),
+        held_at=sa.bindparam("now", type_=CAMPAIGNS.c.held_at.type),
+        hold_reason=sa.bindparam("reason"),
+        hold_phone=sa.bindparam("phone"),
+        hold_line=sa.bindparam("line"),
+    )
+)
+#: a held campaign whose file was edited: active again (the edit is the person's fix)
+RELEASE_HOLD = (
+    sa.update(CAMPAIGNS)
+    .where(
+        CAMPAIGNS.c.id == sa.bindparam("campaign_id"),
+        CAMPAIGNS.c.state == CampaignState.HELD.value,
+    )
+    .values(
+        state=CampaignState.ACTIVE.value,
+        held_at=None,
+        hold_reason=None,
+        hold_phone=None,
+        hold_line=None,
+    )
+)
+#: the attempts a hold sent back to planned, due at once when it is released
+BRING_FORWARD = (
+    sa.update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+        ATTEMPTS.c.state == AttemptState.PLANNED.value,
+        ATTEMPTS.c.due_at > sa.bindparam("now", type_=ATTEMPTS.c.due_at.type),
+    )
+    .values(due_at=sa.bindparam("now", type_=ATTEMPTS.c.due_at.type))
 )
 CONTACTS_OF_CAMPAIGN = (
     sa.select(CONTACTS)
@@ -409,23 +455,60 @@ _LIVE_ATTEMPT_CONTACTS = sa.select(_NOT_CANCELLED.c.contact_id).where(
     _NOT_CANCELLED.c.state != AttemptState.CANCELLED.value,
 )
 _IN_THIS_RUN = sa.select(ATTEMPTS.c.contact_id).where(ATTEMPTS.c.run_id == sa.bindparam("run_id"))
+#: What a planned first attempt takes from the run (bound: run_id, state, due_at, now) and from
+#: its contact, in the order of PLAN_COLUMNS. Planning is one INSERT ... SELECT in the
+#: database: a run of a million contacts never passes through Python (a list of a row and a
+#: parameter dict per contact took ~650 MB, most of a daemon's memory, for 1M contacts).
+PLAN_COLUMNS = (
+    "run_id",
+    "campaign_id",
+    "contact_id",
+    "phone",
+    "attempt_no",
+    "state",
+    "due_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _planned(attempt_no: Any) -> tuple[Any, ...]:
+    """The select list of PLAN_COLUMNS for a contact getting attempt ``attempt_no``."""
+    return (
+        sa.bindparam("run_id", type_=ATTEMPTS.c.run_id.type),
+        CONTACTS.c.campaign_id,
+        CONTACTS.c.id,
+        CONTACTS.c.phone,
+        attempt_no,
+        sa.bindparam("state", type_=ATTEMPTS.c.state.type),
+        sa.bindparam("due_at", type_=ATTEMPTS.c.due_at.type),
+        sa.bindparam("now", type_=ATTEMPTS.c.created_at.type),
+        sa.bindparam("now", type_=ATTEMPTS.c.updated_at.type),
+    )
+
+
+_FIRST_ATTEMPT = sa.literal(1, type_=ATTEMPTS.c.attempt_no.type)
 #: once per key: the campaign's live contacts that no run has an attempt for (cancelled
 #: attempts aside: a key taken off the list and put back was never called), and that have no
 #: attempt in this run either: each one's first attempt
-CONTACTS_NEVER_PLANNED = (
-    sa.select(CONTACTS.c.id, CONTACTS.c.phone)
+PLAN_NEVER_PLANNED = sa.insert(ATTEMPTS).from_select(
+    PLAN_COLUMNS,
+    sa.select(*_planned(_FIRST_ATTEMPT))
     .where(
         CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
         CONTACTS.c.removed.is_(False),
         CONTACTS.c.id.not_in(_LIVE_ATTEMPT_CONTACTS),
         CONTACTS.c.id.not_in(_IN_THIS_RUN),
     )
-    .order_by(CONTACTS.c.id)
+    .order_by(CONTACTS.c.id),
 )
 #: the same, put back on the list after their attempt in this run was cancelled (rare): the
-#: next attempt number in the run, since the cancelled one keeps its number
-CONTACTS_PLANNED_AGAIN = (
-    sa.select(CONTACTS.c.id, CONTACTS.c.phone, sa.func.max(ATTEMPTS.c.attempt_no) + 1)
+#: next attempt number in the run, since the cancelled one keeps its number. Run after
+#: PLAN_NEVER_PLANNED: the two never plan one contact (this one needs an attempt in the run,
+#: that one none), and what that one planned is live, so this one leaves it out.
+PLAN_AGAIN = sa.insert(ATTEMPTS).from_select(
+    PLAN_COLUMNS,
+    sa.select(*_planned(sa.func.max(ATTEMPTS.c.attempt_no) + 1))
     .join_from(CONTACTS, ATTEMPTS, ATTEMPTS.c.contact_id == CONTACTS.c.id)
     .where(
         CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
@@ -433,12 +516,13 @@ CONTACTS_PLANNED_AGAIN = (
         CONTACTS.c.id.not_in(_LIVE_ATTEMPT_CONTACTS),
         ATTEMPTS.c.run_id == sa.bindparam("run_id"),
     )
-    .group_by(CONTACTS.c.id, CONTACTS.c.phone)
-    .order_by(CONTACTS.c.id)
+    .group_by(CONTACTS.c.campaign_id, CONTACTS.c.id, CONTACTS.c.phone)
+    .order_by(CONTACTS.c.id),
 )
 #: every run: the campaign's live contacts without an attempt in the run
-CONTACTS_TO_PLAN = (
-    sa.select(CONTACTS.c.id, CONTACTS.c.phone)
+PLAN_EVERY_RUN = sa.insert(ATTEMPTS).from_select(
+    PLAN_COLUMNS,
+    sa.select(*_planned(_FIRST_ATTEMPT))
     .where(
         CONTACTS.c.campaign_id == sa.bindparam("campaign_id"),
         CONTACTS.c.removed.is_(False),
@@ -446,9 +530,8 @@ CONTACTS_TO_PLAN = (
             sa.select(ATTEMPTS.c.contact_id).where(ATTEMPTS.c.run_id == sa.bindparam("run_id"))
         ),
     )
-    .order_by(CONTACTS.c.id)
+    .order_by(CONTACTS.c.id),
 )
-INSERT_ATTEMPT = sa.insert(ATTEMPTS)
 OPEN_RUNS = sa.select(RUNS.c.id, RUNS.c.campaign_id).where(RUNS.c.finished_at.is_(None))
 RUN_HAS_PENDING = sa.select(
     sa.exists().where(
@@ -564,6 +647,15 @@ SET_BUDGET_TAT = (
     .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
 )
 INSERT_BUDGET = sa.insert(BUDGETS)
+#: a compare-and-set of a campaign's pace row: moves it only if no other grant moved it since
+MOVE_BUDGET_TAT = (
+    sa.update(BUDGETS)
+    .where(
+        BUDGETS.c.key_name == sa.bindparam("budget_key"),
+        BUDGETS.c.tat == sa.bindparam("expected", type_=BUDGETS.c.tat.type),
+    )
+    .values(tat=sa.bindparam("tat", type_=BUDGETS.c.tat.type))
+)
 
 
 @cache
@@ -621,6 +713,11 @@ def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
     return query
 
 
+#: at least the campaign's attempts, read off its index's two ends (two seeks at any size:
+#: other campaigns' attempts interleaved with its own make it an upper bound, never less)
+ATTEMPT_ID_SPAN = sa.select(
+    sa.func.coalesce(sa.func.max(ATTEMPTS.c.id) - sa.func.min(ATTEMPTS.c.id) + 1, 0)
+).where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
 #: the newest attempt of each contact of the campaign, by contact
 LATEST_VIEWS = ATTEMPT_VIEWS.where(
     ATTEMPTS.c.id.in_(

@@ -34,6 +34,7 @@ from sqlmodel import Session, SQLModel
 
 from dialer.attempts import AttemptState, can_transition, sources_of
 from dialer.errors import StateChangeRefused, StoreError, TransitionRefused
+from dialer.policy.pacing import Pace, Slot
 from dialer.store import browse, budget, failures, importer
 from dialer.store import statements as sql
 from dialer.store.browse import Group, Search
@@ -302,6 +303,47 @@ class Store:
                 )
             return StateChange(previous=previous, state=state, cancelled=cancelled)
 
+    def hold_campaign(
+        self,
+        campaign_id: int,
+        *,
+        reason: str,
+        phone: str | None,
+        line: int | None,
+        now: datetime,
+        attempt_ids: Sequence[int] = (),
+    ) -> bool:
+        """Hold an active campaign until a person releases it (`dialer resume`, an edited file):
+        no daemon dials it meanwhile (only active campaigns' attempts are due). ``attempt_ids``,
+        the attempts sent back to planned by the refusals that led to it, are due at once
+        when it is released. False when it was not active (already held, paused, cancelled)."""
+        with self._connection() as connection:
+            held = connection.execute(
+                sql.HOLD_CAMPAIGN,
+                {
+                    "campaign_id": campaign_id,
+                    "now": now,
+                    "reason": reason[:2000],
+                    "phone": phone,
+                    "line": line,
+                },
+            ).rowcount
+            if not held:
+                return False
+            if attempt_ids:
+                connection.execute(sql.BRING_FORWARD, {"ids": list(attempt_ids), "now": now})
+            append_event(
+                connection,
+                at=now,
+                kind="campaign.held",
+                campaign_id=campaign_id,
+                reason=reason[:500],
+                phone=phone,
+                line=line,
+                attempts=list(attempt_ids),
+            )
+            return True
+
     def contacts(self, campaign_id: int) -> list[StoredContact]:
         with self._connection() as connection:
             rows = connection.execute(sql.CONTACTS_OF_CAMPAIGN, {"campaign_id": campaign_id})
@@ -375,35 +417,19 @@ class Store:
     ) -> int:
         """Plan a first attempt for every live contact of the run's campaign that has none:
         ``once``, none in any run; otherwise none in this run."""
-        rows: list[tuple[int, str, int]] = [
-            (cid, phone, 1)
-            for cid, phone in connection.execute(
-                sql.CONTACTS_NEVER_PLANNED if once else sql.CONTACTS_TO_PLAN,
-                {"campaign_id": campaign_id, "run_id": run_id},
-            ).all()
-        ]
+        params = {
+            "run_id": run_id,
+            "campaign_id": campaign_id,
+            "state": AttemptState.PLANNED.value,
+            "due_at": max(fire_time, now),
+            "now": now,
+        }
+        planned: int = connection.execute(
+            sql.PLAN_NEVER_PLANNED if once else sql.PLAN_EVERY_RUN, params
+        ).rowcount
         if once:
-            again = connection.execute(
-                sql.CONTACTS_PLANNED_AGAIN, {"campaign_id": campaign_id, "run_id": run_id}
-            )
-            rows.extend((cid, phone, number) for cid, phone, number in again.all())
-        batch = [
-            {
-                "run_id": run_id,
-                "campaign_id": campaign_id,
-                "contact_id": cid,
-                "phone": phone,
-                "attempt_no": number,
-                "state": AttemptState.PLANNED.value,
-                "due_at": max(fire_time, now),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for cid, phone, number in rows
-        ]
-        for start in range(0, len(batch), 5000):
-            connection.execute(sql.INSERT_ATTEMPT, batch[start : start + 5000])
-        return len(batch)
+            planned += connection.execute(sql.PLAN_AGAIN, params).rowcount
+        return planned
 
     def runs(self, campaign_id: int) -> list[RunRecord]:
         with self._connection() as connection:
@@ -543,6 +569,18 @@ class Store:
             budget.hold_request_slots(
                 connection, key_name, until=until, interval=interval, burst=burst
             )
+
+    def take_pace_slot(self, campaign: str, *, now: datetime, pace: Pace) -> Slot:
+        """The next create slot of ``campaign``'s pace, shared by every daemon: granted, or
+        refused with how long to wait (dialer.store.budget)."""
+        with self._connection() as connection:
+            return budget.take_pace_slot(connection, campaign, now=now, pace=pace)
+
+    def move_pace_slot(self, campaign: str, *, expected: datetime, to: datetime) -> bool:
+        """Move ``campaign``'s pace row from ``expected`` to ``to`` unless another grant came
+        since (dialer.store.budget)."""
+        with self._connection() as connection:
+            return budget.move_pace_slot(connection, campaign, expected=expected, to=to)
 
     # ----- workers
     def database_now(self) -> datetime | None:
@@ -1085,6 +1123,14 @@ class Store:
         with self._connection() as connection:
             rows = connection.execute(query, {"campaign_id": campaign_id})
             return {(state, outcome): n for state, outcome, n in rows}
+
+    def attempts_at_most(self, campaign_id: int) -> int:
+        """An upper bound of the campaign's attempts that costs two index seeks (its id span),
+        where counting them reads the whole index: whether a count is worth waiting for."""
+        with self._connection() as connection:
+            return int(
+                connection.execute(sql.ATTEMPT_ID_SPAN, {"campaign_id": campaign_id}).scalar_one()
+            )
 
     def latest_attempts(self, campaign_id: int) -> list[AttemptView]:
         """The newest attempt of each contact in the campaign: one row per contact for reports."""

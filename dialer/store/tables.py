@@ -49,6 +49,11 @@ class CampaignRow(SQLModel, table=True):
     done_when: list[str] = Field(default_factory=lambda: ["completed"], sa_type=sa.JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    #: state "held": since when, what VoiceDock said, and the first contact refused so
+    held_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    hold_reason: str | None = Field(default=None, max_length=2000)
+    hold_phone: str | None = Field(default=None, max_length=32)
+    hold_line: int | None = None
 
 
 class ContactRow(SQLModel, table=True):

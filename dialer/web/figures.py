@@ -7,6 +7,12 @@ A page must answer as fast for either, so a campaign of more than ``BIG`` attemp
 at most once per ``max_age`` (the page's refresh), in a thread of its own, and its pages
 answer from the last count meanwhile: its figures are at most one refresh and one count old.
 Smaller campaigns are counted afresh for every page.
+
+The first count after a start has no earlier one to answer from: a page ``glance``s, which
+counts a campaign that cannot be big (its attempts' id span, two index seeks, is at most
+``BIG``) there and then, and a possibly big one in the background, waiting at most ``wait_s``
+for it; the page says "counting…" meanwhile and its next refresh has the figures. What must
+be complete (the needs-a-person list, its CSV) waits with ``of``.
 """
 
 from __future__ import annotations
@@ -82,10 +88,11 @@ class FigureCounter:
         self._clock = clock
         self._lock = threading.Lock()
         self._latest: dict[int, Figures] = {}
-        self._counting: set[int] = set()
+        self._counting: dict[int, threading.Event] = {}
         self._spawn = spawn or _in_a_thread
 
     def of(self, campaign_id: int) -> Figures:
+        """The campaign's figures, counted now when there are none yet."""
         with self._lock:
             latest = self._latest.get(campaign_id)
         if latest is None or latest.attempts <= self._big:
@@ -94,17 +101,29 @@ class FigureCounter:
             self._recount_in_background(campaign_id)
         return latest
 
+    def glance(self, campaign_id: int, *, wait_s: float) -> Figures | None:
+        """``of`` for a page, except that a first count is made in the background and
+        waited for at most ``wait_s``: None while it takes longer."""
+        with self._lock:
+            latest = self._latest.get(campaign_id)
+        if latest is not None or self._store.attempts_at_most(campaign_id) <= self._big:
+            return self.of(campaign_id)
+        self._recount_in_background(campaign_id).wait(wait_s)
+        with self._lock:
+            return self._latest.get(campaign_id)
+
     def _count(self, campaign_id: int) -> Figures:
         figures = count(self._store, campaign_id)
         with self._lock:
             self._latest[campaign_id] = figures
         return figures
 
-    def _recount_in_background(self, campaign_id: int) -> None:
+    def _recount_in_background(self, campaign_id: int) -> threading.Event:
+        """Start a count unless one is under way; the event is set when it ends."""
         with self._lock:
             if campaign_id in self._counting:
-                return
-            self._counting.add(campaign_id)
+                return self._counting[campaign_id]
+            done = self._counting[campaign_id] = threading.Event()
 
         def recount() -> None:
             try:
@@ -113,9 +132,11 @@ class FigureCounter:
                 log.warning("dialer.web.count_failed", campaign_id=campaign_id, error=str(exc))
             finally:
                 with self._lock:
-                    self._counting.discard(campaign_id)
+                    del self._counting[campaign_id]
+                done.set()
 
         self._spawn(recount, f"count-campaign-{campaign_id}")
+        return done
 
 
 def _in_a_thread(work: Callable[[], None], name: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dialer import phones
 from dialer.attempts import AttemptState
-from dialer.store import AttemptView, CampaignRecord, RunProgress, Search
+from dialer.store import AttemptView, CampaignRecord, CampaignState, RunProgress, Search
 from dialer.web.charts import Chart, columns, horizontal_bars
 from dialer.web.figures import FigureCounter, Figures
 from dialer.web.source import StatusSource
@@ -51,8 +51,13 @@ STOPPED_SHOWN_FOR = timedelta(hours=24)
 #: the order `dialer status` lists states in
 STATE_ORDER = list(AttemptState)
 _PHONE_CHARS = re.compile(r"[\d\s+().\-]+")
-#: a state the page says is "held" (dialer.store.CampaignState gains it with issue 16)
-HELD = "held"
+#: a state the page says is "held"
+HELD = CampaignState.HELD
+#: how long a page waits for a campaign's first count after a start before it says
+#: "counting…": within a page's 200 ms, and well above a small campaign's few milliseconds
+FIRST_COUNT_WAIT_S = 0.1
+#: a campaign's figures while its first count is under way
+NOT_COUNTED_YET = Figures(counts={}, progress=None, skipped={}, counted_at=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +83,8 @@ class CampaignSummary:
     next_due_at: datetime | None
     #: what holds it, in words
     holds: tuple[str, ...]
+    #: its first count after a start is still under way: counts and progress are empty
+    counting: bool = False
 
     @property
     def settled(self) -> int:
@@ -240,7 +247,12 @@ def overview(source: StatusSource, counter: FigureCounter) -> Overview:
     facts = source.facts()
     held_keys = {hold.key: hold for hold in facts.key_holds}
     campaigns = tuple(
-        summary(source, campaign, counter.of(campaign.id), held_keys=held_keys)
+        summary(
+            source,
+            campaign,
+            counter.glance(campaign.id, wait_s=FIRST_COUNT_WAIT_S),
+            held_keys=held_keys,
+        )
         for campaign in store.campaigns()
     )
     holds = [Hold(kind="key", words=key_hold_words(h.key, h.status)) for h in facts.key_holds]
@@ -280,10 +292,12 @@ def overview(source: StatusSource, counter: FigureCounter) -> Overview:
 def summary(
     source: StatusSource,
     campaign: CampaignRecord,
-    figures: Figures,
+    figures: Figures | None,
     *,
     held_keys: dict[str, Any],
 ) -> CampaignSummary:
+    if figures is None:
+        figures = NOT_COUNTED_YET
     counts = tuple(
         Count(state=AttemptState(state), outcome=outcome, attempts=n)
         for (state, outcome), n in sorted(
@@ -305,13 +319,12 @@ def summary(
         counts=counts,
         next_due_at=source.store.campaign_next_due_at(campaign.id),
         holds=tuple(holds),
+        counting=figures is NOT_COUNTED_YET,
     )
 
 
 def _held_words(campaign: CampaignRecord) -> str:
-    # Issue 16 keeps the hold's reason on the campaign row; until then the state says it all.
-    reason = getattr(campaign, "hold_reason", None)
-    told = f" VoiceDock said: {reason}." if reason else ""
+    told = f" {campaign.hold_reason}." if campaign.hold_reason else ""
     return (
         "held: VoiceDock refused this campaign's calls in a way only a person can fix "
         f"(its assistant, number or settings).{told} Fix the campaign file, or `dialer "
@@ -374,13 +387,17 @@ def campaign_page(
     now = source.clock()
     facts = source.facts()
     held = {hold.key: hold for hold in facts.key_holds}
-    figures = counter.of(campaign.id)
+    figures = counter.glance(campaign.id, wait_s=FIRST_COUNT_WAIT_S)
     head = summary(source, campaign, figures, held_keys=held)
     groups = {(c.state, c.outcome) for c in head.counts}
-    skipped = figures.skipped
+    skipped = figures.skipped if figures is not None else {}
     rows, next_page, note = _attempt_rows(
         source, campaign, filters, groups, before=before, floor=floor, mask_phones=mask_phones
     )
+    if head.counting and note is None:
+        note = (
+            "Counting this campaign's attempts after a start: the list follows at the next refresh."
+        )
     hours_chart, hours_until = _calls_per_hour(source, campaign.id, now)
     return CampaignPage(
         summary=head,
