@@ -33,8 +33,17 @@ from typing import Literal
 
 from rich.table import Table
 
-Variant = Literal["naive", "dialer", "dialer+webhooks"]
-VARIANTS: tuple[Variant, ...] = ("naive", "dialer", "dialer+webhooks")
+Variant = Literal["naive", "dialer", "dialer+webhooks", "dialer-bound"]
+VARIANTS: tuple[Variant, ...] = ("naive", "dialer", "dialer+webhooks", "dialer-bound")
+#: "dialer-bound" runs the polling variant with this many times the concurrency: more lines
+#: than the key's 100 requests a minute can fill (4 x 50 lines of ~100 s calls would want
+#: ~120 creates a minute), so the budget binds and every list request costs a create's slot
+BOUND_CONCURRENCY = 4
+#: ... on a clock this many times slower than the other variants': at x60 the key's 95 creates
+#: a simulated minute are 95 a real second, ~0.7 s of CPU each second at ~7 ms a call, and on
+#: a shared machine the dialer's CPU, not the budget, then bound the run (2,000 calls took
+#: 30 min, 66 a minute, at 8d7cf7e)
+BOUND_SLOWER = 3
 #: the secret the simulator signs its webhooks with, and the dialer checks them with
 WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 - a throwaway secret of the benchmark
 KEY = "sim_bench_key"
@@ -71,6 +80,9 @@ class BenchParams:
     naive_poll_s: float = 10.0
     #: the dialer's list polling interval (simulated seconds); None: PollPlan's default (20 s)
     list_interval_s: float | None = None
+    #: the fastest the dialer lists when its budget has room (simulated seconds); None:
+    #: PollPlan's default (2 s)
+    list_interval_min_s: float | None = None
     seed: int = 6
     #: give up on a variant after this many real seconds (a bench must never hang)
     timeout_real_s: float = 900.0
@@ -289,11 +301,12 @@ async def _run_dialer(
     from dialer.logs import configure_logging
     from dialer.policy.polling import PollPlan
 
-    # The budget keeps `requests_per_minute x budget_margin` requests in reserve and holds all
-    # traffic once X-RateLimit-Remaining falls to that reserve. Scaled, the config's 100/min
-    # becomes 6000/min while the header still counts up to 100: the default 5 % margin would
-    # make a reserve of 300 > 100 and hold after every request (the dialer then runs ~3x
-    # slower than the bound). A reserve of RESERVE requests is what 5 % means in production.
+    # The budget counts the simulator's minutes (budget_time_scale): the production 100 a
+    # minute with its 5 % margin, 95 per simulated minute, and X-RateLimit-Remaining held at
+    # the same reserve of 5. (Before issue 18 the config said 6,000 a real minute with a
+    # reserve of 5: a 60 s window of real time let a burst of any size through within one
+    # simulated minute, and only the header's hold, rounded to whole real seconds, i.e. a
+    # simulated minute, stopped it: 200 lines at once drew 429s and minute-long holds.)
     # Production logging (a JSON line per request), to a file: its CPU is part of the cost.
     sys.stderr = (workdir / "dialer.log").open("w", encoding="utf-8")
     configure_logging(json_lines=True)
@@ -304,9 +317,8 @@ async def _run_dialer(
     config_path = workdir / "config.toml"
     config_path.write_text(
         f'[voicedock]\nbase_url = "{base_url}"\napi_key_env = "DIALER_BENCH_UNUSED"\n'
-        # the real 100/min, in real time: the simulator's minute lasts 60/s real seconds
-        f"requests_per_minute = {int(LIMIT_PER_MINUTE * s)}\n"
-        f"budget_margin = {RESERVE / (LIMIT_PER_MINUTE * s)!r}\n\n"
+        f"requests_per_minute = {LIMIT_PER_MINUTE}\n"
+        f"budget_margin = {RESERVE / LIMIT_PER_MINUTE!r}\n\n"
         f'[database]\nurl = "sqlite:///{db}"\n\n'
         f'[dialer]\ncampaigns = ["{campaign_path}"]\n'
         f"max_concurrent_calls = {params.concurrency}\n"
@@ -317,6 +329,8 @@ async def _run_dialer(
     plan = PollPlan()
     if params.list_interval_s is not None:
         plan = replace(plan, list_interval=timedelta(seconds=params.list_interval_s))
+    if params.list_interval_min_s is not None:
+        plan = replace(plan, list_interval_min=timedelta(seconds=params.list_interval_min_s))
     # Every duration of the engine is scaled like the simulator's clock, so each one means
     # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
     if webhook_port is not None:
@@ -346,6 +360,7 @@ async def _run_dialer(
         settings=settings,
         api_key=KEY,
         webhook_secret=WEBHOOK_SECRET if webhook_port else None,
+        budget_time_scale=s,
     ) as daemon:
         ended = 0
 
@@ -402,6 +417,12 @@ def _free_port() -> int:
 
 def run_variant(variant: Variant, params: BenchParams) -> VariantRow:
     """One variant against a fresh simulator, each in its own process."""
+    if variant == "dialer-bound":
+        params = replace(
+            params,
+            concurrency=params.concurrency * BOUND_CONCURRENCY,
+            time_scale=params.time_scale / BOUND_SLOWER,
+        )
     ctx = _spawn()
     webhook_port = _free_port() if variant == "dialer+webhooks" else None
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant.replace('+', '-')}-") as tmp:
@@ -487,7 +508,12 @@ def variant_table(rows: Sequence[VariantRow]) -> Table:
         table.add_column(name, justify="left" if name == "variant" else "right")
     for row in rows:
         table.add_row(
-            row.variant,
+            row.variant
+            + (
+                f" ({row.params.concurrency} lines, x{row.params.time_scale:g})"
+                if row.variant == "dialer-bound"
+                else ""
+            ),
             str(row.params.contacts),
             str(row.run.completed),
             f"{row.requests_per_call:.3f}",

@@ -18,6 +18,7 @@ from bench import (
     run_variant,
     variant_table,
 )
+from bench.floor import floor_line, measure
 from bench.pages import pages_table, run_pages
 from bench.scale import (
     ScaleParams,
@@ -52,9 +53,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds (simulated) between the dialer's list polls (default: PollPlan's 20)",
     )
+    parser.add_argument(
+        "--list-interval-min",
+        type=float,
+        default=None,
+        help="seconds (simulated): the fastest the dialer lists when its budget has room (2)",
+    )
     parser.add_argument("--import-rows", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--no-import", action="store_true", help="skip the import measurement")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip bench.floor (the CPU a call cannot lack)"
+    )
     parser.add_argument(
         "--import-only", action="store_true", help="only the import measurement (no variants)"
     )
@@ -115,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_scale=args.time_scale,
         naive_poll_s=args.naive_poll,
         list_interval_s=args.list_interval,
+        list_interval_min_s=args.list_interval_min,
     )
     console = Console(width=max(150, Console().width))
     rows = []
@@ -129,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(variant_table(rows))
         for line in details(rows):
             console.print(line, highlight=False)
+        if not args.no_floor:
+            with console.status("measuring the floor (bench.floor)…"):
+                floor = measure(params.contacts)
+            console.print(floor_line(floor, rows), highlight=False)
     if not args.no_import:
         import_rows = args.import_rows or (QUICK_IMPORT_ROWS if args.quick else 1_000_000)
         with console.status(f"importing {import_rows:,} contacts…"):

@@ -18,7 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench import VariantRow
 
 T0 = datetime(2026, 11, 25, 9, tzinfo=UTC)
 #: a request body and a call object of the size the bench's campaign produces
@@ -143,6 +146,21 @@ def measure(calls: int) -> Floor:
         transitions_ms=transitions * 1000,
         live_counts_ms=live_counts * 1000,
         post_ms=post_floor(calls) * 1000,
+    )
+
+
+def floor_line(floor: Floor, rows: Sequence[VariantRow]) -> str:
+    """The floor of this run, and each dialer variant's CPU per call against it."""
+    together = floor.transitions_ms + floor.post_ms
+    ratios = ", ".join(
+        f"{row.variant} {row.cpu_ms_per_call:.2f} ms = {row.cpu_ms_per_call / together:.2f} x"
+        for row in rows
+        if row.variant != "naive"
+    )
+    return (
+        f"floor (bench.floor, this run): three store transitions {floor.transitions_ms:.2f} ms"
+        f" + one POST {floor.post_ms:.2f} ms = {together:.2f} ms per call"
+        + (f"; CPU per call against it: {ratios}" if ratios else "")
     )
 
 

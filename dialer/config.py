@@ -263,6 +263,7 @@ class DialerSettings(_Section):
     poll_interval: Duration = timedelta(seconds=5)
     expected_call_length: Duration = timedelta(seconds=90)
     list_interval: Duration = timedelta(seconds=20)
+    list_interval_min: Duration = timedelta(seconds=2)
     list_threshold: int = Field(3, gt=0, description="a whole number of calls > 0")
     stuck_after: Duration = timedelta(minutes=30)
     reconcile_margin: Margin = timedelta(minutes=2)

@@ -33,7 +33,7 @@ from dialer.engine import Clock, Engine, EngineSettings, utc_now
 from dialer.errors import ConfigError, Problem, ProviderError, Unauthorized
 from dialer.metrics import DialerMetrics, operations_app
 from dialer.policy.polling import PollPlan
-from dialer.ratelimit import RequestBudget, SharedBudget
+from dialer.ratelimit import MAX_BURST, RequestBudget, SharedBudget
 from dialer.serving import serve_app
 from dialer.store import Store
 from dialer.store.database import DAEMON_LOCK_WAIT_S
@@ -68,6 +68,7 @@ def engine_settings(
             minimum=min(d.poll_interval, PollPlan().minimum),
             expected_talk=d.expected_call_length,
             list_interval=d.list_interval,
+            list_interval_min=d.list_interval_min,
             list_threshold=d.list_threshold,
         ),
         stuck_after=d.stuck_after,
@@ -93,11 +94,14 @@ def engine_settings(
 
 def with_webhooks(plan: PollPlan, fallback_interval: timedelta) -> PollPlan:
     """Webhooks report ends; polls only catch the ones that never arrive, so they thin out:
-    a list every ``fallback_interval`` (a lost webhook holds its line that long at most)."""
+    a list every ``fallback_interval`` (a lost webhook holds its line that long at most),
+    never sooner: the spare budget buys nothing when the ends come by themselves."""
+    interval = max(plan.list_interval, fallback_interval)
     return dataclasses.replace(
         plan,
         expected_talk=plan.expected_talk * 2,
-        list_interval=max(plan.list_interval, fallback_interval),
+        list_interval=interval,
+        list_interval_min=interval,
     )
 
 
@@ -124,10 +128,13 @@ async def open_daemon(
     api_key: str | None = None,
     webhook_secret: str | None = None,
     web_token: str | None = None,
+    budget_time_scale: float = 1.0,
 ) -> AsyncIterator[Daemon]:
     """Open the store, one client per API key in use and the engine; import campaigns; start
     the schedules. ``api_key`` stands in for the default key's environment variable (demo,
-    tests); the other keys always come from theirs."""
+    tests); the other keys always come from theirs. ``budget_time_scale``: the keys' limits
+    count minutes of a simulator that many times faster (the bench; SQLite's in-process
+    budget only)."""
     store = Store(config.database_url, lock_wait_s=DAEMON_LOCK_WAIT_S)
     try:
         store.open_schema()
@@ -144,7 +151,7 @@ async def open_daemon(
                     if key_name == DEFAULT_KEY and api_key is not None
                     else config.api_key(key_name)
                 )
-                budget = _budget(limits, store)
+                budget = _budget(limits, store, budget_time_scale)
                 log.info(
                     "dialer.daemon.key",
                     key=key_name,
@@ -348,11 +355,18 @@ async def _metrics_endpoint(config: Config, engine: Engine) -> AsyncIterator[Dia
         yield metrics
 
 
-def _budget(key: KeyLimits, store: Store) -> RequestBudget:
+def _budget(key: KeyLimits, store: Store, time_scale: float = 1.0) -> RequestBudget:
     """On PostgreSQL several daemons may share the key: its budget lives in the database."""
     rpm, margin = key.requests_per_minute, key.budget_margin
     if store.dialect == "postgresql":
+        if time_scale != 1.0:
+            raise ValueError("a time-scaled budget is the in-process one (SQLite) only")
         return SharedBudget(rpm, margin=margin, slots=store, key_name=key.name)
+    if time_scale != 1.0:
+        # X-RateLimit-Reset comes in whole (real) seconds, a simulated minute at x60: holding
+        # until it would stall a budget that keeps its own window exact in simulated time;
+        # and a few real milliseconds of latency are simulated seconds: slots are spaced
+        return RequestBudget(rpm, margin=margin, time_scale=time_scale, reserve=0, burst=MAX_BURST)
     return RequestBudget(rpm, margin=margin)
 
 

@@ -18,11 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialer.campaign import Campaign
-from dialer.config import Config
+from dialer.config import DEFAULT_KEY, Config
 from dialer.forecast import Capacity, Demand, forecast
 from dialer.policy.gate import Close, ContactFacts, contact_window, decide
+from dialer.policy.polling import KeyLoad, PollPlan, list_interval
 from dialer.policy.reminders import KeyState, timing_bounds
 from dialer.policy.timezones import resolve_zone
+from dialer.ratelimit import budget_rate
 from dialer.store import KeyRecord, Store
 
 __all__ = ["PlannedContact", "StoredKeys", "first_run", "plan_campaign", "plan_capacity"]
@@ -93,30 +95,42 @@ def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
     - a campaign's own ``max_concurrent_calls`` only ever lowers the daemon's: the dispatcher
       checks both, so a campaign asking for more still gets the daemon's;
     - a line stays taken until the dialer SEES the call end, not until it ends. From
-      ``list_threshold`` calls in flight on, ends are seen by one list every ``list_interval``,
-      on average half an interval late: without that term the forecast ran ~8 % ahead of a
-      run of 90 s calls (300 calls forecast before a close, 274-279 made). Webhooks (when
-      configured) report an end at once. Below the threshold each call is polled tighter
-      around its expected end; that smaller delay is not modelled.
+      ``list_threshold`` calls in flight on, ends are seen by one list per interval the key's
+      spare budget allows (dialer.policy.polling.list_interval, with every line taken and
+      contacts waiting), on average half an interval late: without that term the forecast
+      ran ~8 % ahead of a run of 90 s calls with 20 s lists (300 calls forecast before a
+      close, 274-279 made). Webhooks (when configured) report an end at once. Below the
+      threshold each call is polled tighter around its expected end; that smaller delay is
+      not modelled.
     """
     d = cfg.dialer
     max_concurrent = min(
         campaign.max_concurrent_calls or d.max_concurrent_calls, d.max_concurrent_calls
     )
+    # the budget of the key the campaign dials with (an unknown key is refused elsewhere)
+    limits = cfg.voicedock.key(
+        campaign.api_key_name if campaign.api_key_name in cfg.voicedock.key_names else DEFAULT_KEY
+    )
+    plan = PollPlan(
+        first_look=d.poll_interval,
+        expected_talk=d.expected_call_length,
+        list_interval=d.list_interval,
+        list_interval_min=d.list_interval_min,
+    )
+    load = KeyLoad(
+        rate_per_minute=budget_rate(limits.requests_per_minute, limits.budget_margin),
+        in_flight=max_concurrent,
+        line_wanted=True,
+    )
     seen_late = (
-        d.list_interval / 2
+        list_interval(plan, load) / 2
         if cfg.webhooks is None and max_concurrent >= d.list_threshold
         else timedelta(0)
     )
     return Capacity(
         max_concurrent=max_concurrent,
         calls_per_minute=campaign.calls_per_minute,
-        # the budget of the key the campaign dials with (an unknown key is refused elsewhere)
-        requests_per_minute=(
-            cfg.voicedock.key(campaign.api_key_name).requests_per_minute
-            if campaign.api_key_name in cfg.voicedock.key_names
-            else cfg.voicedock.requests_per_minute
-        ),
+        requests_per_minute=limits.requests_per_minute,
         call_duration=d.expected_call_length + seen_late,
     )
 

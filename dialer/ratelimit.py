@@ -65,6 +65,7 @@ __all__ = [
     "WINDOW_S",
     "Priority",
     "RequestBudget",
+    "budget_rate",
     "retry_after_seconds",
     "seconds_until_reset",
 ]
@@ -159,6 +160,16 @@ def retry_after_seconds(value: str | None, *, now_wall: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def budget_rate(requests_per_minute: int, margin: float) -> int:
+    """Requests a minute a budget grants: the limit less its margin, at least one.
+
+    >>> budget_rate(100, 0.29)
+    71
+    """
+    # round() first: 100 * (1 - 0.29) is 70.99999999999999, which must not floor to 70
+    return max(1, math.floor(round(requests_per_minute * (1 - margin), 9)))
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     # httpx.Headers is case-insensitive; a plain dict (tests, webhooks) may not be.
     value = headers.get(name)
@@ -178,7 +189,13 @@ class RequestBudget:
     monotonic seconds, ``wall_clock`` unix seconds (for ``X-RateLimit-Reset``), ``sleep`` the
     coroutine the dispatcher waits with; tests pass a fake trio of them. ``reserve`` is the
     ``X-RateLimit-Remaining`` at or below which traffic holds until the reset; by default the
-    margin in requests, so another user of the key keeps that share.
+    margin in requests, so another user of the key keeps that share. ``time_scale``: the
+    key's minute lasts ``60 / time_scale`` seconds of ``clock`` (the time-scaled simulator of
+    the bench, whose limit counts simulated minutes); 1 everywhere else. ``burst``: at most
+    this many slots in any ``burst`` x (minute / rate), so no window holds more than its
+    share of the rate plus ``burst``; None: the whole rate at once. A window short enough
+    that the requests' own latency is a share of it (time-scaled) needs it: a full window's
+    burst arriving late meets the next window's at the server.
     """
 
     def __init__(
@@ -190,18 +207,26 @@ class RequestBudget:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         reserve: int | None = None,
+        time_scale: float = 1.0,
+        burst: int | None = None,
     ) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, not {requests_per_minute}")
         if not 0 <= margin < 1:
             raise ValueError(f"margin must be in [0, 1), not {margin}")
-        # round() first: 100 * (1 - 0.29) is 70.99999999999999, which must not floor to 70
-        self._rate = max(1, math.floor(round(requests_per_minute * (1 - margin), 9)))
+        self._rate = budget_rate(requests_per_minute, margin)
         self._reserve = requests_per_minute - self._rate if reserve is None else reserve
         self._margin = margin
         self._margin_reserve = reserve is None
         if self._reserve < 0:
             raise ValueError(f"reserve must be >= 0, not {self._reserve}")
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, not {time_scale}")
+        self._window = WINDOW_S / time_scale
+        self._time_scale = time_scale
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be >= 1, not {burst}")
+        self._spaced_burst = burst
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -227,6 +252,11 @@ class RequestBudget:
         return self._rate
 
     @property
+    def window_s(self) -> float:
+        """The length of the key's minute by ``clock`` (60 s unless time-scaled)."""
+        return self._window
+
+    @property
     def paused_until(self) -> float | None:
         """``clock()`` time until which all traffic is held, or ``None`` if it is not."""
         if self._paused_until is None or self._paused_until <= self._clock():
@@ -248,7 +278,7 @@ class RequestBudget:
         if self._server_remaining is not None:
             return self._server_remaining
         now = self._clock()
-        return max(0, self._rate - sum(1 for t in self._granted if t + WINDOW_S > now))
+        return max(0, self._rate - sum(1 for t in self._granted if t + self._window > now))
 
     def waiting(self, priority: Priority | None = None) -> int:
         """How many acquirers wait (of one priority, or all)."""
@@ -258,8 +288,10 @@ class RequestBudget:
 
     # ------------------------------------------------------------------ steering
     def pause_for(self, seconds: float) -> None:
-        """Hold every request of the key for ``seconds`` (a 429's ``Retry-After``)."""
-        self._hold(seconds, reason="retry_after")
+        """Hold every request of the key for ``seconds`` (a 429's ``Retry-After``; a
+        time-scaled budget reads them as the simulator's: whole real seconds are simulated
+        minutes, and the simulator means the seconds left of its minute)."""
+        self._hold(seconds / self._time_scale, reason="retry_after")
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Hold traffic until ``X-RateLimit-Reset`` once ``X-RateLimit-Remaining`` is at or
@@ -271,6 +303,10 @@ class RequestBudget:
         if remaining is None:
             return
         self._server_remaining = remaining
+        if self._time_scale != 1.0:
+            # A reset in whole real seconds is a simulated minute: held to it, a time-scaled
+            # budget would stall; its own window is exact, and a 429 still pauses it.
+            return
         reserve = self._reserve
         limit_text = _header(headers, "X-RateLimit-Limit")
         limit = None if limit_text is None else _header_count(limit_text)
@@ -330,13 +366,17 @@ class RequestBudget:
 
     def _delay(self, now: float) -> float:
         """Seconds until a slot may be granted at ``now`` (0 when one may be now)."""
-        while self._granted and self._granted[0] + WINDOW_S <= now:
+        while self._granted and self._granted[0] + self._window <= now:
             self._granted.popleft()
         delay = 0.0
         if self._paused_until is not None:
             delay = self._paused_until - now
         if len(self._granted) >= self._rate:
-            delay = max(delay, self._granted[0] + WINDOW_S - now)
+            delay = max(delay, self._granted[0] + self._window - now)
+        burst = self._spaced_burst
+        if burst is not None and len(self._granted) >= burst:
+            spaced = self._granted[-burst] + burst * self._window / self._rate
+            delay = max(delay, spaced - now)
         return max(delay, 0.0)
 
     def _shared_wait(self) -> float:

@@ -192,6 +192,28 @@ def _other_call(item: object, only: Collection[str]) -> bool:
     return isinstance(call_id, str) and call_id not in only
 
 
+def _changed(
+    items: list[Any], unchanged: Mapping[str, str | None], seen: set[str] | None
+) -> list[Any]:
+    """The items not plainly in the status ``unchanged`` knows them in; the ids of all that
+    have one go into ``seen``."""
+    changed = []
+    for item in items:
+        call_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(call_id, str):
+            if seen is not None:
+                seen.add(call_id)
+            status = item.get("status")
+            if isinstance(status, str) and unchanged.get(call_id, _NEVER) == status:
+                continue
+        changed.append(item)
+    return changed
+
+
+#: a status no call has: ids ``unchanged`` does not know are always parsed
+_NEVER = object()
+
+
 # ---------------------------------------------------------------------------- the edge
 class _Route(enum.Enum):
     """Each request we make: method, path template (for logs and metrics), budget priority."""
@@ -520,6 +542,8 @@ class VoiceDockClient:
         status: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
         only: Collection[str] | None = None,
+        unchanged: Mapping[str, str | None] | None = None,
+        seen: set[str] | None = None,
     ) -> list[Call]:
         """Every call matching the filters, reading all pages (offset paging, §6); each page
         is one request of the budget. Calls seen twice (new calls shift the pages) count once.
@@ -527,6 +551,10 @@ class VoiceDockClient:
         ``only``: return just the calls with these ids. A follower's list holds every recent
         call, mostly ended ones it no longer follows; parsing only those it does is most of
         the CPU of a list. An item without a readable id still fails the whole list.
+        ``unchanged``: call id -> the status the caller knows it in; an item still in that
+        status is not parsed nor returned (most followed calls, on a list every few seconds).
+        ``seen``: filled with the id of every item listed that ``only`` or ``unchanged`` asks
+        for, returned or not.
         """
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be in 1..{MAX_PAGE_SIZE}, not {page_size}")
@@ -541,7 +569,9 @@ class VoiceDockClient:
         calls: dict[str, Call] = {}
         offset = 0
         while True:
-            page, read, total = await self._list_page(route, {**params, "offset": offset}, only)
+            page, read, total = await self._list_page(
+                route, {**params, "offset": offset}, only, unchanged, seen
+            )
             for call in page:
                 calls.setdefault(call.id, call)
             offset += read
@@ -557,9 +587,15 @@ class VoiceDockClient:
 
     # ------------------------------------------------------------------ plumbing
     async def _list_page(
-        self, route: _Route, params: Mapping[str, str | int], only: Collection[str] | None
+        self,
+        route: _Route,
+        params: Mapping[str, str | int],
+        only: Collection[str] | None,
+        unchanged: Mapping[str, str | None] | None = None,
+        seen: set[str] | None = None,
     ) -> tuple[list[Call], int, int | None]:
-        """The page's calls (those in ``only``), how many items it had, and the total."""
+        """The page's calls (those in ``only``, less those ``unchanged``), how many items it
+        had, and the total."""
         response = await self._request(route, "/calls", retry_on=_SAFE_TO_REPEAT, params=params)
         body = self._json(route, response)
         items = body.get("calls") if isinstance(body, dict) else None
@@ -568,6 +604,8 @@ class VoiceDockClient:
         pagination = body.get("pagination")
         total = pagination.get("total") if isinstance(pagination, dict) else None
         wanted = items if only is None else [i for i in items if not _other_call(i, only)]
+        if unchanged is not None or seen is not None:
+            wanted = _changed(wanted, unchanged or {}, seen)
         return (
             [self._parse_call(route, response, item) for item in wanted],
             len(items),

@@ -59,13 +59,15 @@ class World:
         *,
         keys: Mapping[str, str] | None = None,
         backoff_s: float = 0,
+        poll: PollPlan | None = None,
         tick: float = 0.01,
         campaigns: Sequence[Campaign] | None = None,
     ) -> Engine:
         """A daemon on this world; ``keys``: its API keys by name (default: KEY as "default");
         ``backoff_s``: the client's back-off before re-sending after a failure (real time);
-        ``tick``: the longest its loops sleep (real time), when a test runs them;
-        ``campaigns``: what it dials (default: the world's one campaign)."""
+        ``poll``: its poll plan (default: PollPlan()); ``tick``: the longest its loops sleep
+        (real time), when a test runs them; ``campaigns``: what it dials (default: the world's
+        one campaign)."""
         clients = {
             name: await self.stack.enter_async_context(
                 VoiceDockClient(
@@ -84,7 +86,7 @@ class World:
             campaigns=campaigns or [self.campaign],
             settings=engine_settings(
                 self.config,
-                poll=PollPlan(),
+                poll=poll or PollPlan(),
                 worker_id=worker,
                 create_timeout=CREATE_TIMEOUT,
                 reconcile_settle=SETTLE,

@@ -15,6 +15,7 @@ import pytest
 
 from dialer.attempts import AttemptState
 from dialer.engine import Engine
+from dialer.ratelimit import RequestBudget
 from tests.clock import FakeClock
 from tests.e2e import nl_numbers
 from tests.engine_world import PHONE, T0, World, world
@@ -166,3 +167,86 @@ async def test_a_call_given_up_on_while_still_talking_holds_its_number(tmp_path:
 
         clock.now = T0 + engine.settings.late_result_horizon + timedelta(minutes=1)
         assert await engine.dispatch_once() == 1
+
+
+class EndsAt:
+    """Creates succeed; each call is in progress until ``end`` by ``clock``, then ended; the
+    list and GET both answer it, and every request is counted by kind."""
+
+    def __init__(self, clock: FakeClock, end: datetime) -> None:
+        self.clock = clock
+        self.end = end
+        self.calls: list[str] = []
+        self.seen: Counter[str] = Counter()
+
+    def view(self, call_id: str) -> dict[str, object]:
+        ended = self.clock.now >= self.end
+        return {
+            "id": call_id,
+            "status": "ended" if ended else "in-progress",
+            "started_at": T0.isoformat(),
+            "ended_at": self.end.isoformat() if ended else None,
+            "end_reason": "customer-ended-call" if ended else None,
+            "created_at": T0.isoformat(),
+        }
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.seen["POST"] += 1
+            self.calls.append(f"call-{len(self.calls)}")
+            return httpx.Response(201, json={"call_id": self.calls[-1]})
+        if request.url.path.endswith("/calls"):
+            self.seen["LIST"] += 1
+            views = [self.view(c) for c in self.calls]
+            return httpx.Response(
+                200, json={"calls": views, "pagination": {"total": len(views), "offset": 0}}
+            )
+        self.seen["GET"] += 1
+        return httpx.Response(200, json=self.view(request.url.path.rsplit("/", 1)[1]))
+
+
+async def seen_ended_at(engine: Engine, w: World, clock: FakeClock, until: datetime) -> datetime:
+    """Follow every half second until the call is recorded ended; when that was."""
+    while clock.now < until:
+        await engine.follow_once()
+        if w.attempt().state is AttemptState.ENDED:
+            return clock.now
+        clock.now += timedelta(milliseconds=500)
+    raise AssertionError("the end was never seen")
+
+
+async def test_the_last_call_of_a_run_is_listed_as_often_as_the_spare_budget_allows(
+    tmp_path: Path,
+) -> None:
+    # One call left, nobody waiting for a line, and a budget with room: its end is seen
+    # within list_interval_min (2 s), where GETs timed by the expected length of a call
+    # looked at a call 10 s past its expected end every 15 s.
+    clock = FakeClock(T0)
+    end = T0 + timedelta(seconds=100)
+    api = EndsAt(clock, end)
+    async with placed(tmp_path, api, clock) as (w, engine):
+        seen = await seen_ended_at(engine, w, clock, end + timedelta(minutes=2))
+    assert seen - end <= timedelta(seconds=2)
+    # a list every 2 s from the create on, one request for all the calls left
+    assert api.seen["GET"] == 0
+    assert 45 <= api.seen["LIST"] <= 52
+
+
+async def test_a_key_without_room_follows_its_last_call_by_the_poll_plan(tmp_path: Path) -> None:
+    # 3 requests a minute: half of it pays for a list every 40 s, slower than list_interval
+    # (20 s): below list_threshold the call is looked at by GETs, as before.
+    clock = FakeClock(T0)
+    end = T0 + timedelta(seconds=100)
+    api = EndsAt(clock, end)
+    transport = httpx.MockTransport(api.handler)
+    async with world(tmp_path, transport, clock) as w:
+        budget = RequestBudget(
+            3, margin=0.0, clock=clock.monotonic, wall_clock=clock.unix, sleep=clock.sleep
+        )
+        engine = await w.engine("a", budget)
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        await seen_ended_at(engine, w, clock, end + timedelta(minutes=2))
+    assert api.seen["LIST"] == 0
+    assert 0 < api.seen["GET"] <= 6

@@ -86,6 +86,50 @@ async def test_no_window_of_a_minute_ever_holds_more_than_the_rate() -> None:
     assert budget.waiting() == 0
 
 
+async def test_a_time_scaled_budget_counts_the_simulators_minutes() -> None:
+    # the bench's simulator at x60: its minute is one second, and so is the budget's
+    fake = FakeClock(START)
+    budget = budget_on(fake, 10, time_scale=60.0)
+    assert budget.window_s == 1.0
+    granted: list[float] = []
+
+    async def one() -> None:
+        await budget.acquire(Priority.CREATE)
+        granted.append(fake.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(25)))
+    assert granted == [0.0] * 10 + [1.0] * 10 + [2.0] * 5
+
+
+def test_a_time_scaled_budget_reads_the_simulators_seconds_as_simulated_ones() -> None:
+    fake = FakeClock(START)
+    budget = budget_on(fake, 100, time_scale=60.0, margin=0.05)
+    # X-RateLimit-Reset comes in whole real seconds, a simulated minute: no hold on it
+    budget.observe(
+        {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(fake.unix()) + 1),
+        }
+    )
+    assert budget.paused_until is None
+    budget.pause_for(60.0)  # a 429's Retry-After: 60 of the simulator's seconds
+    assert budget.paused_until == fake.monotonic() + 1.0
+
+
+async def test_a_burst_limit_spaces_the_slots_beyond_it() -> None:
+    fake = FakeClock(START)
+    budget = budget_on(fake, 60, burst=3)  # a slot a second, three back to back
+    granted: list[float] = []
+
+    async def one() -> None:
+        await budget.acquire(Priority.CREATE)
+        granted.append(fake.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(7)))
+    assert granted == [0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 6.0]
+
+
 async def test_the_window_slides_rather_than_resetting_on_the_minute() -> None:
     fake = FakeClock(START)
     budget = budget_on(fake, 2)

@@ -103,6 +103,7 @@ class Dispatcher:
             or shared.database.beat_overdue(now)
         ):
             self.full = False  # not counted: look again on the next tick
+            shared.lines_wanted = False
             return 0
         live = store.live_counts()
         capacity = settings.max_concurrent_calls - sum(live.values())
@@ -111,6 +112,7 @@ class Dispatcher:
             return 0
         due = store.next_due_at()
         if due is None or due > now:
+            shared.lines_wanted = False  # nobody waits for a line: the follower's tail
             return 0  # one read, not one per campaign, when nothing is due
         started = 0
         live_by_name = {name: live.get(cid, 0) for name, cid in shared.campaign_ids.items()}
@@ -224,6 +226,8 @@ class Dispatcher:
             turn = again
         for grant in spare.values():
             self._give_back(grant)
+        # every free line taken: more are likely due (while full, the last answer stands)
+        shared.lines_wanted = started >= capacity
         return started
 
     def _turn_order(self) -> list[Campaign]:

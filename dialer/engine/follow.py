@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,10 +30,11 @@ from dialer.engine.shared import Shared
 from dialer.errors import AccountError, NotFound, ProviderError, StoreError, TransportFailure
 from dialer.policy.gate import Close, first_allowed
 from dialer.policy.outcomes import Outcome, classify
-from dialer.policy.polling import next_poll_at
+from dialer.policy.polling import KeyLoad, list_interval, next_poll_at
 from dialer.policy.retries import decide_retry, may_retry
-from dialer.store import AttemptView, CallResult, Retry
-from dialer.voicedock import Call
+from dialer.ratelimit import Priority
+from dialer.store import AttemptView, CallResult, FollowedCall, Retry
+from dialer.voicedock import Call, VoiceDockClient
 from dialer.webhooks import WebhookEvent
 
 __all__ = ["Follower"]
@@ -46,9 +47,14 @@ class Follower:
 
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
-        #: while listing (enough calls in flight), when the next list is due
-        self.next_list: datetime | None = None
-        self._missing_from_list: set[int] = set()
+        #: while listing (enough calls in flight), API key -> when its next list is due
+        self._next_list: dict[str, datetime] = {}
+        #: call id -> VoiceDock's own creation time of a followed call, once a list showed it
+        self._created: dict[str, datetime] = {}
+        #: API key -> requests its last list took (a list of several pages costs that many)
+        self._pages: dict[str, int] = {}
+        #: API key -> its calls in flight that its last list did not show (or failed to)
+        self._missing: dict[str, set[int]] = {}
         #: call ids whose end a webhook already brought (oldest first), to skip duplicates
         self._ended_by_webhook: dict[str, None] = {}
         #: call id -> (by when, attempt id): an end came without its report (yet)
@@ -63,19 +69,26 @@ class Follower:
     @property
     def listing(self) -> bool:
         """Calls were in flight at the last list: a list, not the store, says when to look."""
-        return self.next_list is not None
+        return bool(self._next_list)
+
+    @property
+    def next_list(self) -> datetime | None:
+        """While listing, when the next list (of any key) is due."""
+        return min(self._next_list.values()) if self._next_list else None
 
     def next_look(self) -> datetime | None:
         """When something is next due a look."""
-        return self.next_list if self.next_list is not None else self._shared.store.next_poll_at()
+        next_list = self.next_list
+        return next_list if next_list is not None else self._shared.store.next_poll_at()
 
     async def follow_once(self, *, limit: int = 200) -> int:
         """Look at the calls that are due a look; returns how many calls were observed.
 
         Few calls in flight: one ``GET /calls/{id}`` per due call, timed by the poll plan.
-        From ``list_threshold`` calls in flight on: one ``GET /calls?start_date=`` (all pages)
-        every ``list_interval`` observes every one of them, so tracking costs about one
-        request per interval instead of one per call.
+        From ``list_threshold`` calls in flight on, or as soon as the key's spare budget pays
+        for lists more often than ``list_interval`` (the tail of a run, see
+        dialer.policy.polling.list_interval): one ``GET /calls?start_date=`` (all pages) per
+        key observes every call of the key, at the interval its spare budget allows.
         """
         shared = self._shared
         now = shared.clock()
@@ -83,26 +96,69 @@ class Follower:
         if self._held:
             self._resume_held(now)
         observed = await self._follow_unreported(now) if self._awaiting_report else 0
-        if self.next_list is not None and now < self.next_list:
+        next_list = self.next_list
+        if next_list is not None and now < next_list:
             # Listing: nothing is looked at (nor read from the store) between two lists.
             return observed
-        in_flight = shared.store.count_attempts(states=[AttemptState.IN_FLIGHT])
-        if in_flight >= plan.list_threshold:
-            self.next_list = now + plan.list_interval
-            observed += await self._follow_by_list(now)
+        by_key = self._followed_by_key()
+        in_flight = sum(len(calls) for calls in by_key.values())
+        if len(self._created) > in_flight:
+            followed = {call_id for calls in by_key.values() for call_id in calls}
+            self._created = {k: v for k, v in self._created.items() if k in followed}
+        intervals = {key: self._list_interval(key, len(calls)) for key, calls in by_key.items()}
+        if in_flight and (
+            in_flight >= plan.list_threshold
+            or any(interval < plan.list_interval for interval in intervals.values())
+        ):
+            due = {k: c for k, c in by_key.items() if self._next_list.get(k, now) <= now}
+            self._missing = {k: m for k, m in self._missing.items() if k in by_key}
+            self._next_list = {
+                key: now + interval if key in due else self._next_list[key]
+                for key, interval in intervals.items()
+            }
+            observed += await self._follow_by_list(now, due)
             # Only stragglers (unknown calls, calls missing from the list) are looked at one by one.
-            due = shared.store.claim_polls(
+            looks = shared.store.claim_polls(
                 now=now,
                 limit=limit,
                 lease=shared.settings.poll_lease,
                 stragglers=self._missing_from_list,
             )
         else:
-            self.next_list = None
-            due = shared.store.claim_polls(now=now, limit=limit, lease=shared.settings.poll_lease)
-        if due:
-            await _together(self._follow(attempt) for attempt in due)
-        return observed + len(due)
+            self._next_list = {}
+            self._missing = {}
+            looks = shared.store.claim_polls(now=now, limit=limit, lease=shared.settings.poll_lease)
+        if looks:
+            await _together(self._follow(attempt) for attempt in looks)
+        return observed + len(looks)
+
+    def _followed_by_key(self) -> dict[str, dict[str, FollowedCall]]:
+        """API key -> call id -> call, for every call in flight a client of ours follows."""
+        shared = self._shared
+        by_key: dict[str, dict[str, FollowedCall]] = defaultdict(dict)
+        for call in shared.store.followed_calls():
+            by_key[call.api_key_name][call.call_id] = call
+        for key_name in [k for k in by_key if k not in shared.clients]:
+            # not this daemon's key: its calls are left to the daemons that have it (said once)
+            first = next(iter(by_key.pop(key_name).values()))
+            for attempt in shared.store.attempts_by_ids([first.attempt_id]):
+                shared.client_for(attempt)
+        return by_key
+
+    def _list_interval(self, key_name: str, in_flight: int) -> timedelta:
+        """The key's list interval from its spare budget (dialer.policy.polling)."""
+        shared = self._shared
+        budget = shared.clients[key_name].budget
+        load = KeyLoad(
+            # per minute of our clock (the bench's budget counts the simulator's minutes)
+            rate_per_minute=round(budget.rate_per_minute * 60.0 / budget.window_s),
+            in_flight=in_flight,
+            creates_waiting=budget.waiting(Priority.CREATE),
+            line_wanted=shared.lines_wanted,
+            pages=self._pages.get(key_name, 1),
+            daemons=shared.daemons,
+        )
+        return list_interval(shared.settings.poll, load)
 
     def _resume_held(self, now: datetime) -> None:
         """The looks held for keys whose VoiceDock answers again are due now."""
@@ -112,7 +168,7 @@ class Follower:
                 self._shared.store.reschedule_poll(attempt_id, next_poll_at=now, now=now)
                 self._held[key].discard(attempt_id)  # (a failure above keeps the rest)
             del self._held[key]
-            self.next_list = None  # and list at once, if listing
+            self._next_list.pop(key, None)  # and list it at once, if listing
 
     async def _follow_unreported(self, now: datetime) -> int:
         """GET the calls whose `ended` status-update came but whose report did not in time."""
@@ -134,29 +190,40 @@ class Follower:
             await _together(self._follow(attempt) for attempt in followed)
         return len(followed)
 
-    async def _follow_by_list(self, now: datetime) -> int:
-        """One list (all pages) per API key covers every call that key has in flight."""
+    async def _follow_by_list(
+        self, now: datetime, by_key: Mapping[str, dict[str, FollowedCall]]
+    ) -> int:
+        """One list (all pages) per API key covers every call that key has in flight; only
+        the calls whose status changed are read from the store and recorded."""
         shared = self._shared
-        by_key: dict[str, dict[str, AttemptView]] = defaultdict(dict)
-        for a in shared.store.attempts(states=[AttemptState.IN_FLIGHT]):
-            if a.call_id is not None and shared.client_for(a) is not None:
-                by_key[a.api_key_name][a.call_id] = a
         seen = 0
-        missing: set[int] = set()
         for key_name, followed in by_key.items():
+            # what this list misses (the keys not listed now keep what their last list missed)
+            missing = self._missing[key_name] = set()
             if shared.reachability.unreachable(key_name):
                 # listed at once when its VoiceDock answers again (see _resume_held)
-                self._held[key_name].update(a.id for a in followed.values())
+                self._held[key_name].update(c.attempt_id for c in followed.values())
                 continue
-            oldest = min(a.dialing_at or now for a in followed.values())
+            client = shared.clients[key_name]
+            sent = _lists_sent(client)
+            listed: set[str] = set()
+            # a call past stuck_after is read even unchanged: it is given up on (observe_call)
+            stuck = now - shared.settings.stuck_after
             try:
-                calls = await shared.clients[key_name].list_calls(
-                    start_date=oldest - shared.settings.reconcile_margin, only=followed.keys()
+                calls = await client.list_calls(
+                    start_date=self._list_start(followed.values(), now),
+                    only=followed.keys(),
+                    unchanged={
+                        c.call_id: c.call_status
+                        for c in followed.values()
+                        if c.dialing_at is None or c.dialing_at > stuck
+                    },
+                    seen=listed,
                 )
             except TransportFailure as exc:
                 # not a reason to GET each call instead: those would get no answer either
                 shared.reachability.failed(key_name, exc)
-                self._held[key_name].update(a.id for a in followed.values())
+                self._held[key_name].update(c.attempt_id for c in followed.values())
                 continue
             except ProviderError as exc:
                 if isinstance(exc, AccountError):
@@ -170,18 +237,42 @@ class Follower:
                     )
                 # Each call falls back to its own GETs on its own schedule: a list that keeps
                 # failing must not leave calls unfollowed (never ended, never `unknown`).
-                missing.update(a.id for a in followed.values())
+                missing.update(c.attempt_id for c in followed.values())
                 continue
+            self._pages[key_name] = max(1, _lists_sent(client) - sent)
             for call in calls:
-                attempt = followed.pop(call.id, None)
-                if attempt is not None:
-                    self.observe_call(attempt, call, listed=True)
+                if call.created_at is not None:
+                    self._created[call.id] = call.created_at
+            if self._misses:
+                for call_id in listed:
+                    self._misses.pop(followed[call_id].attempt_id, None)
+            changed = {followed[call.id].attempt_id: call for call in calls if call.id in followed}
+            for attempt in shared.store.attempts_by_ids(changed):
+                if attempt.state is AttemptState.IN_FLIGHT:  # (another daemon may have ended it)
+                    self.observe_call(attempt, changed[attempt.id], listed=True)
                     seen += 1
             # Not listed (a clock skew beyond the margin, or an id the list spells differently):
             # fall back to a GET for each, on its own schedule.
-            missing.update(a.id for a in followed.values())
-        self._missing_from_list = missing
+            missing.update(c.attempt_id for c in followed.values() if c.call_id not in listed)
         return seen
+
+    def _list_start(self, followed: Iterable[FollowedCall], now: datetime) -> datetime:
+        """Where a key's list starts: at the oldest followed call's creation by VoiceDock's
+        own clock once a list showed it (less a second: the time may be rounded), else at
+        its dial by ours less ``reconcile_margin`` (the clocks may differ). Calls created
+        before are not listed: the margin alone, every list, was ~a third of its items."""
+        margin = self._shared.settings.reconcile_margin
+        return min(
+            self._created[c.call_id] - _ROUNDING
+            if c.call_id in self._created
+            else (c.dialing_at or now) - margin
+            for c in followed
+        )
+
+    @property
+    def _missing_from_list(self) -> set[int]:
+        """The calls in flight the last list of their key did not show (or failed to)."""
+        return set().union(*self._missing.values())
 
     async def _follow(self, attempt: AttemptView) -> None:
         assert attempt.call_id is not None
@@ -436,6 +527,15 @@ async def _together(looks: Iterable[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: how much earlier than a call's listed creation time its key's list starts
+_ROUNDING = timedelta(seconds=1)
+
+
+def _lists_sent(client: VoiceDockClient) -> int:
+    """How many list pages the client has sent (answered or not)."""
+    return sum(n for (_, path, _), n in client.requests_sent.items() if path == "/calls")
 
 
 def _remember(recent: dict[str, None], key: str) -> None:

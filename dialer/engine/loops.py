@@ -15,6 +15,7 @@ off and runs the pass again (dialer.engine.outages), so the daemon rides an outa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -627,6 +628,14 @@ class Engine:
                     last_beat = self.last_heartbeat = now
                     shared.database.beat(now)
                     shared.database.passed("heartbeat")
+                    if shared.store.dialect == "postgresql":
+                        # the daemons sharing the keys' budgets split what the creates leave
+                        # (a failure here keeps the last count: the beat itself went through)
+                        with contextlib.suppress(StoreUnavailable):
+                            live = shared.store.live_workers(
+                                now=now, ttl=shared.settings.worker_ttl
+                            )
+                            shared.daemons = max(1, len(live))
             await _wait_any(stop, seconds=shared.settings.tick)
 
     def _until(self, when: datetime | None) -> float:

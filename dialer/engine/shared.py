@@ -109,6 +109,11 @@ class Shared:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: attempts whose POST this daemon sent (or is about to) and has no answer for yet
     dialing_now: set[int] = field(default_factory=set)
+    #: the dispatcher's last pass filled every free line: contacts wait for one, so an end
+    #: seen sooner is a dial sooner (the follower lists more often while the budget allows)
+    lines_wanted: bool = False
+    #: daemons alive on this database (at the last heartbeat): they share the keys' budgets
+    daemons: int = 1
     #: an attempt became final since finish_runs last looked (or it never looked)
     runs_dirty: bool = True
     #: the engine is stopping: a write the database refuses now is left to the next start

@@ -8,11 +8,19 @@ once the call is older than expected.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["PollPlan", "next_poll_at"]
+__all__ = [
+    "KeyLoad",
+    "PollPlan",
+    "creates_per_minute",
+    "list_interval",
+    "list_spare",
+    "next_poll_at",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +33,10 @@ class PollPlan:
     ``minimum`` / ``maximum``: bounds on any interval.
     ``late``: interval for calls already declared ``unknown`` (a late result is still recorded).
     ``list_threshold``: from this many calls in flight on, one list request observes them all...
-    ``list_interval``: ...this often (each list page costs one request, whatever it holds).
+    ``list_interval``: ...this often (each list page costs one request, whatever it holds), or
+    more often when the key's budget has room (see :func:`list_interval`), but never more
+    often than ``list_interval_min``; ``list_share`` is the part of the key's spare requests
+    lists may take (the rest absorbs a burst of ends and other traffic).
     """
 
     first_look: timedelta = timedelta(seconds=8)
@@ -36,6 +47,8 @@ class PollPlan:
     late: timedelta = timedelta(minutes=10)
     list_threshold: int = 3
     list_interval: timedelta = timedelta(seconds=20)
+    list_interval_min: timedelta = timedelta(seconds=2)
+    list_share: float = 0.5
 
     def scaled(self, factor: float) -> PollPlan:
         """The same plan on a faster clock (the time-scaled simulator)."""
@@ -73,3 +86,62 @@ def next_poll_at(
         delay = plan.ringing
     delay = max(plan.minimum, min(plan.maximum, delay))
     return now + delay
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyLoad:
+    """What one API key's list interval is chosen from, as the follower sees it now.
+
+    ``rate_per_minute``: the key's budget after its margin (``requests_per_minute`` minus
+    ``budget_margin``). ``in_flight``: calls of the key being followed. ``creates_waiting``:
+    creates queued for the key's budget now (it binds). ``line_wanted``: every line is taken
+    and contacts wait for one, so an end seen sooner is a dial sooner. ``pages``: requests the
+    key's last list took. ``daemons``: how many daemons share the key (each lists every call
+    in flight, so each takes its share of the spare).
+    """
+
+    rate_per_minute: int
+    in_flight: int
+    creates_waiting: int = 0
+    line_wanted: bool = False
+    pages: int = 1
+    daemons: int = 1
+
+
+def creates_per_minute(plan: PollPlan, load: KeyLoad) -> float:
+    """Creates the key needs over the next minute: those queued now, and, while a freed line
+    is dialled at once, one per call expected to end (a call lasts about ``first_look`` of
+    ringing plus ``expected_talk``)."""
+    ends = 0.0
+    if load.line_wanted:
+        call_s = (plan.first_look + plan.expected_talk).total_seconds()
+        ends = load.in_flight * 60.0 / max(call_s, 1e-9)
+    return load.creates_waiting + ends
+
+
+def list_spare(plan: PollPlan, load: KeyLoad) -> float:
+    """Requests a minute this daemon's lists may take without taking a create's slot: its
+    share (of ``daemons``) of ``list_share`` of what the creates leave of the rate (0 when
+    they need it all)."""
+    left = load.rate_per_minute - creates_per_minute(plan, load)
+    return max(0.0, plan.list_share * left / max(load.daemons, 1))
+
+
+def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
+    """How long the key's next list waits: ``list_interval`` when the spare affords no more
+    (the creates queued and due take the budget), else as often as the spare pays for
+    (``pages`` requests a list), but at most every ``list_interval_min``.
+
+    Interval I, spare S requests a minute, P pages: I = max(list_interval_min, 60 s x P / S),
+    at most ``list_interval``. Lists then take P x 60 s / I <= S requests a minute, unless I is
+    ``list_interval`` itself (the slowest look there is, taken whatever the spare). A create
+    queued for a moment (the budget spaces its slots) is demand, not a sign that it binds.
+    """
+    slowest = plan.list_interval
+    fastest = min(plan.list_interval_min, slowest)
+    spare = list_spare(plan, load)
+    if spare <= 0:
+        return slowest
+    # rounded up to the microsecond: a timedelta rounded down would overspend by a hair
+    paid = timedelta(microseconds=math.ceil(60e6 * max(load.pages, 1) / spare))
+    return min(slowest, max(fastest, paid))

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -402,6 +402,17 @@ class AttemptView:
                 key=row.contact_key,
             ),
         )
+
+
+class FollowedCall(NamedTuple):
+    """A call in flight as a follower's list needs it (``statements.FOLLOWED``)."""
+
+    attempt_id: int
+    call_id: str
+    dialing_at: datetime | None
+    #: VoiceDock's status at the last recorded look (None: never looked at)
+    call_status: str | None
+    api_key_name: str
 
 
 @dataclass(frozen=True, kw_only=True)

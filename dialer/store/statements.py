@@ -90,6 +90,19 @@ VIEW_BY_CALL_ID = ATTEMPT_VIEWS.where(ATTEMPTS.c.call_id == sa.bindparam("call_i
 VIEWS_BY_IDS = ATTEMPT_VIEWS.where(ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(
     ATTEMPTS.c.id
 )
+#: what a follower's list needs of each call in flight (a list every few seconds reads them
+#: all: the full views of the changed ones only are read after it)
+FOLLOWED = (
+    sa.select(
+        ATTEMPTS.c.id,
+        ATTEMPTS.c.call_id,
+        ATTEMPTS.c.dialing_at,
+        ATTEMPTS.c.call_status,
+        sa.func.coalesce(ATTEMPTS.c.dial_key_name, CAMPAIGNS.c.api_key_name).label("api_key_name"),
+    )
+    .join_from(ATTEMPTS, CAMPAIGNS, CAMPAIGNS.c.id == ATTEMPTS.c.campaign_id)
+    .where(ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value, ATTEMPTS.c.call_id.is_not(None))
+)
 _PLANNED_AND_ACTIVE = (
     ATTEMPTS.c.state == AttemptState.PLANNED.value,
     CAMPAIGNS.c.state == CampaignState.ACTIVE.value,

@@ -48,6 +48,7 @@ from dialer.store.records import (
     CampaignState,
     ContactRecord,
     EventRecord,
+    FollowedCall,
     KeyRecord,
     LatestCounts,
     RequestCount,
@@ -485,6 +486,19 @@ class Store:
                 states=None if states is None else frozenset(states),
             )
             return self._views(connection, query, {"campaign_id": campaign_id})
+
+    def followed_calls(self) -> list[FollowedCall]:
+        """Every attempt in flight with a call id, as little of it as a list needs."""
+        with self._connection() as connection:
+            return [FollowedCall(*row) for row in connection.execute(sql.FOLLOWED)]
+
+    def attempts_by_ids(self, ids: Iterable[int]) -> list[AttemptView]:
+        """These attempts (those that exist), by id."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        with self._connection() as connection:
+            return self._views(connection, sql.VIEWS_BY_IDS, {"ids": wanted})
 
     def dialing_since(self, cutoff: datetime) -> list[AttemptView]:
         """Attempts in `dialing` since ``cutoff`` or earlier: what reconciliation looks at."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.policy.polling import PollPlan, next_poll_at
+from dialer.policy.polling import (
+    KeyLoad,
+    PollPlan,
+    creates_per_minute,
+    list_interval,
+    list_spare,
+    next_poll_at,
+)
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PLAN = PollPlan()  # first look 8 s, ringing 5 s, talk 90 s, bounds 2-60 s
@@ -92,3 +100,86 @@ def test_before_the_expected_end_a_look_never_lands_after_it(talking_s: int) -> 
         PLAN, status="in-progress", now=T0, dialed_at=answered, answered_at=answered
     )
     assert looked <= answered + PLAN.expected_talk
+
+
+# --------------------------------------------------------------------------- the list interval
+def _load(**kw: object) -> KeyLoad:
+    values: dict[str, object] = {"rate_per_minute": 95, "in_flight": 50}
+    values.update(kw)
+    return KeyLoad(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("load", "interval_s"),
+    [
+        # concurrency-bound (the bench's campaign): 50 calls of ~98 s need ~30.6 creates a
+        # minute of 95; half the other ~64 pays for a list every 1.9 s: the 2 s floor
+        (_load(line_wanted=True), 2.0),
+        # the tail: nobody waits for a line, the whole rate is spare: the floor again
+        (_load(in_flight=2), 2.0),
+        # a create queued for a moment is demand within the minute: 2 s still
+        (_load(line_wanted=True, creates_waiting=1), 2.0),
+        # creates queued for the budget take what the ends leave: the slowest look
+        (_load(line_wanted=True, creates_waiting=64), 20.0),
+        # 150 lines of ~98 s want ~92 creates a minute of 95: 1.4 lists a minute is less
+        # than the slowest look's 3
+        (_load(in_flight=150, line_wanted=True), 20.0),
+        # 120 lines: 95 - 73.5 = 21.5 spare, 10.8 lists a minute: every 5.6 s
+        (_load(in_flight=120, line_wanted=True), 60 * 98 / (0.5 * (95 * 98 - 120 * 60))),
+        # a list of three pages costs three requests: every 16.7 s
+        (_load(in_flight=120, line_wanted=True, pages=3), 3 * 60 * 98 / (0.5 * (95 * 98 - 7200))),
+        # four pages: slower than the slowest look
+        (_load(in_flight=120, line_wanted=True, pages=4), 20.0),
+        # a key limited to 20 a minute (shared with other systems): 10 spare, every 6 s
+        (_load(rate_per_minute=20, in_flight=1), 6.0),
+        # three daemons share the bench's key: each lists on a third of the spare, 5.6 s
+        (_load(line_wanted=True, daemons=3), 3 * 60 * 98 / (0.5 * (95 * 98 - 50 * 60))),
+    ],
+)
+def test_the_list_interval_follows_the_spare_budget(load: KeyLoad, interval_s: float) -> None:
+    assert list_interval(PLAN, load).total_seconds() == pytest.approx(interval_s)
+
+
+def test_a_plan_whose_slowest_list_is_faster_than_the_floor_keeps_it() -> None:
+    plan = replace(PLAN, list_interval=timedelta(seconds=1))
+    assert list_interval(plan, _load(in_flight=1)) == timedelta(seconds=1)
+    assert list_interval(plan, _load(creates_waiting=300)) == timedelta(seconds=1)
+
+
+loads = st.builds(
+    KeyLoad,
+    rate_per_minute=st.integers(min_value=1, max_value=10_000),
+    in_flight=st.integers(min_value=0, max_value=2_000),
+    creates_waiting=st.integers(min_value=0, max_value=500),
+    line_wanted=st.booleans(),
+    pages=st.integers(min_value=1, max_value=20),
+    daemons=st.integers(min_value=1, max_value=10),
+)
+
+
+@given(load=loads)
+def test_lists_never_plan_more_requests_than_the_spare(load: KeyLoad) -> None:
+    interval = list_interval(PLAN, load)
+    assert PLAN.list_interval_min <= interval <= PLAN.list_interval
+    if interval < PLAN.list_interval:
+        # below the slowest look, lists are paid for by the spare, never a create's slot
+        per_minute = load.pages * 60 / interval.total_seconds()
+        assert per_minute <= list_spare(PLAN, load) * (1 + 1e-9)
+        all_daemons = per_minute * load.daemons
+        assert all_daemons + creates_per_minute(PLAN, load) <= load.rate_per_minute * (1 + 1e-9)
+
+
+@given(load=loads, more=st.integers(min_value=0, max_value=10_000))
+def test_more_spare_budget_never_lists_less_often(load: KeyLoad, more: int) -> None:
+    richer = replace(load, rate_per_minute=load.rate_per_minute + more)
+    assert list_interval(PLAN, richer) <= list_interval(PLAN, load)
+
+
+@given(load=loads, more=st.integers(min_value=0, max_value=500))
+def test_more_demand_for_creates_never_lists_more_often(load: KeyLoad, more: int) -> None:
+    busier = replace(load, in_flight=load.in_flight + more)
+    shared = replace(load, daemons=load.daemons + more)
+    assert list_interval(PLAN, shared) >= list_interval(PLAN, load)
+    queued = replace(load, creates_waiting=load.creates_waiting + more)
+    assert list_interval(PLAN, busier) >= list_interval(PLAN, load)
+    assert list_interval(PLAN, queued) >= list_interval(PLAN, load)
