@@ -63,13 +63,15 @@ def test_progress_of_a_campaign_never_fired(store: Store) -> None:
     )
     assert store.run_progress(cid) is None
     assert store.campaign_next_due_at(cid) is None
-    assert store.attempts_at_most(cid) == 0
+    assert store.attempts_up_to(cid, 10) == 0
 
 
-def test_attempts_at_most_never_counts_fewer(store: Store, campaign: int) -> None:
+def test_attempts_up_to_stops_counting_at_its_limit(store: Store, campaign: int) -> None:
     attempts = len(every_attempt(store, campaign))
-    assert attempts > 1
-    assert store.attempts_at_most(campaign) == attempts  # alone in the database: exact
+    assert attempts > 2
+    assert store.attempts_up_to(campaign, attempts + 5) == attempts
+    assert store.attempts_up_to(campaign, attempts) == attempts
+    assert store.attempts_up_to(campaign, 2) == 2
 
 
 def test_pages_of_groups_walk_every_matching_attempt_newest_first(

@@ -724,11 +724,14 @@ def state_counts(*, with_campaign: bool) -> sa.Select[str, str | None, int]:
     return query
 
 
-#: at least the campaign's attempts, read off its index's two ends (two seeks at any size:
-#: other campaigns' attempts interleaved with its own make it an upper bound, never less)
-ATTEMPT_ID_SPAN = sa.select(
-    sa.func.coalesce(sa.func.max(ATTEMPTS.c.id) - sa.func.min(ATTEMPTS.c.id) + 1, 0)
-).where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+#: the campaign's attempts counted up to ``limit`` and no further: a bounded read of its index
+#: whatever the campaign's size (a min and a max in one query made SQLite read it all)
+ATTEMPTS_UP_TO = sa.select(sa.func.count()).select_from(
+    sa.select(sa.literal(1))
+    .where(ATTEMPTS.c.campaign_id == sa.bindparam("campaign_id"))
+    .limit(sa.bindparam("limit"))
+    .subquery()
+)
 #: the newest attempt of each contact of the campaign, by contact
 LATEST_VIEWS = ATTEMPT_VIEWS.where(
     ATTEMPTS.c.id.in_(

@@ -1133,12 +1133,13 @@ class Store:
             rows = connection.execute(query, {"campaign_id": campaign_id})
             return {(state, outcome): n for state, outcome, n in rows}
 
-    def attempts_at_most(self, campaign_id: int) -> int:
-        """An upper bound of the campaign's attempts that costs two index seeks (its id span),
-        where counting them reads the whole index: whether a count is worth waiting for."""
+    def attempts_up_to(self, campaign_id: int, limit: int) -> int:
+        """The campaign's attempts, counted no further than ``limit``: whether a full count
+        is worth waiting for, at the cost of ``limit`` index entries at most."""
         with self._connection() as connection:
+            query = sql.ATTEMPTS_UP_TO
             return int(
-                connection.execute(sql.ATTEMPT_ID_SPAN, {"campaign_id": campaign_id}).scalar_one()
+                connection.execute(query, {"campaign_id": campaign_id, "limit": limit}).scalar_one()
             )
 
     def latest_attempts(self, campaign_id: int) -> list[AttemptView]:

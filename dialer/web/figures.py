@@ -9,8 +9,8 @@ answer from the last count meanwhile: its figures are at most one refresh and on
 Smaller campaigns are counted afresh for every page.
 
 The first count after a start has no earlier one to answer from: a page ``glance``s, which
-counts a campaign that cannot be big (its attempts' id span, two index seeks, is at most
-``BIG``) there and then, and a possibly big one in the background, waiting at most ``wait_s``
+counts a campaign that is not big (its attempts counted no further than ``BIG`` + 1) there
+and then, and a big one in the background, waiting at most ``wait_s``
 for it; the page says "counting…" meanwhile and its next refresh has the figures. What must
 be complete (the needs-a-person list, its CSV) waits with ``of``.
 """
@@ -106,7 +106,10 @@ class FigureCounter:
         waited for at most ``wait_s``: None while it takes longer."""
         with self._lock:
             latest = self._latest.get(campaign_id)
-        if latest is not None or self._store.attempts_at_most(campaign_id) <= self._big:
+        if (
+            latest is not None
+            or self._store.attempts_up_to(campaign_id, self._big + 1) <= self._big
+        ):
             return self.of(campaign_id)
         self._recount_in_background(campaign_id).wait(wait_s)
         with self._lock:
