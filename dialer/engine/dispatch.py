@@ -302,16 +302,21 @@ class Dispatcher:
             shared.store.release_unplaced(
                 attempt.id, due_at=now, reason="withdrawn:pace", now=now, dialed_at=dialed_at
             )
-        except TransitionRefused:
-            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
-            return False
-        except StoreUnavailable as exc:
-            # the row stays `dialing`, for reconciliation to release (as in _may_still_send)
-            shared.database.noticed(exc, by="dial")
-            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
+        except (TransitionRefused, StoreUnavailable) as exc:
+            self._not_sent(attempt, exc)
             return False
         log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="pace")
         return False
+
+    def _not_sent(self, attempt: AttemptView, exc: TransitionRefused | StoreUnavailable) -> None:
+        """A create checked just before it goes out that the store could not let through:
+        another worker took the attempt over, or the database is away (then the row stays
+        `dialing`, for reconciliation to release)."""
+        if isinstance(exc, TransitionRefused):
+            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
+            return
+        self._shared.database.noticed(exc, by="dial")
+        log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
 
     def next_pass_at(self, due: datetime | None, now: datetime) -> datetime | None:
         """When the dispatcher has something to do: the next attempt's due time, but while
@@ -623,12 +628,8 @@ class Dispatcher:
                 now=now,
                 dialed_at=dialed_at,
             )
-        except TransitionRefused:
-            log.warning("dialer.attempt.taken_over", attempt_id=attempt.id, stage="before_send")
-            return None
-        except StoreUnavailable as exc:
-            shared.database.noticed(exc, by="dial")
-            log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason="database")
+        except (TransitionRefused, StoreUnavailable) as exc:
+            self._not_sent(attempt, exc)
             return None
         log.info("dialer.attempt.withdrawn", attempt_id=attempt.id, reason=lapsed)
         return None
