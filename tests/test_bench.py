@@ -16,6 +16,7 @@ from bench import (
     details,
     ideal_makespan,
     import_table,
+    redial_gaps,
     run_import,
     run_variant,
     variant_table,
@@ -68,6 +69,14 @@ def test_the_ideal_schedule_redials_each_line_the_instant_it_frees() -> None:
     # lines to spare: the create rate (one a second) is what spaces the calls
     assert ideal_makespan([1, 1, 1], concurrency=10, per_minute=60) == pytest.approx(3)
     assert ideal_makespan([], concurrency=3, per_minute=60) == 0
+
+
+def test_a_freed_line_idles_from_the_kth_end_to_the_create_that_took_it() -> None:
+    # two lines: creates at 0 and 0 fill them; ends at 10 and 12 free them; the next two
+    # creates at 10.5 and 13 idled 0.5 and 1 s; a create before its end had a free line
+    assert redial_gaps([0, 0, 10.5, 13], [10, 12, 20, 30], concurrency=2) == [0.5, 1.0]
+    assert redial_gaps([0, 0, 5, 13], [10, 12], concurrency=2) == [1.0]
+    assert redial_gaps([0, 1], [5, 6], concurrency=2) == []
 
 
 @given(
