@@ -334,6 +334,80 @@ async def test_the_outcome_comes_from_the_report_not_from_the_ended_status_updat
     assert len(w.store.events(kind="attempt.ended")) == 1
 
 
+async def test_an_ended_status_update_frees_the_line_before_the_report_comes(
+    tmp_path: Path,
+) -> None:
+    """One line, two contacts: the first call's `ended` status-update lets the second be
+    dialled at once, while the first waits in flight for the report that brings its outcome.
+    Its line is freed once: the report's end does not free it again."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    phones = nl_numbers(3)
+    async with world(
+        tmp_path,
+        httpx.ASGITransport(app=sim.app),
+        clock,
+        phones=phones,
+        extra="max_concurrent_calls = 1",
+    ) as w:
+        plan = PollPlan()
+        engine = await w.engine("a", poll=replace(plan, list_interval_min=plan.list_interval))
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 1
+        await engine.drain()
+        assert await engine.dispatch_once() == 0  # the one line is taken
+        (first,) = w.store.attempts(states=[AttemptState.IN_FLIGHT])
+        assert first.call_id is not None
+
+        ended = webhook("status-update", first.call_id, status="ended")
+        await engine.on_webhook(parse_event(ended))
+        assert await engine.dispatch_once() == 1  # the line is free; the outcome is not in
+        await engine.drain()
+        assert w.store.attempt(first.id).state is AttemptState.IN_FLIGHT
+        assert len(w.store.attempts(states=[AttemptState.IN_FLIGHT])) == 2
+        assert await engine.dispatch_once() == 0  # the second call takes the line
+
+        report = webhook("end-of-call-report", first.call_id, **REPORT)
+        await engine.on_webhook(parse_event(report))
+        assert w.store.attempt(first.id).state is AttemptState.ENDED
+        assert await engine.dispatch_once() == 0  # still one line, the second call's
+        assert len(sim.created) == 2
+
+
+async def test_a_line_freed_by_a_status_update_is_not_freed_again_once_the_end_is_in(
+    tmp_path: Path,
+) -> None:
+    """An end recorded by another way (a list, another daemon) while the report is awaited:
+    the store no longer counts the call, and the freed line is not subtracted a second time."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(
+        tmp_path,
+        httpx.ASGITransport(app=sim.app),
+        clock,
+        phones=nl_numbers(4),
+        extra="max_concurrent_calls = 2",
+    ) as w:
+        plan = PollPlan()
+        engine = await w.engine("a", poll=replace(plan, list_interval_min=plan.list_interval))
+        b = await w.engine("b", poll=replace(plan, list_interval_min=plan.list_interval))
+        assert engine.fire("e2e", T0) is not None
+        assert await engine.dispatch_once() == 2
+        await engine.drain()
+        first, _ = w.store.attempts(states=[AttemptState.IN_FLIGHT])
+        assert first.call_id is not None
+        ended = webhook("status-update", first.call_id, status="ended")
+        await engine.on_webhook(parse_event(ended))
+        # daemon b receives the report (its own receiver) and records the end
+        await b.on_webhook(parse_event(webhook("end-of-call-report", first.call_id, **REPORT)))
+        assert w.store.attempt(first.id).state is AttemptState.ENDED
+        assert await engine.dispatch_once() == 1  # one line free, not two
+        await engine.drain()
+        assert len(sim.created) == 3
+        assert await engine.dispatch_once() == 0
+        assert not engine.store.live_among([first.id])
+
+
 async def test_a_report_without_the_call_id_is_recorded_by_our_metadata(
     placed: Placed,
 ) -> None:

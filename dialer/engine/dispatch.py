@@ -105,7 +105,7 @@ class Dispatcher:
             self.full = False  # not counted: look again on the next tick
             shared.lines_wanted = False
             return 0
-        live = store.live_counts()
+        live = self._lines_taken(store.live_counts())
         capacity = settings.max_concurrent_calls - sum(live.values())
         self.full = capacity <= 0
         if self.full:
@@ -229,6 +229,21 @@ class Dispatcher:
         # every free line taken: more are likely due (while full, the last answer stands)
         shared.lines_wanted = started >= capacity
         return started
+
+    def _lines_taken(self, live: dict[int, int]) -> dict[int, int]:
+        """Campaign id -> the lines its calls take: those the store counts live, less the calls
+        known over whose outcome is awaited (Shared.ended_unrecorded), once the store confirms
+        each is still counted (an end recorded since, here or by another daemon, would
+        otherwise free its line twice)."""
+        ended = self._shared.ended_unrecorded
+        if not ended:
+            return live
+        still = self._shared.store.live_among(ended.keys())
+        for attempt_id in ended.keys() - still.keys():
+            del ended[attempt_id]
+        for campaign_id in still.values():
+            live[campaign_id] = live.get(campaign_id, 0) - 1
+        return live
 
     def _turn_order(self) -> list[Campaign]:
         """The campaigns this daemon may dial for, the first of them one further each pass."""

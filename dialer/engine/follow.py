@@ -316,6 +316,7 @@ class Follower:
         now = shared.clock()
         self._misses.pop(attempt.id, None)
         if call.terminal:
+            shared.ended_unrecorded.pop(attempt.id, None)
             outcome = classify(call.raw, settings.outcome_rules)
             # Decided before the write, so the retry is written with the outcome (see Retry).
             retry = (
@@ -398,6 +399,7 @@ class Follower:
             if call_id and call_id not in self._awaiting_report:
                 by = shared.clock() + shared.settings.report_grace
                 self._awaiting_report[call_id] = (by, event.attempt_id)
+                self._free_line(call_id, event.attempt_id)
             return
         attempt = self._attempt_of(call_id, event.attempt_id)
         if attempt is None or attempt.state not in (AttemptState.IN_FLIGHT, AttemptState.UNKNOWN):
@@ -421,6 +423,15 @@ class Follower:
             shared.store.reschedule_poll(
                 attempt.id, next_poll_at=now + shared.settings.poll.expected_talk, now=now
             )
+
+    def _free_line(self, call_id: str, attempt_id: int | None) -> None:
+        """The call is over, its outcome waits for the report: its line serves the next
+        contact now. The report can take seconds (its summary is written after the call);
+        holding the line that long costs every line that much per call."""
+        attempt = self._attempt_of(call_id, attempt_id)
+        if attempt is not None and attempt.state is AttemptState.IN_FLIGHT:
+            self._shared.ended_unrecorded[attempt.id] = attempt.campaign_id
+            self._shared.wake.set()
 
     def _attempt_of(self, call_id: str | None, attempt_id: int | None) -> AttemptView | None:
         """The attempt a webhook is about: by call id, else by the attempt id our metadata

@@ -109,6 +109,10 @@ class Shared:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: attempts whose POST this daemon sent (or is about to) and has no answer for yet
     dialing_now: set[int] = field(default_factory=set)
+    #: attempts whose call an `ended` status-update showed over while its report (and so its
+    #: outcome) is awaited: still in flight in the store, but their lines are free (attempt
+    #: id -> campaign id; the dispatcher drops those the store no longer counts live)
+    ended_unrecorded: dict[int, int] = field(default_factory=dict)
     #: the dispatcher's last pass filled every free line: contacts wait for one, so an end
     #: seen sooner is a dial sooner (the follower lists more often while the budget allows)
     lines_wanted: bool = False

@@ -165,6 +165,9 @@ LIVE_COUNTS_BY_CAMPAIGN = (
     .where(state_in(LIVE_STATES))
     .group_by(ATTEMPTS.c.campaign_id)
 )
+LIVE_AMONG = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
+    ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)), state_in(LIVE_STATES)
+)
 
 
 @cache

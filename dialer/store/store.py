@@ -528,6 +528,14 @@ class Store:
         with self._connection() as connection:
             return {cid: n for cid, n in connection.execute(sql.LIVE_COUNTS_BY_CAMPAIGN).all()}
 
+    def live_among(self, ids: Collection[int]) -> dict[int, int]:
+        """Those of these attempts still counted live (dialing or in flight): id -> campaign id."""
+        if not ids:
+            return {}
+        with self._connection() as connection:
+            rows = connection.execute(sql.LIVE_AMONG, {"ids": list(ids)}).all()
+        return {attempt_id: campaign_id for attempt_id, campaign_id in rows}
+
     def claim_polls(
         self,
         *,
