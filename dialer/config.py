@@ -264,6 +264,7 @@ class DialerSettings(_Section):
     expected_call_length: Duration = timedelta(seconds=90)
     list_interval: Duration = timedelta(seconds=20)
     list_interval_min: Duration = timedelta(seconds=2)
+    lists_per_end: float = Field(1.0, gt=0, description="a number > 0, e.g. 1 or 0.5")
     list_threshold: int = Field(3, gt=0, description="a whole number of calls > 0")
     stuck_after: Duration = timedelta(minutes=30)
     reconcile_margin: Margin = timedelta(minutes=2)

@@ -69,6 +69,7 @@ def engine_settings(
             expected_talk=d.expected_call_length,
             list_interval=d.list_interval,
             list_interval_min=d.list_interval_min,
+            lists_per_end=d.lists_per_end,
             list_threshold=d.list_threshold,
         ),
         stuck_after=d.stuck_after,

@@ -116,6 +116,7 @@ def plan_capacity(campaign: Campaign, cfg: Config) -> Capacity:
         expected_talk=d.expected_call_length,
         list_interval=d.list_interval,
         list_interval_min=d.list_interval_min,
+        lists_per_end=d.lists_per_end,
     )
     load = KeyLoad(
         rate_per_minute=budget_rate(limits.requests_per_minute, limits.budget_margin),

@@ -20,6 +20,7 @@ __all__ = [
     "list_interval",
     "list_spare",
     "next_poll_at",
+    "useful_interval",
 ]
 
 
@@ -36,7 +37,8 @@ class PollPlan:
     ``list_interval``: ...this often (each list page costs one request, whatever it holds), or
     more often when the key's budget has room (see :func:`list_interval`), but never more
     often than ``list_interval_min``; ``list_share`` is the part of the key's spare requests
-    lists may take (the rest absorbs a burst of ends and other traffic).
+    lists may take (the rest absorbs a burst of ends and other traffic), and
+    ``lists_per_end`` caps how many lists an expected end may cost (see :func:`useful_interval`).
     """
 
     first_look: timedelta = timedelta(seconds=8)
@@ -49,6 +51,7 @@ class PollPlan:
     list_interval: timedelta = timedelta(seconds=20)
     list_interval_min: timedelta = timedelta(seconds=2)
     list_share: float = 0.5
+    lists_per_end: float = 1.0
 
     def scaled(self, factor: float) -> PollPlan:
         """The same plan on a faster clock (the time-scaled simulator)."""
@@ -127,15 +130,36 @@ def list_spare(plan: PollPlan, load: KeyLoad) -> float:
     return max(0.0, plan.list_share * left / max(load.daemons, 1))
 
 
+def useful_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
+    """The shortest interval at which another list still pays for itself, whatever the spare.
+
+    While contacts wait for a line, a list pays for itself when it finds an end: n calls of
+    about L (``first_look`` + ``expected_talk``) end one every L / n, so lists closer than
+    L / (``lists_per_end`` x n) mostly find nothing (a line then waits about L / 2n to be seen
+    free, 1 % of a call at 50 lines, 10 % at 5).
+
+    When nobody waits for a line (the tail of a run), seeing an end sooner frees nothing: only
+    the run's last end, when it is seen, decides when the run is over. With n calls left the
+    last is likely far off, so the interval is ``list_interval_min`` x n: every
+    ``list_interval_min`` once a single call is left, the slowest look while ten or more are.
+    """
+    calls = max(load.in_flight, 1)
+    if load.line_wanted:
+        call = plan.first_look + plan.expected_talk
+        return call / (max(plan.lists_per_end, 1e-9) * calls)
+    return plan.list_interval_min * calls
+
+
 def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
     """How long the key's next list waits: ``list_interval`` when the spare affords no more
     (the creates queued and due take the budget), else as often as the spare pays for
     (``pages`` requests a list), but at most every ``list_interval_min``.
 
-    Interval I, spare S requests a minute, P pages: I = max(list_interval_min, 60 s x P / S),
-    at most ``list_interval``. Lists then take P x 60 s / I <= S requests a minute, unless I is
-    ``list_interval`` itself (the slowest look there is, taken whatever the spare). A create
-    queued for a moment (the budget spaces its slots) is demand, not a sign that it binds.
+    Interval I, spare S requests a minute, P pages, U the :func:`useful_interval`:
+    I = max(list_interval_min, 60 s x P / S, U), at most ``list_interval``. Lists then take
+    P x 60 s / I <= S requests a minute, unless I is ``list_interval`` itself (the slowest look
+    there is, taken whatever the spare). A create queued for a moment (the budget spaces its
+    slots) is demand, not a sign that it binds.
     """
     slowest = plan.list_interval
     fastest = min(plan.list_interval_min, slowest)
@@ -144,4 +168,4 @@ def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
         return slowest
     # rounded up to the microsecond: a timedelta rounded down would overspend by a hair
     paid = timedelta(microseconds=math.ceil(60e6 * max(load.pages, 1) / spare))
-    return min(slowest, max(fastest, paid))
+    return min(slowest, max(fastest, paid, useful_interval(plan, load)))

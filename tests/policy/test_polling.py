@@ -115,8 +115,16 @@ def _load(**kw: object) -> KeyLoad:
         # concurrency-bound (the bench's campaign): 50 calls of ~98 s need ~30.6 creates a
         # minute of 95; half the other ~64 pays for a list every 1.9 s: the 2 s floor
         (_load(line_wanted=True), 2.0),
-        # the tail: nobody waits for a line, the whole rate is spare: the floor again
-        (_load(in_flight=2), 2.0),
+        # the tail: nobody waits for a line, the whole rate is spare, but only the last end
+        # decides when the run is over: the floor with one call left, 2 s a call before
+        (_load(in_flight=1), 2.0),
+        (_load(in_flight=2), 4.0),
+        (_load(in_flight=7), 14.0),
+        (_load(in_flight=50), 20.0),
+        # few lines, contacts waiting: the spare would pay for the floor, but 5 calls of ~98 s
+        # end one every 19.6 s, and a list more often than an end mostly finds nothing
+        (_load(in_flight=5, line_wanted=True), 98 / 5),
+        (_load(in_flight=12, line_wanted=True), 98 / 12),
         # a create queued for a moment is demand within the minute: 2 s still
         (_load(line_wanted=True, creates_waiting=1), 2.0),
         # creates queued for the budget take what the ends leave: the slowest look
@@ -177,9 +185,38 @@ def test_more_spare_budget_never_lists_less_often(load: KeyLoad, more: int) -> N
 
 @given(load=loads, more=st.integers(min_value=0, max_value=500))
 def test_more_demand_for_creates_never_lists_more_often(load: KeyLoad, more: int) -> None:
-    busier = replace(load, in_flight=load.in_flight + more)
     shared = replace(load, daemons=load.daemons + more)
     assert list_interval(PLAN, shared) >= list_interval(PLAN, load)
     queued = replace(load, creates_waiting=load.creates_waiting + more)
-    assert list_interval(PLAN, busier) >= list_interval(PLAN, load)
     assert list_interval(PLAN, queued) >= list_interval(PLAN, load)
+
+
+@given(load=loads)
+def test_a_list_never_comes_sooner_than_it_can_pay_for_itself(load: KeyLoad) -> None:
+    interval = list_interval(PLAN, load)
+    calls = max(load.in_flight, 1)
+    if load.line_wanted:
+        # at most lists_per_end lists for each end expected among the calls in flight
+        ends_per_minute = calls * 60 / (PLAN.first_look + PLAN.expected_talk).total_seconds()
+        lists_per_minute = 60 / interval.total_seconds()
+        assert lists_per_minute <= max(
+            ends_per_minute * PLAN.lists_per_end * (1 + 1e-9),
+            60 / PLAN.list_interval.total_seconds(),
+        )
+    else:
+        assert interval >= min(PLAN.list_interval, PLAN.list_interval_min * calls)
+
+
+@given(load=loads, more=st.integers(min_value=0, max_value=500))
+def test_in_the_tail_more_calls_left_never_list_more_often(load: KeyLoad, more: int) -> None:
+    tail = replace(load, line_wanted=False)
+    longer = replace(tail, in_flight=tail.in_flight + more)
+    assert list_interval(PLAN, longer) >= list_interval(PLAN, tail)
+
+
+@given(rate=st.integers(min_value=60, max_value=10_000))
+def test_the_last_call_of_a_run_is_listed_at_the_floor_when_the_budget_has_room(
+    rate: int,
+) -> None:
+    last = KeyLoad(rate_per_minute=rate, in_flight=1)
+    assert list_interval(PLAN, last) == PLAN.list_interval_min
