@@ -183,8 +183,7 @@ class MillionRun:
     #: from the daemon's start to its first created call, real seconds
     first_create_s: float
     created: int
-    peak_rss_mb: float  # ru_maxrss
-    vm_hwm_mb: float  # /proc/self/status VmHWM
+    peak_rss_mb: float  # the daemon process's VmHWM (bench._peak_rss_mb)
     import_rss_mb: float
     notes: list[str] = field(default_factory=list)
 
@@ -448,15 +447,6 @@ def run_scale(keys: int, daemons: int, params: ScaleParams) -> ScaleRow:
 
 
 # --------------------------------------------------------------------------- 1,000,000 contacts
-def _vm_hwm_mb() -> float:
-    """The kernel's peak resident set of this process (Linux), else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return _peak_rss_mb()
 
 
 def _million_daemon_process(conn: Connection, config_path: Path, dial: int, log: Path) -> None:
@@ -493,7 +483,7 @@ async def _million_daemon(
 
         await run_until_stopped(daemon, until_idle=False, stop=stop, on_tick=on_tick)
         created = daemon.engine.stats["created"]
-    return first, created, _peak_rss_mb(), _vm_hwm_mb()
+    return first, created, _peak_rss_mb()
 
 
 def run_million(contacts: int = 1_000_000, *, dial: int = 200) -> MillionRun:
@@ -544,7 +534,7 @@ def run_million(contacts: int = 1_000_000, *, dial: int = 200) -> MillionRun:
             try:
                 if not d_conn.poll(600):
                     raise RuntimeError("the 1,000,000-contact daemon did not dial in 600 s")
-                first, created, rss, hwm = d_conn.recv()
+                first, created, rss = d_conn.recv()
             except EOFError as exc:
                 log = (folder / "daemon.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"the daemon died ({d_proc.exitcode}):\n{log}") from exc
@@ -562,7 +552,6 @@ def run_million(contacts: int = 1_000_000, *, dial: int = 200) -> MillionRun:
         first_create_s=first,
         created=created,
         peak_rss_mb=rss,
-        vm_hwm_mb=hwm,
         import_rss_mb=import_rss,
     )
 
@@ -648,8 +637,7 @@ def million_table(run: MillionRun) -> Table:
         "import s",
         "start to first call s",
         "calls created",
-        "peak RSS MB (ru_maxrss)",
-        "VmHWM MB",
+        "peak RSS MB (VmHWM)",
     ):
         table.add_column(name, justify="right")
     table.add_row(
@@ -658,6 +646,5 @@ def million_table(run: MillionRun) -> Table:
         f"{run.first_create_s:.1f}",
         str(run.created),
         f"{run.peak_rss_mb:.0f}",
-        f"{run.vm_hwm_mb:.0f}",
     )
     return table

@@ -130,5 +130,5 @@ def test_the_million_measurement_plans_and_dials() -> None:
     """The RSS measurement's plumbing on a small campaign: imported, planned, dialled."""
     run = run_million(2_000, dial=20)
     assert run.contacts == 2_000 and run.created >= 20
-    assert run.peak_rss_mb > 0 and run.vm_hwm_mb > 0
+    assert run.peak_rss_mb > 0
     assert million_table(run).row_count == 1
