@@ -334,12 +334,14 @@ async def test_the_outcome_comes_from_the_report_not_from_the_ended_status_updat
     assert len(w.store.events(kind="attempt.ended")) == 1
 
 
+@pytest.mark.parametrize("by_metadata", [False, True])
 async def test_an_ended_status_update_frees_the_line_before_the_report_comes(
-    tmp_path: Path,
+    tmp_path: Path, by_metadata: bool
 ) -> None:
     """One line, two contacts: the first call's `ended` status-update lets the second be
     dialled at once, while the first waits in flight for the report that brings its outcome.
-    Its line is freed once: the report's end does not free it again."""
+    Its line is freed once: the report's end does not free it again. ``by_metadata``: the
+    webhook's call id is not the create's (UNCONFIRMED, §4); our metadata names the attempt."""
     clock = FakeClock(T0)
     sim = simulator(clock)
     phones = nl_numbers(3)
@@ -359,7 +361,11 @@ async def test_an_ended_status_update_frees_the_line_before_the_report_comes(
         (first,) = w.store.attempts(states=[AttemptState.IN_FLIGHT])
         assert first.call_id is not None
 
-        ended = webhook("status-update", first.call_id, status="ended")
+        ended = (
+            webhook("status-update", "5c4d030f-uuid", attempt_id=first.id, status="ended")
+            if by_metadata
+            else webhook("status-update", first.call_id, status="ended")
+        )
         await engine.on_webhook(parse_event(ended))
         assert await engine.dispatch_once() == 1  # the line is free; the outcome is not in
         await engine.drain()
@@ -367,7 +373,12 @@ async def test_an_ended_status_update_frees_the_line_before_the_report_comes(
         assert len(w.store.attempts(states=[AttemptState.IN_FLIGHT])) == 2
         assert await engine.dispatch_once() == 0  # the second call takes the line
 
-        report = webhook("end-of-call-report", first.call_id, **REPORT)
+        report = webhook(
+            "end-of-call-report",
+            "5c4d030f-uuid" if by_metadata else first.call_id,
+            attempt_id=first.id,
+            **REPORT,
+        )
         await engine.on_webhook(parse_event(report))
         assert w.store.attempt(first.id).state is AttemptState.ENDED
         assert await engine.dispatch_once() == 0  # still one line, the second call's

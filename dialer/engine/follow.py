@@ -428,9 +428,10 @@ class Follower:
         """The call is over, its outcome waits for the report: its line serves the next
         contact now. The report can take seconds (its summary is written after the call);
         holding the line that long costs every line that much per call."""
-        attempt = self._attempt_of(call_id, attempt_id)
-        if attempt is not None and attempt.state is AttemptState.IN_FLIGHT:
-            self._shared.ended_unrecorded[attempt.id] = attempt.campaign_id
+        in_flight = self._shared.store.in_flight_attempt(call_id=call_id, attempt_id=attempt_id)
+        if in_flight is not None:
+            attempt, campaign = in_flight
+            self._shared.ended_unrecorded[attempt] = campaign
             self._shared.wake.set()
 
     def _attempt_of(self, call_id: str | None, attempt_id: int | None) -> AttemptView | None:

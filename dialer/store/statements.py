@@ -165,6 +165,14 @@ LIVE_COUNTS_BY_CAMPAIGN = (
     .where(state_in(LIVE_STATES))
     .group_by(ATTEMPTS.c.campaign_id)
 )
+IN_FLIGHT_BY_CALL_ID = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
+    ATTEMPTS.c.call_id == sa.bindparam("call_id"),
+    ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
+)
+IN_FLIGHT_BY_ID = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
+    ATTEMPTS.c.id == sa.bindparam("attempt_id"),
+    ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
+)
 LIVE_AMONG = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
     ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)), state_in(LIVE_STATES)
 )

@@ -528,6 +528,19 @@ class Store:
         with self._connection() as connection:
             return {cid: n for cid, n in connection.execute(sql.LIVE_COUNTS_BY_CAMPAIGN).all()}
 
+    def in_flight_attempt(
+        self, *, call_id: str | None, attempt_id: int | None = None
+    ) -> tuple[int, int] | None:
+        """(attempt id, campaign id) of the attempt in flight with this call id, else of this
+        attempt id if it is in flight; None if neither is (a read of two columns, not a view)."""
+        with self._connection() as connection:
+            row = None
+            if call_id is not None:
+                row = connection.execute(sql.IN_FLIGHT_BY_CALL_ID, {"call_id": call_id}).first()
+            if row is None and attempt_id is not None:
+                row = connection.execute(sql.IN_FLIGHT_BY_ID, {"attempt_id": attempt_id}).first()
+        return None if row is None else (row[0], row[1])
+
     def live_among(self, ids: Collection[int]) -> dict[int, int]:
         """Those of these attempts still counted live (dialing or in flight): id -> campaign id."""
         if not ids:
