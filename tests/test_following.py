@@ -250,3 +250,30 @@ async def test_a_key_without_room_follows_its_last_call_by_the_poll_plan(tmp_pat
         await seen_ended_at(engine, w, clock, end + timedelta(minutes=2))
     assert api.seen["LIST"] == 0
     assert 0 < api.seen["GET"] <= 6
+
+
+async def test_a_campaign_at_its_own_limit_with_contacts_waiting_is_listed_for_its_ends(
+    tmp_path: Path,
+) -> None:
+    # 11 contacts, the campaign's own limit 9 lines under the daemon's 10: contacts wait for
+    # its lines as they would for the daemon's, so the 9 calls of ~95 s are listed once per
+    # expected end (every 95 / 9 = 10.6 s), not at the tail's pace (2 s x 9 calls = 18 s).
+    clock = FakeClock(T0)
+    api = EndsAt(clock, T0 + timedelta(minutes=5))
+    transport = httpx.MockTransport(api.handler)
+    async with world(
+        tmp_path, transport, clock, phones=nl_numbers(11), extra="max_concurrent_calls = 9"
+    ) as w:
+        engine = await w.engine("a")
+        assert engine.fire("e2e", T0) is not None
+        # a campaign's first creates are 3 until one is accepted (hold_after_rejections)
+        assert await engine.dispatch_once() == 3
+        await engine.drain()
+        assert await engine.dispatch_once() == 6
+        await engine.drain()
+        assert await engine.dispatch_once() == 0  # at its limit, two contacts due
+        await engine.follow_once()
+        assert api.seen["LIST"] == 1
+        clock.now = T0 + timedelta(seconds=11)
+        await engine.follow_once()
+        assert api.seen["LIST"] == 2

@@ -129,6 +129,10 @@ class Dispatcher:
         # every page so that the others' are never reached. The first turn moves on each pass,
         # so free lines fewer than the campaigns' wants do not always go to the same one.
         turn = self._turn_order()
+        # a campaign at its own max_concurrent_calls with attempts due (or maybe due: a full
+        # campaign is skipped before any read) waits for its lines as much as one at the
+        # daemon's: its ends are dials too
+        capped = False
         while started < capacity and turn:
             again: list[Campaign] = []
             for campaign in turn:
@@ -139,8 +143,11 @@ class Dispatcher:
                     room = min(
                         room, campaign.max_concurrent_calls - live_by_name.get(campaign.name, 0)
                     )
-                if room <= 0 or not self._may_dial(campaign, held, spare, now):
+                if room <= 0:
+                    capped = True
                     continue  # before any read: nothing of it can go out now
+                if not self._may_dial(campaign, held, spare, now):
+                    continue
                 # Pages a little larger than the free lines: some due attempts are deferred or
                 # closed rather than dialled, and those leave the due set, so the next page
                 # holds new ones.
@@ -151,11 +158,14 @@ class Dispatcher:
                 moved = False
                 stopped = False
                 for attempt in batch:
-                    if started >= capacity or (
+                    if started >= capacity:
+                        stopped = True
+                        break
+                    if (
                         campaign.max_concurrent_calls is not None
                         and live_by_name.get(campaign.name, 0) >= campaign.max_concurrent_calls
                     ):
-                        stopped = True
+                        stopped = capped = True
                         break
                     examined += 1
                     if examined % YIELD_EVERY == 0:
@@ -227,7 +237,7 @@ class Dispatcher:
         for grant in spare.values():
             self._give_back(grant)
         # every free line taken: more are likely due (while full, the last answer stands)
-        shared.lines_wanted = started >= capacity
+        shared.lines_wanted = started >= capacity or capped
         return started
 
     def _lines_taken(self, live: dict[int, int]) -> dict[int, int]:

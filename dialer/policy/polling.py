@@ -142,12 +142,20 @@ def useful_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
     the run's last end, when it is seen, decides when the run is over. With n calls left the
     last is likely far off, so the interval is ``list_interval_min`` x n: every
     ``list_interval_min`` once a single call is left, the slowest look while ten or more are.
+
+    Both are for the key's lists from all its ``daemons`` together (each lists every call).
     """
     calls = max(load.in_flight, 1)
+    # each of the daemons sharing the key lists every call of it: together they look D times
+    # as often as one does, so each takes 1 / D of the lists an end is worth
+    daemons = max(load.daemons, 1)
     if load.line_wanted:
-        call = plan.first_look + plan.expected_talk
-        return call / (max(plan.lists_per_end, 1e-9) * calls)
-    return plan.list_interval_min * calls
+        call_us = (plan.first_look + plan.expected_talk) / timedelta(microseconds=1)
+        # rounded up, as the paid interval is: rounded down it would list a hair too often
+        return timedelta(
+            microseconds=math.ceil(call_us * daemons / (max(plan.lists_per_end, 1e-9) * calls))
+        )
+    return plan.list_interval_min * calls * daemons
 
 
 def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
