@@ -9,6 +9,7 @@ simulator's record of creates, never from our own database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections import Counter
@@ -290,15 +291,36 @@ class Placed:
         return attempt
 
 
+def looks_by_plan() -> PollPlan:
+    """Looks only when the poll plan says (no lists on the spare budget, as with webhooks
+    configured), so that only a webhook, or the grace GET after one, ends a call."""
+    plan = PollPlan()
+    return replace(plan, list_interval_min=plan.list_interval)
+
+
+@contextlib.asynccontextmanager
+async def lines_world(
+    tmp_path: Path, *, contacts: int, lines: int
+) -> AsyncIterator[tuple[World, Simulator]]:
+    """``contacts`` contacts on the simulator, a campaign of at most ``lines`` calls at once."""
+    clock = FakeClock(T0)
+    sim = simulator(clock)
+    async with world(
+        tmp_path,
+        httpx.ASGITransport(app=sim.app),
+        clock,
+        phones=nl_numbers(contacts),
+        extra=f"max_concurrent_calls = {lines}",
+    ) as w:
+        yield w, sim
+
+
 @pytest.fixture
 async def placed(tmp_path: Path) -> AsyncIterator[Placed]:
     clock = FakeClock(T0)
     sim = simulator(clock)
     async with world(tmp_path, httpx.ASGITransport(app=sim.app), clock) as w:
-        # looks only when the poll plan says (no lists on the spare budget, as with webhooks
-        # configured), so that only a webhook, or the grace GET after one, ends a call
-        plan = PollPlan()
-        engine = await w.engine("a", poll=replace(plan, list_interval_min=plan.list_interval))
+        engine = await w.engine("a", poll=looks_by_plan())
         assert engine.fire("e2e", T0) is not None
         assert await engine.dispatch_once() == 1
         await engine.drain()
@@ -342,18 +364,8 @@ async def test_an_ended_status_update_frees_the_line_before_the_report_comes(
     dialled at once, while the first waits in flight for the report that brings its outcome.
     Its line is freed once: the report's end does not free it again. ``by_metadata``: the
     webhook's call id is not the create's (UNCONFIRMED, §4); our metadata names the attempt."""
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    phones = nl_numbers(3)
-    async with world(
-        tmp_path,
-        httpx.ASGITransport(app=sim.app),
-        clock,
-        phones=phones,
-        extra="max_concurrent_calls = 1",
-    ) as w:
-        plan = PollPlan()
-        engine = await w.engine("a", poll=replace(plan, list_interval_min=plan.list_interval))
+    async with lines_world(tmp_path, contacts=3, lines=1) as (w, sim):
+        engine = await w.engine("a", poll=looks_by_plan())
         assert engine.fire("e2e", T0) is not None
         assert await engine.dispatch_once() == 1
         await engine.drain()
@@ -390,18 +402,9 @@ async def test_a_line_freed_by_a_status_update_is_not_freed_again_once_the_end_i
 ) -> None:
     """An end recorded by another way (a list, another daemon) while the report is awaited:
     the store no longer counts the call, and the freed line is not subtracted a second time."""
-    clock = FakeClock(T0)
-    sim = simulator(clock)
-    async with world(
-        tmp_path,
-        httpx.ASGITransport(app=sim.app),
-        clock,
-        phones=nl_numbers(4),
-        extra="max_concurrent_calls = 2",
-    ) as w:
-        plan = PollPlan()
-        engine = await w.engine("a", poll=replace(plan, list_interval_min=plan.list_interval))
-        b = await w.engine("b", poll=replace(plan, list_interval_min=plan.list_interval))
+    async with lines_world(tmp_path, contacts=4, lines=2) as (w, sim):
+        engine = await w.engine("a", poll=looks_by_plan())
+        b = await w.engine("b", poll=looks_by_plan())
         assert engine.fire("e2e", T0) is not None
         assert await engine.dispatch_once() == 2
         await engine.drain()
