@@ -33,7 +33,7 @@ from dialer.engine import Clock, Engine, EngineSettings, utc_now
 from dialer.errors import ConfigError, Problem, ProviderError, Unauthorized
 from dialer.metrics import DialerMetrics, operations_app
 from dialer.policy.polling import PollPlan
-from dialer.ratelimit import MAX_BURST, RequestBudget, SharedBudget
+from dialer.ratelimit import RequestBudget, SharedBudget, budget_rate, spaced_burst
 from dialer.serving import serve_app
 from dialer.store import Store
 from dialer.store.database import DAEMON_LOCK_WAIT_S
@@ -367,7 +367,8 @@ def _budget(key: KeyLimits, store: Store, time_scale: float = 1.0) -> RequestBud
         # X-RateLimit-Reset comes in whole (real) seconds, a simulated minute at x60: holding
         # until it would stall a budget that keeps its own window exact in simulated time;
         # and a few real milliseconds of latency are simulated seconds: slots are spaced
-        return RequestBudget(rpm, margin=margin, time_scale=time_scale, reserve=0, burst=MAX_BURST)
+        burst = spaced_burst(rpm, budget_rate(rpm, margin))
+        return RequestBudget(rpm, margin=margin, time_scale=time_scale, reserve=0, burst=burst)
     return RequestBudget(rpm, margin=margin)
 
 

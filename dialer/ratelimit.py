@@ -68,6 +68,7 @@ __all__ = [
     "budget_rate",
     "retry_after_seconds",
     "seconds_until_reset",
+    "spaced_burst",
 ]
 
 log = structlog.get_logger("dialer.ratelimit")
@@ -433,6 +434,20 @@ class RequestBudget:
 
 MAX_BURST = 5
 
+
+def spaced_burst(requests_per_minute: int, rate_per_minute: int) -> int:
+    """How many slots may go back to back: half the margin (the limit less the rate), at
+    least 1, at most MAX_BURST.
+
+    A window of VoiceDock's holds at most the rate, plus the burst, plus what latency moves
+    into it: a request that took d seconds longer to arrive than those after it brings
+    rate x d / 60 more. With the whole margin as the burst (5 of 100 at the default 5 %), any
+    latency at all could make 101; half of it leaves ~2 s of spread to the other half.
+    """
+    margin = requests_per_minute - rate_per_minute
+    return max(1, min(margin // 2, MAX_BURST))
+
+
 #: while the database cannot give a slot of the shared row, it is asked again after these
 #: waits (the requests wait meanwhile); they grow, since each try may hold the event loop for
 #: a connect timeout
@@ -455,8 +470,9 @@ class SharedBudget(RequestBudget):
     """A key's budget shared by every daemon: this process's queue (priorities, pauses, header
     steering) first, then one slot of the key's GCRA row in the database.
 
-    With ``burst <= requests_per_minute - rate``, any 60 s window holds at most the rate plus
-    the burst, i.e. within the limit, however many daemons send.
+    With the burst half of ``requests_per_minute - rate`` (spaced_burst), any 60 s window
+    holds at most the rate plus the burst, within the limit with room for latency, however
+    many daemons send.
     """
 
     def __init__(
@@ -475,7 +491,7 @@ class SharedBudget(RequestBudget):
         self._interval = timedelta(seconds=WINDOW_S / self.rate_per_minute)
         # A small burst keeps requests evenly spaced, which is safe whatever window VoiceDock
         # counts in (fixed or sliding minute): any window W holds at most W/interval + burst.
-        self._burst = max(1, min(requests_per_minute - self.rate_per_minute, MAX_BURST))
+        self._burst = spaced_burst(requests_per_minute, self.rate_per_minute)
         self._wall_now = wall_now
         #: tries in a row the shared row could not be read (said once, until it can again)
         self._row_failures = 0

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dialer.ratelimit import (
     MAX_HOLD_S,
@@ -23,7 +25,9 @@ from dialer.ratelimit import (
     Priority,
     RequestBudget,
     SharedBudget,
+    budget_rate,
     seconds_until_reset,
+    spaced_burst,
 )
 from dialer.store import Store
 from tests.clock import FakeClock
@@ -431,3 +435,27 @@ async def test_nothing_is_sent_while_the_shared_row_cannot_be_read(tmp_path: Pat
     assert said.count("dialer.budget.shared_row_unavailable") == 1
     assert "dialer.budget.hold_not_shared" in said
     assert said[-1] == "dialer.budget.shared_row_back"
+
+
+@pytest.mark.parametrize(
+    ("limit", "rate", "burst"),
+    [
+        (100, 95, 2),  # the default 5 % margin: 2 back to back, 3 left for latency
+        (100, 90, 5),  # a 10 % margin: the cap
+        (100, 99, 1),  # never below one
+        (20, 19, 1),
+        (1000, 950, 5),
+    ],
+)
+def test_the_burst_takes_half_the_margin(limit: int, rate: int, burst: int) -> None:
+    assert spaced_burst(limit, rate) == burst
+
+
+@given(limit=st.integers(min_value=1, max_value=100_000), margin=st.floats(0.0, 0.5))
+def test_rate_and_burst_leave_the_other_half_of_the_margin(limit: int, margin: float) -> None:
+    rate = budget_rate(limit, margin)
+    burst = spaced_burst(limit, rate)
+    assert burst >= 1
+    if limit - rate >= 2:
+        # rate + burst, plus at least as much again for requests latency moves into a window
+        assert rate + 2 * burst <= limit
