@@ -150,12 +150,15 @@ def useful_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
     # as often as one does, so each takes 1 / D of the lists an end is worth
     daemons = max(load.daemons, 1)
     if load.line_wanted:
-        call_us = (plan.first_look + plan.expected_talk) / timedelta(microseconds=1)
-        # rounded up, as the paid interval is: rounded down it would list a hair too often
-        return timedelta(
-            microseconds=math.ceil(call_us * daemons / (max(plan.lists_per_end, 1e-9) * calls))
-        )
+        call_s = (plan.first_look + plan.expected_talk).total_seconds()
+        return _rounded_up(call_s * daemons / (max(plan.lists_per_end, 1e-9) * calls))
     return plan.list_interval_min * calls * daemons
+
+
+def _rounded_up(seconds: float) -> timedelta:
+    """``seconds`` to the microsecond above: an interval rounded down would list a hair more
+    often than it may."""
+    return timedelta(microseconds=math.ceil(seconds * 1e6))
 
 
 def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
@@ -174,6 +177,5 @@ def list_interval(plan: PollPlan, load: KeyLoad) -> timedelta:
     spare = list_spare(plan, load)
     if spare <= 0:
         return slowest
-    # rounded up to the microsecond: a timedelta rounded down would overspend by a hair
-    paid = timedelta(microseconds=math.ceil(60e6 * max(load.pages, 1) / spare))
+    paid = _rounded_up(60.0 * max(load.pages, 1) / spare)
     return min(slowest, max(fastest, paid, useful_interval(plan, load)))
