@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy dialer
+	$(BIN)/mypy dialer bench
 	$(BIN)/pytest
 
 lint: $(STAMP)

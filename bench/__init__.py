@@ -89,6 +89,8 @@ class BenchParams:
     #: the fastest the dialer lists when its budget has room (simulated seconds); None:
     #: PollPlan's default (2 s)
     list_interval_min_s: float | None = None
+    #: the most lists an expected end may cost (`[dialer] lists_per_end`); None: its default
+    lists_per_end: float | None = None
     seed: int = 6
     #: give up on a variant after this many real seconds (a bench must never hang)
     timeout_real_s: float = 900.0
@@ -405,6 +407,8 @@ async def _run_dialer(
         plan = replace(plan, list_interval=timedelta(seconds=params.list_interval_s))
     if params.list_interval_min_s is not None:
         plan = replace(plan, list_interval_min=timedelta(seconds=params.list_interval_min_s))
+    if params.lists_per_end is not None:
+        plan = replace(plan, lists_per_end=params.lists_per_end)
     # Every duration of the engine is scaled like the simulator's clock, so each one means
     # what it means in production (a 2-minute reconcile margin is 2 simulated minutes).
     if webhook_port is not None:
@@ -578,6 +582,7 @@ def variant_table(rows: Sequence[VariantRow]) -> Table:
             f"time x{first.time_scale:g} · limit {LIMIT_PER_MINUTE}/min (simulated) · "
             f"naive polls every {first.naive_poll_s:g} s · dialer lists every "
             f"{first.list_interval_s or PollPlan().list_interval.total_seconds():g} s"
+            + (f" · {first.lists_per_end:g} lists per end" if first.lists_per_end else "")
         )
     )
     for name in COLUMNS:

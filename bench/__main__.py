@@ -59,6 +59,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds (simulated): the fastest the dialer lists when its budget has room (2)",
     )
+    parser.add_argument(
+        "--lists-per-end",
+        type=float,
+        default=None,
+        help="the most lists an expected end may cost ([dialer] lists_per_end, default 1)",
+    )
     parser.add_argument("--import-rows", type=int, default=None, help="default 1,000,000")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--no-import", action="store_true", help="skip the import measurement")
@@ -126,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         naive_poll_s=args.naive_poll,
         list_interval_s=args.list_interval,
         list_interval_min_s=args.list_interval_min,
+        lists_per_end=args.lists_per_end,
     )
     console = Console(width=max(150, Console().width))
     rows = []

@@ -453,9 +453,7 @@ def _million_daemon_process(conn: Connection, config_path: Path, dial: int, log:
     conn.send(asyncio.run(_million_daemon(config_path, dial, log)))
 
 
-async def _million_daemon(
-    config_path: Path, dial: int, log: Path
-) -> tuple[float, int, float, float]:
+async def _million_daemon(config_path: Path, dial: int, log: Path) -> tuple[float, int, float]:
     """Open the daemon on the big store, plan the run, dial ``dial`` calls, stop."""
     from dialer.campaign.catalog import load_all
     from dialer.config import load_config
