@@ -165,14 +165,17 @@ LIVE_COUNTS_BY_CAMPAIGN = (
     .where(state_in(LIVE_STATES))
     .group_by(ATTEMPTS.c.campaign_id)
 )
-IN_FLIGHT_BY_CALL_ID = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
-    ATTEMPTS.c.call_id == sa.bindparam("call_id"),
-    ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
-)
-IN_FLIGHT_BY_ID = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
-    ATTEMPTS.c.id == sa.bindparam("attempt_id"),
-    ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value,
-)
+
+
+def _in_flight_by(column: sa.ColumnElement[Any], param: str) -> sa.Select[int, int]:
+    """(id, campaign id) of the attempt in flight whose ``column`` is the bound ``param``."""
+    return sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
+        column == sa.bindparam(param), ATTEMPTS.c.state == AttemptState.IN_FLIGHT.value
+    )
+
+
+IN_FLIGHT_BY_CALL_ID = _in_flight_by(ATTEMPTS.c.call_id, "call_id")
+IN_FLIGHT_BY_ID = _in_flight_by(ATTEMPTS.c.id, "attempt_id")
 LIVE_AMONG = sa.select(ATTEMPTS.c.id, ATTEMPTS.c.campaign_id).where(
     ATTEMPTS.c.id.in_(sa.bindparam("ids", expanding=True)), state_in(LIVE_STATES)
 )
